@@ -1,0 +1,105 @@
+"""Command line: `python -m server [flags]` serves the dashboard."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import warnings
+from collections.abc import Sequence
+from types import FrameType
+
+from server.config import Config, ConfigError, load
+
+log = logging.getLogger("dashboard")
+
+# eventlet's wsgi server refuses connections past max_size (1,024 by default):
+# a wall of dashboards must not be capped there.
+EVENTLET_MAX_CONNECTIONS = 10_000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load(argv)
+    except ConfigError as exc:
+        print(f"python -m server: error: {exc}", file=sys.stderr)
+        return 2
+    if config.async_mode == "eventlet":
+        _patch_eventlet()
+
+    from server import create_app
+    from server.logs import setup_logging
+
+    try:
+        setup_logging(config)
+        listener = _listen(config)
+    except ConfigError as exc:
+        print(f"python -m server: error: {exc}", file=sys.stderr)
+        return 2
+
+    app, _socketio = create_app(config)
+    state = app.extensions["dashboard"]
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    state.sampler.start()
+    log.info("serving http://%s:%d/ (async mode %s)", *listener.getsockname()[:2],
+             config.async_mode)
+    try:
+        _serve(app, listener, config)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        log.info("shutting down")
+        state.sampler.stop()
+        logging.shutdown()
+    return 0
+
+
+def _patch_eventlet() -> None:
+    # eventlet warns on import that it is in bugfix-only mode; the choice is
+    # deliberate (see README), so say it once in the log instead of the console.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    import eventlet
+
+    eventlet.monkey_patch()
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _listen(config: Config) -> socket.socket:
+    """Bind before serving, so a taken port is one clear line, not a traceback."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            config.host, config.port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, proto)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(1024)
+    except OSError as exc:
+        raise ConfigError(
+            f"setting 'host'/'port': cannot listen on {config.host}:{config.port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    return listener
+
+
+def _serve(app: object, listener: socket.socket, config: Config) -> None:
+    if config.async_mode == "eventlet":
+        import eventlet.wsgi
+
+        eventlet.wsgi.server(
+            listener, app, log=logging.getLogger("dashboard.access"),
+            max_size=EVENTLET_MAX_CONNECTIONS,
+        )
+    else:
+        from werkzeug.serving import make_server
+
+        server = make_server(config.host, config.port, app,  # type: ignore[arg-type]
+                             threaded=True, fd=listener.fileno())
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

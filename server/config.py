@@ -1,0 +1,169 @@
+"""Settings: defaults < TOML file < DASHBOARD_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ASYNC_MODES = ("eventlet", "threading")
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names it and says what it accepts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    interval: float = 1.0
+    history_seconds: int = 900
+    log_config: str = str(PROJECT_ROOT / "logging.conf")
+    log_dir: str = "logs"
+    async_mode: str = "eventlet"
+    top_processes: int = 5
+
+
+# Each setting's parser takes a raw value (a string from env/flags, or a TOML
+# value) and returns the typed value, or raises ValueError with what it accepts.
+Parser = Callable[[Any], Any]
+
+
+def _integer(low: int, high: int) -> Parser:
+    def parse(raw: Any) -> int:
+        accepts = f"an integer from {low} to {high}"
+        if isinstance(raw, bool):
+            raise ValueError(accepts)
+        try:
+            value = int(raw) if isinstance(raw, int) else int(str(raw).strip(), 10)
+        except ValueError:
+            raise ValueError(accepts) from None
+        if not low <= value <= high:
+            raise ValueError(accepts)
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float) -> Parser:
+    def parse(raw: Any) -> float:
+        accepts = f"a number of seconds from {low:g} to {high:g}"
+        if isinstance(raw, bool):
+            raise ValueError(accepts)
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(accepts) from None
+        if not low <= value <= high:  # also rejects nan
+            raise ValueError(accepts)
+        return value
+
+    return parse
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("a non-empty string")
+    return raw.strip()
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(raw: Any) -> str:
+        if raw not in choices:
+            raise ValueError("one of " + ", ".join(choices))
+        return str(raw)
+
+    return parse
+
+
+PARSERS: dict[str, Parser] = {
+    "host": _text,
+    "port": _integer(1, 65535),
+    "interval": _number(0.1, 3600),
+    "history_seconds": _integer(10, 86400),
+    "log_config": _text,
+    "log_dir": _text,
+    "async_mode": _choice(*ASYNC_MODES),
+    "top_processes": _integer(0, 100),
+}
+
+HELP = {
+    "host": "address to listen on (default 127.0.0.1)",
+    "port": "TCP port to listen on (default 5000)",
+    "interval": "seconds between samples (default 1.0)",
+    "history_seconds": "seconds of samples kept for new clients (default 900)",
+    "log_config": "logging config file (default: logging.conf of the project)",
+    "log_dir": "directory of the rotated log files (default ./logs)",
+    "async_mode": "eventlet (default) or threading",
+    "top_processes": "how many processes the top table lists (default 5)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Live host dashboard: samples this machine and pushes it "
+        "to every browser over Socket.IO.",
+        epilog="Every setting can also come from a TOML file (--config or "
+        "DASHBOARD_CONFIG) or from DASHBOARD_<NAME> in the environment; "
+        "flags win over the environment, which wins over the file.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    for name in PARSERS:
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, metavar=name.upper(), help=HELP[name])
+    return parser
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"setting 'config': file {path!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"setting 'config': cannot read {path!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"setting 'config': {path!r} is not valid TOML: {exc}") from None
+
+
+def load(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config from every source; raise ConfigError on a bad value."""
+    environ = os.environ if environ is None else environ
+    flags = vars(build_parser().parse_args(argv))
+
+    raw: dict[str, tuple[Any, str]] = {}
+    config_path = flags.pop("config") or environ.get("DASHBOARD_CONFIG")
+    if config_path:
+        for name, value in _read_toml(config_path).items():
+            if name not in PARSERS:
+                raise ConfigError(
+                    f"setting {name!r} in {config_path!r} is unknown; known settings: "
+                    + ", ".join(PARSERS)
+                )
+            raw[name] = (value, config_path)
+    for name in PARSERS:
+        env_name = "DASHBOARD_" + name.upper()
+        if env_name in environ:
+            raw[name] = (environ[env_name], env_name)
+        if flags.get(name) is not None:
+            raw[name] = (flags[name], "--" + name.replace("_", "-"))
+
+    values: dict[str, Any] = {}
+    for name, (value, source) in raw.items():
+        try:
+            values[name] = PARSERS[name](value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"setting {name!r} (from {source}) must be {exc}, got {value!r}"
+            ) from None
+    return Config(**values)

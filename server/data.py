@@ -1,0 +1,319 @@
+"""Measuring this machine with psutil: StaticData once, DynamicData every tick.
+
+No Flask here. A value that cannot be read is None (null in JSON), never a
+made-up 0, and the reason is logged once, when it starts failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import psutil
+
+log = logging.getLogger("dashboard.data")
+
+T = TypeVar("T")
+
+# psutil raises AccessDenied / NoSuchProcess (psutil.Error); /proc and /sys
+# readings raise OSError (FileNotFoundError when a device vanishes).
+READ_ERRORS = (psutil.Error, OSError, RuntimeError, NotImplementedError)
+
+# Filesystems that are not storage: kernel views, memory, images, layers.
+PSEUDO_FSTYPES = frozenset(
+    "autofs binfmt_misc bpf cgroup cgroup2 configfs debugfs devpts devtmpfs "
+    "efivarfs fusectl hugetlbfs mqueue nsfs overlay proc pstore ramfs rpc_pipefs "
+    "securityfs selinuxfs squashfs sysfs tmpfs tracefs fuse.lxcfs fuse.snapfuse "
+    "fuse.gvfsd-fuse aufs iso9660 nfs nfs4 cifs smb3 sshfs fuse.sshfs".split()
+)
+# Block devices whose I/O is not a disk's: loop images, compressed RAM, RAM disks.
+VIRTUAL_DISK_PREFIXES = ("loop", "ram", "zram")
+
+
+class FailureLog:
+    """Reads values, turning failures into None and logging each cause once."""
+
+    def __init__(self) -> None:
+        self._failing: set[str] = set()
+
+    def read(self, field: str, reader: Callable[[], T]) -> T | None:
+        try:
+            value = reader()
+        except READ_ERRORS as exc:
+            if field not in self._failing:
+                self._failing.add(field)
+                log.warning("cannot read %s: %s; it is null until it can be read", field,
+                            describe_error(exc))
+            return None
+        if field in self._failing:
+            self._failing.discard(field)
+            log.info("%s can be read again", field)
+        return value
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- static
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticData:
+    hostname: str
+    fqdn: str
+    os: dict[str, str | None]
+    cpu: dict[str, Any]
+    memory_total: int | None
+    swap_total: int | None
+    addresses: list[dict[str, str]]
+    boot_time: float | None
+    interval: float
+    history_seconds: int
+    version: str
+
+    @classmethod
+    def collect(cls, interval: float, history_seconds: int, version: str) -> StaticData:
+        reader = FailureLog()
+        return cls(
+            hostname=socket.gethostname(),
+            fqdn=socket.getfqdn(),
+            os={
+                "system": platform.system(),
+                "release": platform.release(),
+                "distribution": _distribution(),
+                "machine": platform.machine(),
+            },
+            cpu={
+                "model": _cpu_model(),
+                "logical": reader.read("cpu.logical", lambda: psutil.cpu_count(logical=True)),
+                "physical": reader.read("cpu.physical", lambda: psutil.cpu_count(logical=False)),
+            },
+            memory_total=reader.read("memory_total", lambda: psutil.virtual_memory().total),
+            swap_total=reader.read("swap_total", lambda: psutil.swap_memory().total),
+            addresses=reader.read("addresses", _addresses) or [],
+            boot_time=reader.read("boot_time", psutil.boot_time),
+            interval=interval,
+            history_seconds=history_seconds,
+            version=version,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _distribution() -> str | None:
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        return None
+    return release.get("PRETTY_NAME") or release.get("NAME")
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+_FAMILIES = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
+
+
+def _addresses() -> list[dict[str, str]]:
+    """IP addresses per interface, non-loopback IPv4 first (the 'main' one)."""
+    found = []
+    for interface, addrs in psutil.net_if_addrs().items():
+        for addr in addrs:
+            family = _FAMILIES.get(addr.family)
+            if family:
+                found.append({"interface": interface, "family": family,
+                              "address": addr.address})
+
+    def rank(entry: dict[str, str]) -> tuple[int, int, str]:
+        loopback = entry["interface"] == "lo" or entry["address"] in ("127.0.0.1", "::1")
+        return (loopback, entry["family"] != "ipv4", entry["interface"])
+
+    return sorted(found, key=rank)
+
+
+# ---------------------------------------------------------------- dynamic
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(min(max(value, 0.0), 100.0), 1)
+
+
+def counter_rate(
+    before: Mapping[str, tuple[int, int]],
+    after: Mapping[str, tuple[int, int]],
+    seconds: float,
+) -> tuple[int, int]:
+    """Bytes/s summed over devices seen in both readings.
+
+    A device that vanished or appeared is left out, and a counter that went
+    backwards (reset, wrap, driver reload) counts as 0, so a rate is never
+    negative.
+    """
+    first = second = 0
+    for name, (a_before, b_before) in before.items():
+        if name in after:
+            a_after, b_after = after[name]
+            first += max(a_after - a_before, 0)
+            second += max(b_after - b_before, 0)
+    seconds = max(seconds, 1e-6)
+    return round(first / seconds), round(second / seconds)
+
+
+def _disk_io_counters() -> dict[str, tuple[int, int]]:
+    counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
+    return {
+        name: (c.read_bytes, c.write_bytes)
+        for name, c in counters.items()
+        if not name.startswith(VIRTUAL_DISK_PREFIXES)
+    }
+
+
+def _net_io_counters() -> dict[str, tuple[int, int]]:
+    counters = psutil.net_io_counters(pernic=True, nowrap=False) or {}
+    # Loopback traffic is the machine talking to itself (this dashboard
+    # included), not network load.
+    return {name: (c.bytes_recv, c.bytes_sent) for name, c in counters.items() if name != "lo"}
+
+
+def is_real_filesystem(mount: str, device: str, fstype: str) -> bool:
+    if mount == "/":
+        return True  # always shown, even as a container's overlay
+    if fstype in PSEUDO_FSTYPES or not device.startswith("/dev/"):
+        return False
+    if device.startswith("/dev/loop") or mount.startswith("/snap/"):
+        return False
+    # A bind-mounted file (a container's /etc/hosts) is not a filesystem to watch.
+    return os.path.isdir(mount)
+
+
+class DynamicData:
+    """Keeps previous counters; sample() returns one JSON-ready dict."""
+
+    def __init__(self, top_processes: int = 5) -> None:
+        self._top = top_processes
+        self._reader = FailureLog()
+        self._cpu_count = psutil.cpu_count(logical=True) or 1
+        self._boot_time = self._reader.read("boot_time", psutil.boot_time)
+        # cpu_percent's first call only sets a baseline and returns 0.0: prime it.
+        self._reader.read("cpu.percent", lambda: psutil.cpu_percent(interval=None))
+        self._reader.read("cpu.per_core", lambda: psutil.cpu_percent(interval=None, percpu=True))
+        if self._top:
+            self._reader.read("processes", self._top_processes)
+        self._last_time = time.monotonic()
+        self._disk_before = self._reader.read("disk_io", _disk_io_counters)
+        self._net_before = self._reader.read("net", _net_io_counters)
+
+    def sample(self) -> dict[str, Any]:
+        read = self._reader.read
+        now = time.monotonic()
+        elapsed, self._last_time = now - self._last_time, now
+        disk_after = read("disk_io", _disk_io_counters)
+        net_after = read("net", _net_io_counters)
+        disk_rate = _rate(self._disk_before, disk_after, elapsed)
+        net_rate = _rate(self._net_before, net_after, elapsed)
+        self._disk_before, self._net_before = disk_after, net_after
+        return {
+            "ts": round(time.time(), 3),
+            "cpu": {
+                "percent": _percent(read("cpu.percent", lambda: psutil.cpu_percent(interval=None))),
+                "per_core": read("cpu.per_core", self._per_core),
+            },
+            "memory": read("memory", self._memory),
+            "swap": read("swap", self._swap),
+            "disks": read("disks", self._disks),
+            "disk_io": {"read_bps": disk_rate[0], "write_bps": disk_rate[1]},
+            "net": {"rx_bps": net_rate[0], "tx_bps": net_rate[1]},
+            "load": read("load", lambda: [round(v, 2) for v in psutil.getloadavg()]),
+            "uptime": None if self._boot_time is None else round(time.time() - self._boot_time, 1),
+            "processes": read("processes", self._top_processes) if self._top else [],
+        }
+
+    @staticmethod
+    def _per_core() -> list[float | None]:
+        return [_percent(v) for v in psutil.cpu_percent(interval=None, percpu=True)]
+
+    @staticmethod
+    def _memory() -> dict[str, Any]:
+        vm = psutil.virtual_memory()
+        return {"percent": _percent(vm.percent), "total": vm.total, "used": vm.used,
+                "available": vm.available}
+
+    @staticmethod
+    def _swap() -> dict[str, Any]:
+        sm = psutil.swap_memory()
+        return {"percent": _percent(sm.percent), "total": sm.total, "used": sm.used}
+
+    def _disks(self) -> list[dict[str, Any]]:
+        disks = []
+        seen_devices: set[str] = set()
+        partitions = sorted(psutil.disk_partitions(all=True), key=lambda p: len(p.mountpoint))
+        for part in partitions:
+            if not is_real_filesystem(part.mountpoint, part.device, part.fstype):
+                continue
+            if part.device in seen_devices and part.mountpoint != "/":
+                continue  # the same device bind-mounted again
+            seen_devices.add(part.device)
+            usage = self._reader.read(f"disk {part.mountpoint}",
+                                      lambda m=part.mountpoint: psutil.disk_usage(m))
+            if usage is None and not os.path.exists(part.mountpoint):
+                continue  # unmounted between reading the mount table and now
+            disks.append({
+                "mount": part.mountpoint, "device": part.device, "fstype": part.fstype,
+                "percent": None if usage is None else _percent(usage.percent),
+                "total": None if usage is None else usage.total,
+                "used": None if usage is None else usage.used,
+                "free": None if usage is None else usage.free,
+            })
+        return disks
+
+    def _top_processes(self) -> list[dict[str, Any]]:
+        """The busiest processes: pid, name, CPU and memory share (never cmdlines)."""
+        rows = []
+        # process_iter() hands back the same Process object for a pid on each
+        # call, and cpu_percent() measures since that object's previous call.
+        for proc in psutil.process_iter():
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_percent(interval=None)
+                    rows.append({
+                        "pid": proc.pid,
+                        "name": proc.name(),
+                        # Share of the whole machine, so 0-100 like every percentage.
+                        "cpu_percent": _percent(cpu / self._cpu_count),
+                        "memory_percent": _percent(proc.memory_percent()),
+                    })
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+            except psutil.AccessDenied:
+                continue  # other users' processes may be hidden; skip them
+        rows.sort(key=lambda r: (r["cpu_percent"] or 0.0, r["memory_percent"] or 0.0),
+                  reverse=True)
+        return rows[: self._top]
+
+
+def _rate(
+    before: Mapping[str, tuple[int, int]] | None,
+    after: Mapping[str, tuple[int, int]] | None,
+    seconds: float,
+) -> tuple[int | None, int | None]:
+    if before is None or after is None:
+        return None, None
+    return counter_rate(before, after, seconds)

@@ -1,0 +1,32 @@
+"""Socket.IO handlers: greet each new client with `static`, then `history`."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import request
+from flask_socketio import SocketIO, emit
+
+from server.state import DashboardState
+
+log = logging.getLogger("dashboard.events")
+
+
+def register(socketio: SocketIO, state: DashboardState) -> None:
+    @socketio.on("connect")
+    def on_connect(auth: object = None) -> None:
+        state.clients += 1
+        log.info("client %s connected (%d connected)", request.remote_addr, state.clients)
+        static = state.static.as_dict()
+
+        def greet(history: list[dict[str, object]]) -> None:
+            emit("static", static)
+            emit("history", {"samples": history})
+
+        # Under the sampler's lock: no `metrics` can slip in before `history`.
+        state.sampler.send_history(greet)
+
+    @socketio.on("disconnect")
+    def on_disconnect(reason: object = None) -> None:
+        state.clients = max(state.clients - 1, 0)
+        log.info("client %s disconnected (%d connected)", request.remote_addr, state.clients)

@@ -1,0 +1,71 @@
+"""Logging: load logging.conf once, and keep client noise from flooding the logs."""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import logging.config
+import os
+import time
+
+from server.config import Config, ConfigError
+
+# Loggers that report per-client trouble (bad packets, dropped sockets): a
+# misbehaving client must not write a traceback per packet.
+NOISY_LOGGERS = ("engineio.server", "socketio.server", "eventlet.wsgi.server", "werkzeug")
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets through `burst` records per logger and level each `period` seconds.
+
+    The first record of a window says how many were dropped in the one before;
+    tracebacks past the first of a window are dropped too.
+    """
+
+    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.period = period
+        self._windows: dict[tuple[str, int], list[float]] = {}  # key -> [start, passed, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno)
+        now = time.monotonic()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self.period:
+            dropped = int(window[2]) if window else 0
+            window = self._windows[key] = [now, 0, 0]
+            if dropped:
+                record.msg = f"{record.msg} ({dropped} similar messages dropped in the last {self.period:.0f} s)"
+        if window[1] >= self.burst:
+            window[2] += 1
+            return False
+        if window[1] > 0:
+            record.exc_info = None
+            record.exc_text = None
+        window[1] += 1
+        return True
+
+
+def setup_logging(config: Config) -> None:
+    """Load the logging config with log_dir substituted; keep existing loggers."""
+    try:
+        os.makedirs(config.log_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"setting 'log_dir': cannot create {config.log_dir!r}: {exc.strerror}") from None
+    if not os.access(config.log_dir, os.W_OK):
+        raise ConfigError(f"setting 'log_dir': {config.log_dir!r} is not writable")
+    if not os.path.isfile(config.log_config):
+        raise ConfigError(f"setting 'log_config': file {config.log_config!r} does not exist")
+    log_dir = os.path.abspath(config.log_dir).replace("%", "%%")
+    try:
+        logging.config.fileConfig(
+            config.log_config, defaults={"log_dir": log_dir}, disable_existing_loggers=False
+        )
+    except (configparser.Error, KeyError, ValueError, OSError) as exc:
+        raise ConfigError(f"setting 'log_config': {config.log_config!r} is not usable: {exc}") from None
+    limiter = RateLimitFilter()
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).addFilter(limiter)

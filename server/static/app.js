@@ -1,0 +1,340 @@
+// The dashboard page: receives `static`, `history` and `metrics` over
+// Socket.IO and draws them. No request leaves the server it came from.
+(function () {
+  "use strict";
+
+  const WARN = 75;
+  const CRIT = 90;
+  const interval = parseFloat(document.body.dataset.interval) || 1;
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---------------------------------------------------------------- format
+
+  const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  function bytes(n) {
+    if (n === null || n === undefined) return "–";
+    let i = 0;
+    while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 1 : 0)) + " " + UNITS[i];
+  }
+  const rate = (n) => (n === null || n === undefined ? "–" : bytes(n) + "/s");
+  const pct = (p) => (p === null || p === undefined ? "–" : p.toFixed(1) + " %");
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    seconds = Math.floor(seconds);
+    const d = Math.floor(seconds / 86400);
+    const h = Math.floor((seconds % 86400) / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = seconds % 60;
+    const hms = [h, m, s].map((v) => String(v).padStart(2, "0")).join(":");
+    return d > 0 ? d + "d " + hms : hms;
+  }
+
+  function level(p) {
+    if (p === null || p === undefined) return "unknown";
+    return p >= CRIT ? "crit" : p >= WARN ? "warn" : "ok";
+  }
+
+  function setText(id, text) {
+    const el = $(id);
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  function setMeter(id, p) {
+    const el = $(id);
+    if (el) el.style.width = (p === null || p === undefined ? 0 : p) + "%";
+  }
+
+  function cell(row, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  // Series are kept as columns, as uPlot wants them: [ts, y1, y2, ...].
+  const CHARTS = {
+    cpu: { el: "chart-cpu", series: [["total", (s) => s.cpu && s.cpu.percent]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
+    memory: { el: "chart-memory", series: [["used", (s) => s.memory && s.memory.percent], ["swap", (s) => s.swap && s.swap.percent]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
+    disk: { el: "chart-disk", series: [["read", (s) => s.disk_io && s.disk_io.read_bps], ["write", (s) => s.disk_io && s.disk_io.write_bps]], fmt: (v) => rate(v) },
+    net: { el: "chart-net", series: [["rx", (s) => s.net && s.net.rx_bps], ["tx", (s) => s.net && s.net.tx_bps]], fmt: (v) => rate(v) },
+  };
+  const columns = { ts: [] };
+  let windowSeconds = 900;
+  let lastTs = 0;
+  let plots = {};
+
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+
+  function resetColumns() {
+    columns.ts = [];
+    for (const key in CHARTS) columns[key] = CHARTS[key].series.map(() => []);
+  }
+  resetColumns();
+
+  function pushSample(s) {
+    columns.ts.push(s.ts);
+    for (const key in CHARTS) {
+      CHARTS[key].series.forEach(([, get], i) => {
+        const v = get(s);
+        columns[key][i].push(v === undefined ? null : v);
+      });
+    }
+  }
+
+  function trimColumns() {
+    const cutoff = columns.ts[columns.ts.length - 1] - windowSeconds;
+    let drop = 0;
+    while (drop < columns.ts.length && columns.ts[drop] < cutoff) drop++;
+    if (drop === 0) return;
+    columns.ts.splice(0, drop);
+    for (const key in CHARTS) columns[key].forEach((col) => col.splice(0, drop));
+  }
+
+  function chartSize(container) {
+    const width = Math.max(container.clientWidth, 200);
+    return { width: width, height: Math.round(Math.min(220, Math.max(140, width * 0.4))) };
+  }
+
+  function buildCharts() {
+    for (const key in plots) plots[key].destroy();
+    plots = {};
+    const axis = cssVar("--muted");
+    const grid = cssVar("--grid");
+    const colors = [cssVar("--series-1"), cssVar("--series-2")];
+    for (const key in CHARTS) {
+      const spec = CHARTS[key];
+      const container = $(spec.el);
+      const size = chartSize(container);
+      const opts = {
+        width: size.width,
+        height: size.height,
+        legend: { show: true, live: true },
+        cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: true }, y: spec.max ? { range: [0, spec.max] } : { range: (u, min, max) => [0, Math.max(max, 1024) * 1.1] } },
+        axes: [
+          { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
+          { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 70, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
+        ],
+        series: [{}].concat(spec.series.map(([label], i) => ({
+          label: label,
+          stroke: colors[i],
+          fill: colors[i] + "22",
+          width: 1.5,
+          points: { show: false },
+          value: (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v)),
+        }))),
+      };
+      plots[key] = new uPlot(opts, [columns.ts].concat(columns[key]), container);
+    }
+  }
+
+  function redraw() {
+    for (const key in plots) plots[key].setData([columns.ts].concat(columns[key]));
+  }
+
+  const resize = new ResizeObserver(() => {
+    for (const key in plots) plots[key].setSize(chartSize($(CHARTS[key].el)));
+  });
+  for (const key in CHARTS) resize.observe($(CHARTS[key].el));
+  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildCharts);
+
+  // ---------------------------------------------------------------- cards & tables
+
+  function setCard(card, p) {
+    card.classList.remove("ok", "warn", "crit", "unknown");
+    card.classList.add(level(p));
+  }
+
+  function showUsage(name, p, detail) {
+    setText(name + "-percent", pct(p));
+    setMeter(name + "-meter", p);
+    setCard($("card-" + name), p);
+    if (detail !== undefined) setText(name + "-detail", detail);
+  }
+
+  function diskCardId(mount) {
+    return "card-disk-" + mount.replace(/[^a-zA-Z0-9]/g, "_");
+  }
+
+  function showDisks(disks) {
+    const cards = $("cards");
+    const wanted = new Set();
+    const body = $("disks");
+    body.textContent = "";
+    for (const d of disks || []) {
+      const id = diskCardId(d.mount);
+      wanted.add(id);
+      let card = $(id);
+      if (!card) {
+        card = document.createElement("article");
+        card.className = "card disk-card";
+        card.id = id;
+        card.innerHTML = '<h2></h2><p class="big"><span class="value"></span></p><div class="meter"><span></span></div><p class="sub"></p>';
+        card.querySelector("h2").textContent = "Disk " + d.mount;
+        cards.appendChild(card);
+      }
+      card.querySelector(".value").textContent = pct(d.percent);
+      card.querySelector(".meter span").style.width = (d.percent || 0) + "%";
+      card.querySelector(".sub").textContent = bytes(d.used) + " of " + bytes(d.total);
+      setCard(card, d.percent);
+
+      const row = document.createElement("tr");
+      cell(row, d.mount);
+      cell(row, d.device);
+      cell(row, d.fstype);
+      cell(row, bytes(d.used), "num");
+      cell(row, bytes(d.free), "num");
+      cell(row, bytes(d.total), "num");
+      cell(row, pct(d.percent), "num " + level(d.percent));
+      body.appendChild(row);
+    }
+    for (const card of cards.querySelectorAll(".disk-card")) {
+      if (!wanted.has(card.id)) card.remove();
+    }
+  }
+
+  function showCores(perCore) {
+    const box = $("cores");
+    perCore = perCore || [];
+    while (box.children.length > perCore.length) box.lastChild.remove();
+    while (box.children.length < perCore.length) {
+      const bar = document.createElement("div");
+      bar.className = "core";
+      bar.innerHTML = '<span class="core-fill"></span><span class="core-label"></span>';
+      box.appendChild(bar);
+    }
+    perCore.forEach((p, i) => {
+      const bar = box.children[i];
+      bar.querySelector(".core-fill").style.height = (p || 0) + "%";
+      bar.querySelector(".core-label").textContent = i + ": " + (p === null ? "–" : p.toFixed(0) + "%");
+      bar.className = "core " + level(p);
+    });
+  }
+
+  function showProcesses(processes) {
+    if (processes === undefined) return; // history samples carry none
+    const body = $("processes");
+    body.textContent = "";
+    for (const p of processes || []) {
+      const row = document.createElement("tr");
+      cell(row, String(p.pid), "num");
+      cell(row, p.name);
+      cell(row, pct(p.cpu_percent), "num");
+      cell(row, pct(p.memory_percent), "num");
+      body.appendChild(row);
+    }
+  }
+
+  let uptimeBase = null; // [uptime seconds, performance.now() when received]
+
+  function showSample(s) {
+    showUsage("cpu", s.cpu ? s.cpu.percent : null);
+    setText("load", s.load ? s.load.map((v) => v.toFixed(2)).join(" · ") : "–");
+    const m = s.memory || {};
+    showUsage("memory", m.percent, bytes(m.used) + " of " + bytes(m.total));
+    const sw = s.swap || {};
+    showUsage("swap", sw.total === 0 ? null : sw.percent, sw.total === 0 ? "no swap" : bytes(sw.used) + " of " + bytes(sw.total));
+    showCores(s.cpu ? s.cpu.per_core : null);
+    showDisks(s.disks);
+    showProcesses(s.processes);
+    if (s.uptime !== null && s.uptime !== undefined) uptimeBase = [s.uptime, performance.now()];
+    setText("last-seq", "#" + s.seq);
+    document.body.dataset.seq = s.seq;
+  }
+
+  function showStatic(st) {
+    setText("hostname", st.hostname);
+    document.title = st.hostname + " · dashboard";
+    const main = (st.addresses || [])[0];
+    setText("address", main ? main.address : "–");
+    const os = st.os || {};
+    setText("os", [os.distribution || os.system, os.release, os.machine].filter(Boolean).join(" · "));
+    const cpu = st.cpu || {};
+    setText("cpu-model", (cpu.model || "CPU") + " · " + (cpu.logical || "?") + " threads");
+  }
+
+  setInterval(() => {
+    if (uptimeBase) setText("uptime", duration(uptimeBase[0] + (performance.now() - uptimeBase[1]) / 1000));
+    checkStale();
+  }, 1000);
+
+  // ---------------------------------------------------------------- connection
+
+  let lastMessageAt = 0;
+  let disconnectedAt = null;
+
+  function setStatus(kind, text) {
+    const el = $("status");
+    el.className = "status status-" + kind;
+    el.textContent = text;
+    document.body.dataset.status = kind;
+  }
+
+  function checkStale() {
+    if (disconnectedAt !== null) {
+      // Past 30 s of retrying, call it offline; the socket keeps retrying.
+      if (!navigator.onLine || performance.now() - disconnectedAt > 30000) setStatus("offline", "offline");
+      return;
+    }
+    if (lastMessageAt && performance.now() - lastMessageAt > Math.max(3 * interval, 5) * 1000) {
+      setStatus("reconnecting", "stalled");
+    }
+  }
+
+  const socket = io({
+    transports: ["websocket", "polling"],
+    reconnectionDelay: 1000,
+    reconnectionDelayMax: 10000,
+    randomizationFactor: 0.5,
+  });
+
+  socket.on("connect", () => {
+    disconnectedAt = null;
+    setStatus("live", "live");
+  });
+  socket.on("disconnect", () => {
+    disconnectedAt = performance.now();
+    setStatus("reconnecting", "reconnecting");
+  });
+  socket.on("connect_error", () => {
+    if (disconnectedAt === null) disconnectedAt = performance.now();
+    setStatus("reconnecting", "reconnecting");
+  });
+
+  socket.on("static", (st) => {
+    windowSeconds = st.history_seconds || 900;
+    showStatic(st);
+  });
+
+  socket.on("history", (payload) => {
+    // Replace, never append: after a reconnect this is the whole story again.
+    const samples = (payload && payload.samples) || [];
+    resetColumns();
+    lastTs = 0;
+    for (const s of samples) {
+      if (s.ts > lastTs) { pushSample(s); lastTs = s.ts; }
+    }
+    if (!Object.keys(plots).length) buildCharts(); else redraw();
+    if (samples.length) showSample(samples[samples.length - 1]);
+    lastMessageAt = performance.now();
+  });
+
+  socket.on("metrics", (s) => {
+    lastMessageAt = performance.now();
+    if (disconnectedAt === null) setStatus("live", "live");
+    if (s.ts <= lastTs) return; // already drawn
+    lastTs = s.ts;
+    pushSample(s);
+    trimColumns();
+    if (!Object.keys(plots).length) buildCharts(); else redraw();
+    showSample(s);
+  });
+})();

@@ -1,0 +1,159 @@
+"""The Sampler: the one background task that samples, keeps history and broadcasts."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger("dashboard.worker")
+
+Sample = dict[str, Any]
+Broadcast = Callable[[str, Sample], None]
+
+
+class SampleSource(Protocol):
+    def sample(self) -> Sample: ...
+
+
+def history_view(sample: Sample) -> Sample:
+    """A sample as kept in history: the process table is a moment, not a series."""
+    return {key: value for key, value in sample.items() if key != "processes"}
+
+
+class Sampler:
+    """Samples every `interval` seconds on a monotonic schedule.
+
+    Under eventlet, threading is monkey-patched, so the same Thread, Event and
+    Lock become green: one implementation serves both async modes.
+    """
+
+    def __init__(
+        self,
+        source: SampleSource,
+        broadcast: Broadcast,
+        interval: float = 1.0,
+        history_seconds: int = 900,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._source = source
+        self._broadcast = broadcast
+        self._clock = clock
+        self._ring: deque[Sample] = deque(maxlen=max(1, math.ceil(history_seconds / interval)))
+        self._latest: Sample | None = None
+        self._last_tick_at: float | None = None
+        self._seq = 0
+        # Held while a tick publishes and while a new client is sent its
+        # history, so a client never sees a `metrics` older than its history.
+        self._publish_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+        self.errors = 0
+        self.last_tick_seconds: float | None = None
+        self._last_error_logged = -math.inf
+        self._errors_unlogged = 0
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        """Start the loop; a second call while it runs does nothing."""
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop_event.clear()
+            self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+            self._thread.start()
+            log.info("sampler started, interval %.3g s", self.interval)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Ask the loop to end and wait up to `timeout`; True if it ended."""
+        self._stop_event.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        stopped = not thread.is_alive()
+        if stopped:
+            log.info("sampler stopped after %d ticks", self.ticks)
+        else:
+            log.warning("sampler did not stop within %.1f s", timeout)
+        return stopped
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        next_at = self._clock()
+        while not self._stop_event.is_set():
+            try:
+                self.tick()
+            except Exception:
+                self._log_tick_error()
+            next_at += self.interval
+            now = self._clock()
+            if next_at <= now:
+                # A slow tick: skip the slots it overran instead of bursting
+                # to catch up, and stay on the original grid.
+                next_at += math.ceil((now - next_at) / self.interval) * self.interval
+                if next_at <= now:
+                    next_at += self.interval
+            self._stop_event.wait(next_at - now)
+
+    def _log_tick_error(self) -> None:
+        """A traceback at most once a minute; the rest are counted."""
+        self.errors += 1
+        now = self._clock()
+        if now - self._last_error_logged < 60:
+            self._errors_unlogged += 1
+            return
+        suppressed, self._errors_unlogged = self._errors_unlogged, 0
+        self._last_error_logged = now
+        log.exception("tick failed; the loop goes on (%d more failures not shown)", suppressed)
+
+    # ---- one tick
+
+    def tick(self) -> Sample:
+        """Take one sample, keep it, and broadcast it to every client."""
+        started = time.perf_counter()
+        sample = self._source.sample()
+        with self._publish_lock:
+            self._seq += 1
+            sample["seq"] = self._seq
+            self._latest = sample
+            self._ring.append(history_view(sample))
+            self._last_tick_at = self._clock()
+            self._broadcast("metrics", sample)
+        self.ticks += 1
+        self.last_tick_seconds = time.perf_counter() - started
+        return sample
+
+    # ---- reading state (REST, new clients)
+
+    @property
+    def latest(self) -> Sample | None:
+        return self._latest
+
+    def last_sample_age(self) -> float | None:
+        if self._last_tick_at is None:
+            return None
+        return self._clock() - self._last_tick_at
+
+    def history(self, seconds: float | None = None) -> list[Sample]:
+        samples = list(self._ring)
+        if seconds is None or not samples:
+            return samples
+        cutoff = samples[-1]["ts"] - seconds
+        return [s for s in samples if s["ts"] > cutoff]
+
+    def send_history(self, send: Callable[[list[Sample]], None]) -> None:
+        """Give `send` the history while no tick can publish in between."""
+        with self._publish_lock:
+            send(list(self._ring))
