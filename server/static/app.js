@@ -123,7 +123,7 @@
           { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
           { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 70, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
         ],
-        series: [{}].concat(spec.series.map(([label], i) => ({
+        series: [{ value: (u, v) => (v === null || v === undefined ? "–" : new Date(v * 1000).toLocaleTimeString()) }].concat(spec.series.map(([label], i) => ({
           label: label,
           stroke: colors[i],
           fill: colors[i] + "22",
@@ -134,10 +134,17 @@
       };
       plots[key] = new uPlot(opts, [columns.ts].concat(columns[key]), container);
     }
+    redraw();
   }
 
   function redraw() {
-    for (const key in plots) plots[key].setData([columns.ts].concat(columns[key]));
+    const last = columns.ts.length - 1;
+    for (const key in plots) {
+      const plot = plots[key];
+      plot.setData([columns.ts].concat(columns[key]));
+      // With no pointer over the chart, the legend shows the latest values.
+      if (plot.cursor.left < 0 && last >= 0) plot.setLegend({ idx: last });
+    }
   }
 
   const resize = new ResizeObserver(() => {

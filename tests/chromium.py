@@ -1,0 +1,123 @@
+"""Headless Chromium driven over the DevTools protocol, for browser tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import requests
+import websocket
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+]
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class Chromium:
+    """One headless browser with a fresh profile, and one page to drive."""
+
+    def __init__(self, binary: str, width: int = 1280, height: int = 900) -> None:
+        self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
+        self._proc = subprocess.Popen(
+            [binary, *FLAGS, f"--user-data-dir={self._profile}",
+             f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        port = self._wait_for_port()
+        targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+        page = next(t for t in targets if t["type"] == "page")
+        self._ws = websocket.create_connection(
+            page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
+        self._next_id = 0
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=width < 700)
+
+    def _wait_for_port(self) -> int:
+        marker = os.path.join(self._profile, "DevToolsActivePort")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self._proc.returncode}")
+            try:
+                with open(marker, encoding="utf-8") as handle:
+                    return int(handle.readline())
+            except (FileNotFoundError, ValueError):
+                time.sleep(0.1)
+        raise TimeoutError("chromium did not open its DevTools port within 30 s")
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._next_id += 1
+        call_id = self._next_id
+        self._ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self._ws.recv())
+            if message.get("id") == call_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+
+    def navigate(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:  # e.g. the page is still loading
+                last_error, value = exc, None
+            if value:
+                return value
+            time.sleep(0.2)
+        raise TimeoutError(f"not true within {timeout} s: {expression} ({last_error})")
+
+    def screenshot(self, path: str) -> None:
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        with open(path, "wb") as handle:
+            handle.write(base64.b64decode(data["data"]))
+
+    def close(self) -> None:
+        try:
+            self._ws.close()
+        finally:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            shutil.rmtree(self._profile, ignore_errors=True)

@@ -1,0 +1,62 @@
+"""Shared fixtures: an app built from a test config, its clients, a real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from server import create_app
+from server.config import Config
+from server.state import DashboardState
+from tests.serverproc import ServerProcess
+
+
+def require_binary(*names: str) -> str:
+    """The first of `names` on PATH; skip if none (fail under CI, where it must exist)."""
+    for name in names:
+        path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+        if path:
+            return path
+    reason = f"{' or '.join(names)} is not installed (make system-deps installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(async_mode="threading", log_dir=str(tmp_path / "logs"), history_seconds=60)
+
+
+@pytest.fixture
+def app(config: Config) -> Flask:
+    flask_app, _ = create_app(config)
+    flask_app.config["TESTING"] = True
+    return flask_app
+
+
+@pytest.fixture
+def state(app: Flask) -> DashboardState:
+    dashboard: DashboardState = app.extensions["dashboard"]
+    return dashboard
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(params=["eventlet", "threading"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """The real server as a subprocess, under each async mode."""
+    proc = ServerProcess(tmp_path / "logs", "--async-mode", request.param).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

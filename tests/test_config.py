@@ -1,0 +1,80 @@
+"""Settings: sources, priority, and one clear line for each bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import Config, ConfigError, load
+
+
+def test_defaults_match_the_design() -> None:
+    config = load([], environ={})
+    assert (config.host, config.port, config.interval) == ("127.0.0.1", 5000, 1.0)
+    assert config.history_seconds == 900
+    assert config.async_mode == "eventlet"
+    assert config.log_config.endswith("logging.conf")
+
+
+def test_priority_file_then_env_then_flags(tmp_path: Path) -> None:
+    toml = tmp_path / "dashboard.toml"
+    toml.write_text('port = 6000\ninterval = 2.5\nhost = "0.0.0.0"\nhistory_seconds = 120\n')
+    env = {"DASHBOARD_CONFIG": str(toml), "DASHBOARD_PORT": "7000", "DASHBOARD_INTERVAL": "3"}
+    config = load(["--port", "8000"], environ=env)
+    assert config.port == 8000  # flag beats env and file
+    assert config.interval == 3.0  # env beats file
+    assert config.host == "0.0.0.0"  # from the file
+    assert config.history_seconds == 120
+    assert load(["--config", str(toml)], environ={}).port == 6000
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "name", "accepts"),
+    [
+        (["--port", "http"], {}, "port", "an integer from 1 to 65535"),
+        (["--port", "70000"], {}, "port", "an integer from 1 to 65535"),
+        (["--interval", "0"], {}, "interval", "a number of seconds"),
+        (["--interval", "banana"], {}, "interval", "a number of seconds"),
+        ([], {"DASHBOARD_INTERVAL": "nan"}, "interval", "a number of seconds"),
+        ([], {"DASHBOARD_HISTORY_SECONDS": "-5"}, "history_seconds", "an integer"),
+        (["--async-mode", "gevent"], {}, "async_mode", "one of eventlet, threading"),
+    ],
+)
+def test_bad_values_name_the_setting(
+    argv: list[str], env: dict[str, str], name: str, accepts: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(argv, environ=env)
+    message = str(caught.value)
+    assert f"setting '{name}'" in message
+    assert accepts in message
+    assert "\n" not in message
+
+
+def test_source_of_a_bad_value_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"from DASHBOARD_PORT"):
+        load([], environ={"DASHBOARD_PORT": "x"})
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"setting 'config': file .* does not exist"):
+        load(["--config", str(tmp_path / "absent.toml")], environ={})
+
+
+def test_unknown_and_mistyped_keys_in_file(tmp_path: Path) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text("prot = 5000\n")
+    with pytest.raises(ConfigError, match=r"setting 'prot' .* is unknown"):
+        load(["--config", str(toml)], environ={})
+    toml.write_text("port = true\n")
+    with pytest.raises(ConfigError, match=r"setting 'port'"):
+        load(["--config", str(toml)], environ={})
+    toml.write_text("port = \n")
+    with pytest.raises(ConfigError, match=r"not valid TOML"):
+        load(["--config", str(toml)], environ={})
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Config().port = 1  # type: ignore[misc]

@@ -1,0 +1,247 @@
+"""server/data.py: the values, their ranges, and what happens when psutil fails."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import namedtuple
+from typing import Any
+
+import psutil
+import pytest
+
+from server import data
+from server.data import DynamicData, StaticData, counter_rate, is_real_filesystem
+
+SAMPLE_KEYS = {"ts", "cpu", "memory", "swap", "disks", "disk_io", "net", "load", "uptime",
+               "processes"}
+
+
+def assert_percent(value: Any) -> None:
+    assert isinstance(value, float)
+    assert 0.0 <= value <= 100.0
+
+
+def test_static_data_is_collected_once_with_types() -> None:
+    static = StaticData.collect(interval=1.0, history_seconds=900, version="t")
+    facts = static.as_dict()
+    assert set(facts) >= {"hostname", "fqdn", "os", "cpu", "memory_total", "swap_total",
+                          "addresses", "boot_time", "interval", "version"}
+    assert facts["hostname"] and isinstance(facts["hostname"], str)
+    assert set(facts["os"]) == {"system", "release", "distribution", "machine"}
+    assert facts["os"]["system"] == "Linux"
+    assert facts["cpu"]["logical"] >= 1
+    assert facts["memory_total"] == psutil.virtual_memory().total
+    assert 0 < facts["boot_time"] < time.time()
+    families = {a["family"] for a in facts["addresses"]}
+    assert families <= {"ipv4", "ipv6"} and "ipv4" in families
+    assert {"interface": "lo", "family": "ipv4", "address": "127.0.0.1"} in facts["addresses"]
+    # The main address, listed first, is not loopback when the host has another one.
+    assert facts["addresses"][0]["interface"] != "lo" or len(facts["addresses"]) <= 2
+    with pytest.raises(AttributeError):
+        static.hostname = "x"  # type: ignore[misc]
+
+
+def test_sample_matches_the_contract() -> None:
+    dynamic = DynamicData()
+    time.sleep(0.2)
+    sample = dynamic.sample()
+    assert set(sample) == SAMPLE_KEYS
+    assert abs(sample["ts"] - time.time()) < 5
+    assert_percent(sample["cpu"]["percent"])
+    assert len(sample["cpu"]["per_core"]) == psutil.cpu_count()
+    for value in sample["cpu"]["per_core"]:
+        assert_percent(value)
+    memory = sample["memory"]
+    assert_percent(memory["percent"])
+    assert all(isinstance(memory[k], int) for k in ("total", "used", "available"))
+    assert 0 < memory["used"] <= memory["total"]
+    assert set(sample["swap"]) == {"percent", "total", "used"}
+    mounts = [d["mount"] for d in sample["disks"]]
+    assert "/" in mounts
+    for disk in sample["disks"]:
+        assert set(disk) == {"mount", "device", "fstype", "percent", "total", "used", "free"}
+        assert_percent(disk["percent"])
+        assert disk["used"] <= disk["total"]
+    for rates in (sample["disk_io"].values(), sample["net"].values()):
+        for value in rates:
+            assert isinstance(value, int) and value >= 0
+    assert len(sample["load"]) == 3 and all(v >= 0 for v in sample["load"])
+    assert sample["uptime"] > 0
+    assert 0 < len(sample["processes"]) <= 5
+    for proc in sample["processes"]:
+        assert set(proc) == {"pid", "name", "cpu_percent", "memory_percent"}  # no cmdline
+        assert_percent(proc["cpu_percent"])
+    cpu = [p["cpu_percent"] for p in sample["processes"]]
+    assert cpu == sorted(cpu, reverse=True)
+
+
+def test_rates_follow_real_traffic(tmp_path: Any) -> None:
+    dynamic = DynamicData(top_processes=0)
+    target = tmp_path / "blob"
+    with open(target, "wb") as handle:
+        handle.write(b"\0" * (8 << 20))
+        handle.flush()
+        import os
+
+        os.fsync(handle.fileno())
+    sample = dynamic.sample()
+    # Loopback is excluded from the network figure, so only the disk is checked here.
+    assert sample["disk_io"]["write_bps"] is not None
+    assert sample["disk_io"]["write_bps"] > 0
+    assert sample["processes"] == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        ({"eth0": (1000, 500)}, {"eth0": (3000, 1500)}, (1000, 500)),
+        ({"eth0": (5000, 5000)}, {"eth0": (10, 20)}, (0, 0)),  # counter reset
+        ({"eth0": (100, 100), "wg0": (10**9, 10**9)}, {"eth0": (300, 300)}, (100, 100)),  # gone
+        ({"eth0": (100, 100)}, {"eth0": (300, 300), "usb0": (10**9, 10**9)}, (100, 100)),  # new
+    ],
+)
+def test_counter_rate_is_never_negative(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+    expected: tuple[int, int],
+) -> None:
+    assert counter_rate(before, after, 2.0) == expected
+
+
+NetIO = namedtuple("NetIO", "bytes_recv bytes_sent")
+
+
+def test_interface_that_disappears_gives_no_negative_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = iter([
+        {"eth0": NetIO(10_000, 10_000), "tun0": NetIO(10**9, 10**9)},
+        {"eth0": NetIO(12_000, 11_000)},
+        {"eth0": NetIO(100, 100)},  # driver reload: counters start again
+    ])
+    monkeypatch.setattr(psutil, "net_io_counters", lambda **kw: next(readings))
+    dynamic = DynamicData(top_processes=0)
+    first = dynamic.sample()["net"]
+    second = dynamic.sample()["net"]
+    assert first["rx_bps"] > 0 and first["tx_bps"] > 0
+    assert second == {"rx_bps": 0, "tx_bps": 0}
+
+
+@pytest.mark.parametrize(
+    ("mount", "device", "fstype", "real"),
+    [
+        ("/", "overlay", "overlay", True),  # the root, whatever its type
+        ("/home", "/dev/sda2", "ext4", True),
+        ("/snap/core/1", "/dev/loop3", "squashfs", False),
+        ("/mnt/image", "/dev/loop0", "ext4", False),
+        ("/run", "tmpfs", "tmpfs", False),
+        ("/var/lib/docker/overlay2/x", "overlay", "overlay", False),
+        ("/proc", "proc", "proc", False),
+        ("/etc/hosts", "/dev/vda", "ext4", False),  # a bind-mounted file
+    ],
+)
+def test_real_filesystems(mount: str, device: str, fstype: str, real: bool) -> None:
+    assert is_real_filesystem(mount, device, fstype) is real
+
+
+Part = namedtuple("Part", "device mountpoint fstype opts")
+
+
+def test_disk_unmounted_between_ticks(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    gone = tmp_path / "usb"
+    gone.mkdir()
+    parts = [Part("overlay", "/", "overlay", "rw"), Part("/dev/sdz1", str(gone), "ext4", "rw")]
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: parts)
+    dynamic = DynamicData(top_processes=0)
+    assert [d["mount"] for d in dynamic.sample()["disks"]] == ["/", str(gone)]
+    gone.rmdir()  # the mount table still lists it, but it is gone
+    disks = dynamic.sample()["disks"]
+    assert [d["mount"] for d in disks] == ["/"]
+    assert disks[0]["percent"] is not None
+
+
+def test_unreadable_disk_is_listed_with_nulls(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_usage = psutil.disk_usage
+
+    def usage(path: str) -> Any:
+        if path == "/":
+            raise PermissionError(13, "Permission denied")
+        return real_usage(path)
+
+    monkeypatch.setattr(psutil, "disk_usage", usage)
+    root = next(d for d in DynamicData(top_processes=0).sample()["disks"] if d["mount"] == "/")
+    assert root["percent"] is None and root["total"] is None and root["free"] is None
+
+
+# Each collector, the field it feeds, and how to find that field in a sample.
+COLLECTORS = [
+    ("cpu_percent", lambda s: s["cpu"]["percent"] or s["cpu"]["per_core"]),
+    ("virtual_memory", lambda s: s["memory"]),
+    ("swap_memory", lambda s: s["swap"]),
+    ("disk_partitions", lambda s: s["disks"]),
+    ("disk_io_counters", lambda s: s["disk_io"]["read_bps"]),
+    ("net_io_counters", lambda s: s["net"]["rx_bps"]),
+    ("getloadavg", lambda s: s["load"]),
+    ("process_iter", lambda s: s["processes"]),
+]
+ERRORS = [
+    psutil.AccessDenied(pid=1, name="x"),
+    psutil.NoSuchProcess(pid=1),
+    FileNotFoundError(2, "No such file or directory", "/proc/stat"),
+]
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(("function", "field"), COLLECTORS, ids=[c[0] for c in COLLECTORS])
+def test_failing_collector_gives_null_and_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    function: str, field: Any, error: Exception,
+) -> None:
+    dynamic = DynamicData()
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(psutil, function, fail)
+    with caplog.at_level(logging.WARNING, logger="dashboard.data"):
+        samples = [dynamic.sample() for _ in range(4)]
+    for sample in samples:
+        assert set(sample) == SAMPLE_KEYS  # the sample is still whole
+        assert field(sample) is None
+    # The other fields still carry values.
+    assert samples[-1]["uptime"] is not None
+    warnings = [r for r in caplog.records if r.name == "dashboard.data"]
+    # One line per field it feeds (cpu_percent feeds the total and the cores).
+    assert len(warnings) == (2 if function == "cpu_percent" else 1), warnings
+    assert type(error).__name__ in warnings[0].getMessage()
+
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="dashboard.data"):
+        dynamic.sample()
+        assert field(dynamic.sample()) is not None
+    assert any("can be read again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_process_that_denies_access_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_iter = psutil.process_iter
+
+    class Hidden:
+        pid = 999_999
+
+        def oneshot(self) -> Any:
+            raise psutil.AccessDenied(pid=self.pid)
+
+    monkeypatch.setattr(psutil, "process_iter", lambda: [Hidden(), *real_iter()])
+    rows = DynamicData().sample()["processes"]
+    assert rows and all(r["pid"] != Hidden.pid for r in rows)
+
+
+def test_failure_log_logs_each_field_once(caplog: pytest.LogCaptureFixture) -> None:
+    reader = data.FailureLog()
+
+    def boom() -> int:
+        raise psutil.AccessDenied()
+
+    with caplog.at_level(logging.WARNING):
+        for _ in range(10):
+            assert reader.read("a", boom) is None
+            assert reader.read("b", boom) is None
+    assert len(caplog.records) == 2

@@ -1,0 +1,175 @@
+"""server/worker.py: one loop, a bounded stop, a steady schedule, a kept history."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from server.worker import Sampler
+
+
+class Source:
+    """A sample source that records when it was asked, and can be slow or fail."""
+
+    def __init__(self, work: float = 0.0) -> None:
+        self.work = work
+        self.calls: list[float] = []
+        self.fail_on: set[int] = set()
+        self.slow_on: dict[int, float] = {}
+
+    def sample(self) -> dict[str, Any]:
+        n = len(self.calls)
+        self.calls.append(time.monotonic())
+        time.sleep(self.slow_on.get(n, self.work))
+        if n in self.fail_on:
+            raise RuntimeError(f"sample {n} failed")
+        return {"ts": time.time(), "cpu": {"percent": 1.0}, "processes": [{"pid": 1}]}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        self.sent.append((event, data))
+
+
+def sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sampler" and t.is_alive()]
+
+
+def run_for(sampler: Sampler, seconds: float) -> None:
+    sampler.start()
+    try:
+        time.sleep(seconds)
+    finally:
+        assert sampler.stop(timeout=2)
+
+
+def test_tick_broadcasts_once_and_keeps_history() -> None:
+    recorder = Recorder()
+    sampler = Sampler(Source(), recorder, interval=1.0, history_seconds=3)
+    for _ in range(5):
+        sampler.tick()
+    assert [e for e, _ in recorder.sent] == ["metrics"] * 5
+    assert [d["seq"] for _, d in recorder.sent] == [1, 2, 3, 4, 5]
+    history = sampler.history()
+    assert [s["seq"] for s in history] == [3, 4, 5]  # the ring holds 3 s at 1 Hz
+    assert all("processes" not in s for s in history)
+    assert sampler.latest is not None and sampler.latest["processes"] == [{"pid": 1}]
+    age = sampler.last_sample_age()
+    assert age is not None and 0 <= age < 1
+
+
+def test_history_by_seconds() -> None:
+    sampler = Sampler(Source(), Recorder(), interval=1.0, history_seconds=100)
+    for ts in range(100, 110):
+        sampler._ring.append({"ts": float(ts), "seq": ts})
+    assert [s["ts"] for s in sampler.history(3)] == [107.0, 108.0, 109.0]
+    assert len(sampler.history(1000)) == 10
+    assert len(sampler.history()) == 10
+
+
+def test_start_twice_runs_one_thread_and_stop_is_bounded() -> None:
+    sampler = Sampler(Source(), Recorder(), interval=0.05)
+    sampler.start()
+    sampler.start()
+    try:
+        time.sleep(0.2)
+        assert len(sampler_threads()) == 1
+    finally:
+        started = time.monotonic()
+        assert sampler.stop(timeout=2)
+        assert time.monotonic() - started < 1.0
+    assert sampler_threads() == []
+    assert not sampler.running
+
+
+def test_stop_is_bounded_even_with_a_long_interval() -> None:
+    sampler = Sampler(Source(), Recorder(), interval=60)
+    sampler.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    assert sampler.stop(timeout=2)
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_failing_tick_does_not_end_the_loop(caplog: pytest.LogCaptureFixture) -> None:
+    source = Source()
+    source.fail_on = {1, 2, 3}
+    recorder = Recorder()
+    sampler = Sampler(source, recorder, interval=0.05)
+    with caplog.at_level(logging.ERROR, logger="dashboard.worker"):
+        run_for(sampler, 0.6)
+    assert sampler.errors == 3
+    assert len(recorder.sent) >= 5  # the loop went on after the failures
+    assert [d["seq"] for _, d in recorder.sent] == list(range(1, len(recorder.sent) + 1))
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1  # one traceback, the rest counted
+
+
+def test_schedule_does_not_drift() -> None:
+    # Each sample takes 10 ms: a loop that sleeps `interval` after its work
+    # would be 60 * 10 ms = 0.6 s late by the last tick.
+    interval = 0.05
+    source = Source(work=0.01)
+    sampler = Sampler(source, Recorder(), interval=interval)
+    run_for(sampler, 3.2)
+    calls = source.calls[:60]
+    assert len(calls) == 60
+    lateness = calls[-1] - (calls[0] + 59 * interval)
+    assert -interval < lateness < 2 * interval, lateness
+
+
+def test_a_slow_tick_is_not_followed_by_a_burst() -> None:
+    interval = 0.05
+    source = Source()
+    source.slow_on = {5: 4.5 * interval}
+    sampler = Sampler(source, Recorder(), interval=interval)
+    run_for(sampler, 1.2)
+    gaps = [b - a for a, b in zip(source.calls, source.calls[1:], strict=False)]
+    after_slow = gaps[5:]
+    # No catching-up: every gap after the slow tick is close to a whole interval.
+    assert min(after_slow) > 0.5 * interval, after_slow
+    assert len(source.calls) < 1.2 / interval  # missed slots were skipped
+
+
+def test_a_wall_clock_step_does_not_change_the_tick_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    interval = 0.05
+    source = Source()
+    sampler = Sampler(source, Recorder(), interval=interval)
+    sampler.start()
+    try:
+        time.sleep(0.5)
+        before = len(source.calls)
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # an hour back
+        time.sleep(0.5)
+        after = len(source.calls) - before
+    finally:
+        assert sampler.stop(timeout=2)
+    assert 7 <= after <= 12, after
+
+
+def test_new_client_gets_history_before_any_later_metrics() -> None:
+    recorder = Recorder()
+    sampler = Sampler(Source(), recorder, interval=1.0)
+    sampler.tick()
+    order: list[str] = []
+
+    def slow_greet(history: list[dict[str, Any]]) -> None:
+        order.append(f"history {len(history)}")
+        time.sleep(0.3)
+        order.append("history sent")
+
+    greeter = threading.Thread(target=sampler.send_history, args=(slow_greet,))
+    greeter.start()
+    time.sleep(0.05)
+    sampler.tick()  # must wait until the history is out
+    order.append(f"metrics {recorder.sent[-1][1]['seq']}")
+    greeter.join()
+    assert order == ["history 1", "history sent", "metrics 2"]
