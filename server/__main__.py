@@ -42,8 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = app.extensions["dashboard"]
     signal.signal(signal.SIGTERM, _exit_on_signal)
     state.sampler.start()
-    log.info("serving http://%s:%d/ (async mode %s)", *listener.getsockname()[:2],
-             config.async_mode)
+    log.info(
+        "serving http://%s:%d/ (async mode %s)", *listener.getsockname()[:2], config.async_mode
+    )
     try:
         _serve(app, listener, config)
     except (KeyboardInterrupt, SystemExit):
@@ -72,7 +73,8 @@ def _listen(config: Config) -> socket.socket:
     """Bind before serving, so a taken port is one clear line, not a traceback."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
-            config.host, config.port, type=socket.SOCK_STREAM)[0]
+            config.host, config.port, type=socket.SOCK_STREAM
+        )[0]
         listener = socket.socket(family, kind, proto)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(address)
@@ -90,14 +92,21 @@ def _serve(app: object, listener: socket.socket, config: Config) -> None:
         import eventlet.wsgi
 
         eventlet.wsgi.server(
-            listener, app, log=logging.getLogger("dashboard.access"),
+            listener,
+            app,
+            log=logging.getLogger("dashboard.access"),
             max_size=EVENTLET_MAX_CONNECTIONS,
         )
     else:
         from werkzeug.serving import make_server
 
-        server = make_server(config.host, config.port, app,  # type: ignore[arg-type]
-                             threaded=True, fd=listener.fileno())
+        server = make_server(
+            config.host,
+            config.port,
+            app,  # type: ignore[arg-type]
+            threaded=True,
+            fd=listener.fileno(),
+        )
         server.serve_forever()
 
 

@@ -7,6 +7,7 @@ made-up 0, and the reason is logged once, when it starts failing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import platform
@@ -27,11 +28,41 @@ READ_ERRORS = (psutil.Error, OSError, RuntimeError, NotImplementedError)
 
 # Filesystems that are not storage: kernel views, memory, images, layers.
 PSEUDO_FSTYPES = frozenset(
-    "autofs binfmt_misc bpf cgroup cgroup2 configfs debugfs devpts devtmpfs "
-    "efivarfs fusectl hugetlbfs mqueue nsfs overlay proc pstore ramfs rpc_pipefs "
-    "securityfs selinuxfs squashfs sysfs tmpfs tracefs fuse.lxcfs fuse.snapfuse "
-    "fuse.gvfsd-fuse aufs iso9660 nfs nfs4 cifs smb3 sshfs fuse.sshfs".split()
+    [
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "fusectl",
+        "hugetlbfs",
+        "mqueue",
+        "nsfs",
+        "overlay",
+        "proc",
+        "pstore",
+        "ramfs",
+        "rpc_pipefs",
+        "securityfs",
+        "selinuxfs",
+        "squashfs",
+        "sysfs",
+        "tmpfs",
+        "tracefs",
+        "aufs",
+        "iso9660",
+        "fuse.lxcfs",
+        "fuse.snapfuse",
+        "fuse.gvfsd-fuse",
+    ]
 )
+# Network filesystems are left out too: statvfs on a hung NFS server blocks the tick.
+NETWORK_FSTYPES = frozenset(["nfs", "nfs4", "cifs", "smb3", "sshfs", "fuse.sshfs", "9p"])
 # Block devices whose I/O is not a disk's: loop images, compressed RAM, RAM disks.
 VIRTUAL_DISK_PREFIXES = ("loop", "ram", "zram")
 
@@ -48,8 +79,11 @@ class FailureLog:
         except READ_ERRORS as exc:
             if field not in self._failing:
                 self._failing.add(field)
-                log.warning("cannot read %s: %s; it is null until it can be read", field,
-                            describe_error(exc))
+                log.warning(
+                    "cannot read %s: %s; it is null until it can be read",
+                    field,
+                    describe_error(exc),
+                )
             return None
         if field in self._failing:
             self._failing.discard(field)
@@ -139,8 +173,7 @@ def _addresses() -> list[dict[str, str]]:
         for addr in addrs:
             family = _FAMILIES.get(addr.family)
             if family:
-                found.append({"interface": interface, "family": family,
-                              "address": addr.address})
+                found.append({"interface": interface, "family": family, "address": addr.address})
 
     def rank(entry: dict[str, str]) -> tuple[int, int, str]:
         loopback = entry["interface"] == "lo" or entry["address"] in ("127.0.0.1", "::1")
@@ -196,7 +229,7 @@ def _net_io_counters() -> dict[str, tuple[int, int]]:
 def is_real_filesystem(mount: str, device: str, fstype: str) -> bool:
     if mount == "/":
         return True  # always shown, even as a container's overlay
-    if fstype in PSEUDO_FSTYPES or not device.startswith("/dev/"):
+    if fstype in PSEUDO_FSTYPES or fstype in NETWORK_FSTYPES or not device.startswith("/dev/"):
         return False
     if device.startswith("/dev/loop") or mount.startswith("/snap/"):
         return False
@@ -253,8 +286,12 @@ class DynamicData:
     @staticmethod
     def _memory() -> dict[str, Any]:
         vm = psutil.virtual_memory()
-        return {"percent": _percent(vm.percent), "total": vm.total, "used": vm.used,
-                "available": vm.available}
+        return {
+            "percent": _percent(vm.percent),
+            "total": vm.total,
+            "used": vm.used,
+            "available": vm.available,
+        }
 
     @staticmethod
     def _swap() -> dict[str, Any]:
@@ -271,17 +308,22 @@ class DynamicData:
             if part.device in seen_devices and part.mountpoint != "/":
                 continue  # the same device bind-mounted again
             seen_devices.add(part.device)
-            usage = self._reader.read(f"disk {part.mountpoint}",
-                                      lambda m=part.mountpoint: psutil.disk_usage(m))
+            usage = self._reader.read(
+                f"disk {part.mountpoint}", functools.partial(psutil.disk_usage, part.mountpoint)
+            )
             if usage is None and not os.path.exists(part.mountpoint):
                 continue  # unmounted between reading the mount table and now
-            disks.append({
-                "mount": part.mountpoint, "device": part.device, "fstype": part.fstype,
-                "percent": None if usage is None else _percent(usage.percent),
-                "total": None if usage is None else usage.total,
-                "used": None if usage is None else usage.used,
-                "free": None if usage is None else usage.free,
-            })
+            disks.append(
+                {
+                    "mount": part.mountpoint,
+                    "device": part.device,
+                    "fstype": part.fstype,
+                    "percent": None if usage is None else _percent(usage.percent),
+                    "total": None if usage is None else usage.total,
+                    "used": None if usage is None else usage.used,
+                    "free": None if usage is None else usage.free,
+                }
+            )
         return disks
 
     def _top_processes(self) -> list[dict[str, Any]]:
@@ -293,19 +335,20 @@ class DynamicData:
             try:
                 with proc.oneshot():
                     cpu = proc.cpu_percent(interval=None)
-                    rows.append({
-                        "pid": proc.pid,
-                        "name": proc.name(),
-                        # Share of the whole machine, so 0-100 like every percentage.
-                        "cpu_percent": _percent(cpu / self._cpu_count),
-                        "memory_percent": _percent(proc.memory_percent()),
-                    })
+                    rows.append(
+                        {
+                            "pid": proc.pid,
+                            "name": proc.name(),
+                            # Share of the whole machine, so 0-100 like every percentage.
+                            "cpu_percent": _percent(cpu / self._cpu_count),
+                            "memory_percent": _percent(proc.memory_percent()),
+                        }
+                    )
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
             except psutil.AccessDenied:
                 continue  # other users' processes may be hidden; skip them
-        rows.sort(key=lambda r: (r["cpu_percent"] or 0.0, r["memory_percent"] or 0.0),
-                  reverse=True)
+        rows.sort(key=lambda r: (r["cpu_percent"] or 0.0, r["memory_percent"] or 0.0), reverse=True)
         return rows[: self._top]
 
 

@@ -38,7 +38,7 @@ class RateLimitFilter(logging.Filter):
             dropped = int(window[2]) if window else 0
             window = self._windows[key] = [now, 0, 0]
             if dropped:
-                record.msg = f"{record.msg} ({dropped} similar messages dropped in the last {self.period:.0f} s)"
+                record.msg = f"{record.msg} ({dropped} similar messages dropped before this)"
         if window[1] >= self.burst:
             window[2] += 1
             return False
@@ -54,7 +54,9 @@ def setup_logging(config: Config) -> None:
     try:
         os.makedirs(config.log_dir, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"setting 'log_dir': cannot create {config.log_dir!r}: {exc.strerror}") from None
+        raise ConfigError(
+            f"setting 'log_dir': cannot create {config.log_dir!r}: {exc.strerror}"
+        ) from None
     if not os.access(config.log_dir, os.W_OK):
         raise ConfigError(f"setting 'log_dir': {config.log_dir!r} is not writable")
     if not os.path.isfile(config.log_config):
@@ -65,7 +67,9 @@ def setup_logging(config: Config) -> None:
             config.log_config, defaults={"log_dir": log_dir}, disable_existing_loggers=False
         )
     except (configparser.Error, KeyError, ValueError, OSError) as exc:
-        raise ConfigError(f"setting 'log_config': {config.log_config!r} is not usable: {exc}") from None
+        raise ConfigError(
+            f"setting 'log_config': {config.log_config!r} is not usable: {exc}"
+        ) from None
     limiter = RateLimitFilter()
     for name in NOISY_LOGGERS:
         logging.getLogger(name).addFilter(limiter)

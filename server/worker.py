@@ -154,6 +154,12 @@ class Sampler:
         return [s for s in samples if s["ts"] > cutoff]
 
     def send_history(self, send: Callable[[list[Sample]], None]) -> None:
-        """Give `send` the history while no tick can publish in between."""
+        """Give `send` the history while no tick can publish in between.
+
+        The newest sample keeps its process table, so a new page shows one at once.
+        """
         with self._publish_lock:
-            send(list(self._ring))
+            samples = list(self._ring)
+            if samples and self._latest is not None:
+                samples[-1] = self._latest
+            send(samples)

@@ -43,20 +43,32 @@ class Chromium:
     def __init__(self, binary: str, width: int = 1280, height: int = 900) -> None:
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
         self._proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={self._profile}",
-             f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                *FLAGS,
+                f"--user-data-dir={self._profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         port = self._wait_for_port()
         targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
         page = next(t for t in targets if t["type"] == "page")
         self._ws = websocket.create_connection(
-            page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
+            page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True
+        )
         self._next_id = 0
         self.call("Page.enable")
         self.call("Runtime.enable")
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                  deviceScaleFactor=1, mobile=width < 700)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=width < 700,
+        )
 
     def _wait_for_port(self) -> int:
         marker = os.path.join(self._profile, "DevToolsActivePort")

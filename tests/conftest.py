@@ -20,7 +20,9 @@ from tests.serverproc import ServerProcess
 def require_binary(*names: str) -> str:
     """The first of `names` on PATH; skip if none (fail under CI, where it must exist)."""
     for name in names:
-        path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+        path = shutil.which(name) or (
+            f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+        )
         if path:
             return path
     reason = f"{' or '.join(names)} is not installed (make system-deps installs it)"

@@ -25,20 +25,32 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m server` on 127.0.0.1; stopped by its own PID only."""
 
-    def __init__(self, log_dir: Path, *args: str, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
-        self.args = ["--host", "127.0.0.1", "--port", str(self.port),
-                     "--log-dir", str(log_dir), *args]
+        self.args = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-dir",
+            str(log_dir),
+            *args,
+        ]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, wait: bool = True) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", *self.args], cwd=ROOT, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "server", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         if wait:
             self.wait_healthy()

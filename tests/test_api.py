@@ -21,8 +21,12 @@ def test_page_is_served_with_security_headers(client: FlaskClient, state: Dashbo
 
 
 def test_vendored_files_and_licences_are_served(client: FlaskClient) -> None:
-    for path in ("vendor/uplot/uPlot.iife.min.js", "vendor/socket.io/socket.io.min.js",
-                 "app.js", "style.css"):
+    for path in (
+        "vendor/uplot/uPlot.iife.min.js",
+        "vendor/socket.io/socket.io.min.js",
+        "app.js",
+        "style.css",
+    ):
         response = client.get("/static/" + path)
         assert response.status_code == 200, path
         assert len(response.data) > 1000
@@ -37,8 +41,18 @@ def test_static(client: FlaskClient, state: DashboardState) -> None:
     body = client.get("/api/static").get_json()
     assert body["hostname"] == state.static.hostname
     assert body["interval"] == 1.0
-    assert set(body) >= {"hostname", "fqdn", "os", "cpu", "memory_total", "swap_total",
-                         "addresses", "boot_time", "interval", "version"}
+    assert set(body) >= {
+        "hostname",
+        "fqdn",
+        "os",
+        "cpu",
+        "memory_total",
+        "swap_total",
+        "addresses",
+        "boot_time",
+        "interval",
+        "version",
+    }
 
 
 def test_metrics_is_503_before_the_first_sample(client: FlaskClient, state: DashboardState) -> None:

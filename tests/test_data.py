@@ -13,8 +13,18 @@ import pytest
 from server import data
 from server.data import DynamicData, StaticData, counter_rate, is_real_filesystem
 
-SAMPLE_KEYS = {"ts", "cpu", "memory", "swap", "disks", "disk_io", "net", "load", "uptime",
-               "processes"}
+SAMPLE_KEYS = {
+    "ts",
+    "cpu",
+    "memory",
+    "swap",
+    "disks",
+    "disk_io",
+    "net",
+    "load",
+    "uptime",
+    "processes",
+}
 
 
 def assert_percent(value: Any) -> None:
@@ -25,8 +35,18 @@ def assert_percent(value: Any) -> None:
 def test_static_data_is_collected_once_with_types() -> None:
     static = StaticData.collect(interval=1.0, history_seconds=900, version="t")
     facts = static.as_dict()
-    assert set(facts) >= {"hostname", "fqdn", "os", "cpu", "memory_total", "swap_total",
-                          "addresses", "boot_time", "interval", "version"}
+    assert set(facts) >= {
+        "hostname",
+        "fqdn",
+        "os",
+        "cpu",
+        "memory_total",
+        "swap_total",
+        "addresses",
+        "boot_time",
+        "interval",
+        "version",
+    }
     assert facts["hostname"] and isinstance(facts["hostname"], str)
     assert set(facts["os"]) == {"system", "release", "distribution", "machine"}
     assert facts["os"]["system"] == "Linux"
@@ -102,7 +122,8 @@ def test_rates_follow_real_traffic(tmp_path: Any) -> None:
     ],
 )
 def test_counter_rate_is_never_negative(
-    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+    before: dict[str, tuple[int, int]],
+    after: dict[str, tuple[int, int]],
     expected: tuple[int, int],
 ) -> None:
     assert counter_rate(before, after, 2.0) == expected
@@ -112,11 +133,13 @@ NetIO = namedtuple("NetIO", "bytes_recv bytes_sent")
 
 
 def test_interface_that_disappears_gives_no_negative_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    readings = iter([
-        {"eth0": NetIO(10_000, 10_000), "tun0": NetIO(10**9, 10**9)},
-        {"eth0": NetIO(12_000, 11_000)},
-        {"eth0": NetIO(100, 100)},  # driver reload: counters start again
-    ])
+    readings = iter(
+        [
+            {"eth0": NetIO(10_000, 10_000), "tun0": NetIO(10**9, 10**9)},
+            {"eth0": NetIO(12_000, 11_000)},
+            {"eth0": NetIO(100, 100)},  # driver reload: counters start again
+        ]
+    )
     monkeypatch.setattr(psutil, "net_io_counters", lambda **kw: next(readings))
     dynamic = DynamicData(top_processes=0)
     first = dynamic.sample()["net"]
@@ -192,8 +215,11 @@ ERRORS = [
 @pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
 @pytest.mark.parametrize(("function", "field"), COLLECTORS, ids=[c[0] for c in COLLECTORS])
 def test_failing_collector_gives_null_and_one_log_line(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-    function: str, field: Any, error: Exception,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    function: str,
+    field: Any,
+    error: Exception,
 ) -> None:
     dynamic = DynamicData()
 

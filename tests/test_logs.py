@@ -36,7 +36,7 @@ def test_rate_limit_filter_drops_repeats_and_tracebacks() -> None:
     limiter._windows[("engineio.server", logging.ERROR)][0] -= 61  # a minute later
     later = record("bad again")
     assert limiter.filter(later)
-    assert "97 similar messages dropped" in str(later.msg)
+    assert "97 similar messages dropped before this" in str(later.msg)
 
 
 def test_bad_log_settings_are_config_errors(tmp_path: Path) -> None:
@@ -61,8 +61,9 @@ def test_log_files_appear_and_rotate(tmp_path: Path) -> None:
     conf_path = tmp_path / "logging.conf"
     conf_path.write_text(tiny)
     log_dir = tmp_path / "logs"
-    server = ServerProcess(log_dir, "--async-mode", "threading", "--log-config",
-                           str(conf_path)).start()
+    server = ServerProcess(
+        log_dir, "--async-mode", "threading", "--log-config", str(conf_path)
+    ).start()
     try:
         for _ in range(150):
             requests.get(server.url + "/api/static", timeout=5)

@@ -134,6 +134,7 @@
       };
       plots[key] = new uPlot(opts, [columns.ts].concat(columns[key]), container);
     }
+    window.__dashboardPlots = plots; // for the console and the browser tests
     redraw();
   }
 

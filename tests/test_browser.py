@@ -1,0 +1,116 @@
+"""The page in real headless Chromium: it fills from history and then moves."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chromium import Chromium
+from tests.conftest import require_binary
+from tests.serverproc import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+READ_PAGE = """JSON.stringify({
+  hostname: document.getElementById('hostname').textContent,
+  cpu: document.getElementById('cpu-percent').textContent,
+  cores: [...document.querySelectorAll('.core-label')].map(e => e.textContent).join('|'),
+  seq: document.body.dataset.seq || null,
+  status: document.body.dataset.status || null,
+  points: document.querySelectorAll('#chart-cpu canvas').length,
+  disks: document.querySelectorAll('#disks tr').length,
+  processes: document.querySelectorAll('#processes tr').length,
+  uptime: document.getElementById('uptime').textContent,
+  transport: null,
+})"""
+
+
+@pytest.fixture
+def browser() -> Iterator[Chromium]:
+    chromium = Chromium(require_binary("chromium", "chromium-browser"))
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def read(browser: Chromium) -> dict[str, object]:
+    import json
+
+    page: dict[str, object] = json.loads(browser.evaluate(READ_PAGE))
+    return page
+
+
+def test_page_shows_host_and_live_cpu(server: ServerProcess, browser: Chromium) -> None:
+    import requests
+
+    hostname = requests.get(server.url + "/api/static", timeout=5).json()["hostname"]
+    browser.navigate(server.url + "/")
+    browser.wait_for("document.body.dataset.status === 'live' && document.body.dataset.seq")
+    first = read(browser)
+    assert first["hostname"] == hostname
+    assert str(first["cpu"]).endswith(" %")
+    assert first["points"] == 1  # the CPU chart was drawn
+    assert first["disks"] >= 1 and first["processes"] >= 1
+    # The charts start full: the history (a few seconds of it here) is drawn.
+    points = browser.evaluate("document.querySelectorAll('.u-legend').length")
+    assert points == 4
+
+    seen_cpu = {(first["cpu"], first["cores"])}
+    seqs = [int(str(first["seq"]))]
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline and (len(seen_cpu) < 2 or len(seqs) < 4):
+        time.sleep(1)
+        now = read(browser)
+        seen_cpu.add((now["cpu"], now["cores"]))
+        seqs.append(int(str(now["seq"])))
+        assert now["hostname"] == hostname
+        assert now["status"] == "live"
+    assert len(seen_cpu) >= 2, "the CPU figures never changed"
+    assert seqs == sorted(seqs) and seqs[-1] >= seqs[0] + 3
+    uptime = read(browser)["uptime"]
+    assert isinstance(uptime, str) and uptime.count(":") == 2
+
+
+def test_page_reconnects_and_refills_without_duplicates(tmp_path: Path, browser: Chromium) -> None:
+    server = ServerProcess(tmp_path / "logs", "--async-mode", "eventlet").start()
+    try:
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.body.dataset.status === 'live' && document.body.dataset.seq")
+        time.sleep(2)
+        server.stop()
+        browser.wait_for("document.body.dataset.status === 'reconnecting'", timeout=10)
+        server.start()  # same port
+        browser.wait_for("document.body.dataset.status === 'live'", timeout=20)
+        time.sleep(2.5)
+        # The chart's x values: strictly increasing means no sample drawn twice.
+        xs = browser.evaluate(
+            "JSON.stringify(Array.from(document.querySelectorAll('#chart-cpu')).length)"
+        )
+        assert xs == "1"
+        increasing = browser.evaluate("""(() => {
+            const u = window.__dashboardPlots && window.__dashboardPlots.cpu;
+            if (!u) return 'no plot';
+            const x = u.data[0];
+            for (let i = 1; i < x.length; i++) if (!(x[i] > x[i - 1])) return 'dup at ' + i;
+            return x.length;
+        })()""")
+        assert isinstance(increasing, int) and increasing >= 3, increasing
+    finally:
+        server.stop()
+
+
+def test_page_fits_a_phone(server: ServerProcess) -> None:
+    phone = Chromium(require_binary("chromium", "chromium-browser"), width=390, height=844)
+    try:
+        phone.navigate(server.url + "/")
+        phone.wait_for("document.body.dataset.seq")
+        overflow = phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
+    finally:
+        phone.close()
