@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from server.config import Config, ConfigError, load
 
@@ -87,13 +88,43 @@ def _listen(config: Config) -> socket.socket:
     return listener
 
 
-def _serve(app: object, listener: socket.socket, config: Config) -> None:
+class _LogStream:
+    """A file-like wsgi.errors that writes to a (rate-limited) logger, not stderr."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self._logger.warning("%s", text.strip())
+
+    def writelines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+
+def _errors_to_log(app: Any) -> Any:
+    # eventlet's wsgi and websocket code write client trouble ("socket
+    # shutdown error") to environ["wsgi.errors"], which it sets to stderr.
+    stream = _LogStream(logging.getLogger("eventlet.wsgi.server"))
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.errors"] = stream
+        return app(environ, start_response)
+
+    return wsgi_app
+
+
+def _serve(app: Any, listener: socket.socket, config: Config) -> None:
     if config.async_mode == "eventlet":
         import eventlet.wsgi
 
         eventlet.wsgi.server(
             listener,
-            app,
+            _errors_to_log(app),
             log=logging.getLogger("dashboard.access"),
             max_size=EVENTLET_MAX_CONNECTIONS,
         )
@@ -103,7 +134,7 @@ def _serve(app: object, listener: socket.socket, config: Config) -> None:
         server = make_server(
             config.host,
             config.port,
-            app,  # type: ignore[arg-type]
+            app,
             threaded=True,
             fd=listener.fileno(),
         )

@@ -167,3 +167,45 @@ def test_sigterm_is_a_clean_exit(mode: str, tmp_path: Path) -> None:
     assert "Eventlet is deprecated" not in output  # not on the console
     log = (tmp_path / "logs" / "dashboard.log").read_text()
     assert "sampler stopped" in log
+
+
+MALFORMED = [
+    "9zz",
+    '42["x"',
+    "4{bad",
+    '45-["a"]',
+    '42/nope,["e"]',
+    "6",
+    "3",
+    "\x00",
+    "2probe",
+    '42["metrics",{}]',
+    "4" + "x" * 1000,
+]
+
+
+def test_malformed_packets_do_not_flood_the_log(server: ServerProcess) -> None:
+    import websocket
+
+    watcher = RecordingClient()
+    watcher.connect(server.url)
+    try:
+        for _ in range(30):
+            ws = websocket.create_connection(
+                server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+                timeout=5,
+            )
+            ws.recv()
+            ws.send("40")
+            for message in MALFORMED:
+                ws.send(message)
+            ws.close()
+        before = len(watcher.received("metrics"))
+        watcher.wait_for("metrics", count=before + 2, timeout=5)  # still served at 1 Hz
+    finally:
+        watcher.close()
+    server.stop()
+    log = (server.log_dir / "dashboard.log").read_text()
+    assert log.count("Traceback") <= 2, log  # one per noisy logger at most, not 330
+    assert len(log.splitlines()) < 150
+    assert "Eventlet is deprecated" not in server.output()
