@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Install the system binaries the tests drive, from Debian, when missing.
-# Without root (a developer's laptop) it only reports: the tests that need a
-# missing binary skip with a reason, except under CI=true, where they fail.
+# Install the system binaries the tests drive, from Debian, when missing:
+# chromium (browser tests), nginx, puppet, puppet-lint and vagrant (deploy tests).
+# Without root or apt (a developer's laptop) it only reports: the tests that
+# need a missing binary skip with a reason, except under CI=true, where they fail.
 set -euo pipefail
+have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
 need=()
-command -v chromium >/dev/null || need+=(chromium)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+have chromium || need+=(chromium fonts-dejavu-core)
+have nginx || need+=(nginx)
+have puppet || need+=(puppet)
+have puppet-lint || need+=(puppet-lint)
+have vagrant || need+=(vagrant)
+have systemd-analyze || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    echo "system-deps: missing ${need[*]}; install them to run every test" >&2
+    echo "system-deps: missing ${need[*]}; tests that need them will skip" >&2
     exit 0
 fi
 echo "system-deps: installing ${need[*]}"
 apt-get update -q >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" fonts-dejavu-core >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,119 @@
+"""Rendering the Puppet templates and running a real Nginx, for the deploy tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.serverproc import ROOT
+
+MODULE = ROOT / "deploy" / "puppet" / "modules" / "dashboard"
+SITE_TEMPLATE = MODULE / "templates" / "nginx-site.conf.epp"
+# The module's defaults, as scripts/render-nginx.sh renders deploy/nginx/dashboard.conf.
+DEFAULT_SITE_VALUES: dict[str, str | int] = {
+    "server_name": "localhost",
+    "listen": "80",
+    "app_port": 5000,
+    "static_dir": "/opt/dashboard/server/static",
+    "errors_dir": "/opt/dashboard/deploy/nginx/errors",
+}
+
+
+def puppet_hash(values: dict[str, str | int]) -> str:
+    def literal(value: str | int) -> str:
+        if isinstance(value, int):
+            return str(value)
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return "{" + ", ".join(f"{k} => {literal(v)}" for k, v in values.items()) + "}"
+
+
+def render_epp(puppet: str, template: Path, values: dict[str, str | int]) -> str:
+    result = subprocess.run(
+        [puppet, "epp", "render", str(template), "--values", puppet_hash(values)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Facter may complain on stderr inside a container; only the exit code counts.
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def main_config(workdir: Path, site: Path) -> str:
+    """An nginx.conf of our own: every path in `workdir`, the site included in http {}."""
+    # As root, Nginx's workers would switch to `nobody`, who cannot use our
+    # temp folders; this is a test harness, not the deployed config.
+    user = "user root root;" if os.geteuid() == 0 else ""
+    return f"""
+{user}
+daemon off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log {workdir}/access.log;
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    include {site};
+}}
+"""
+
+
+def nginx_test(nginx: str, workdir: Path, site_text: str) -> subprocess.CompletedProcess[str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    site = workdir / "site.conf"
+    site.write_text(site_text)
+    conf = workdir / "nginx.conf"
+    conf.write_text(main_config(workdir, site))
+    return subprocess.run(
+        [nginx, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+class NginxProcess:
+    """A real Nginx in the foreground on a loopback port; stopped by its own PID."""
+
+    def __init__(self, nginx: str, workdir: Path, site_text: str, port: int) -> None:
+        self.port = port
+        checked = nginx_test(nginx, workdir, site_text)
+        assert checked.returncode == 0, checked.stderr
+        self.workdir = workdir
+        self.proc = subprocess.Popen(
+            [nginx, "-c", str(workdir / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"nginx exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("nginx did not listen within 15 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish requests, then exit
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()

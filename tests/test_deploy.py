@@ -1,0 +1,164 @@
+"""Deploy files: Nginx site, Puppet module, systemd unit and Vagrantfile are valid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import require_binary
+from tests.deploytools import (
+    DEFAULT_SITE_VALUES,
+    MODULE,
+    SITE_TEMPLATE,
+    nginx_test,
+    render_epp,
+)
+from tests.serverproc import ROOT
+
+PUPPET = ROOT / "deploy" / "puppet"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_committed_site_is_the_rendered_template() -> None:
+    puppet = require_binary("puppet")
+    rendered = render_epp(puppet, SITE_TEMPLATE, DEFAULT_SITE_VALUES)
+    committed = (ROOT / "deploy" / "nginx" / "dashboard.conf").read_text()
+    assert rendered == committed, "run scripts/render-nginx.sh after changing the template"
+
+
+def test_nginx_accepts_the_committed_site(tmp_path: Path) -> None:
+    nginx = require_binary("nginx")
+    site = (ROOT / "deploy" / "nginx" / "dashboard.conf").read_text()
+    result = nginx_test(nginx, tmp_path, site)
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr
+
+
+def test_nginx_accepts_the_site_as_puppet_renders_it(tmp_path: Path) -> None:
+    nginx = require_binary("nginx")
+    puppet = require_binary("puppet")
+    site = render_epp(
+        puppet,
+        SITE_TEMPLATE,
+        {
+            "server_name": "dashboard.example.net",
+            "listen": "127.0.0.1:8088",
+            "app_port": 5123,
+            "static_dir": str(ROOT / "server" / "static"),
+            "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
+        },
+    )
+    assert "server 127.0.0.1:5123;" in site
+    assert "server_name dashboard.example.net;" in site
+    assert f"alias {ROOT}/server/static/;" in site
+    result = nginx_test(nginx, tmp_path, site)
+    assert result.returncode == 0, result.stderr
+
+
+def test_site_has_the_required_hardening() -> None:
+    site = (ROOT / "deploy" / "nginx" / "dashboard.conf").read_text()
+    for directive in (
+        "server_tokens off;",
+        "client_header_timeout",
+        "client_body_timeout",
+        "limit_conn dashboard_per_ip",
+        "gzip on;",
+        "default_server",
+        "proxy_http_version 1.1;",
+        "proxy_buffering off;",
+        "proxy_set_header Host $http_host;",
+        "X-Forwarded-Proto",
+        "Content-Security-Policy",
+        "error_page 502",
+    ):
+        assert directive in site, directive
+
+
+def test_puppet_parser_validate_and_lint() -> None:
+    puppet = require_binary("puppet")
+    lint = require_binary("puppet-lint")
+    manifests = [str(PUPPET / "manifests" / "site.pp"), str(MODULE / "manifests" / "init.pp")]
+    validated = run(puppet, "parser", "validate", *manifests)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    linted = run(lint, "--fail-on-warnings", str(PUPPET))
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert linted.stdout.strip() == ""
+
+
+def test_puppet_apply_noop_of_site_pp() -> None:
+    puppet = require_binary("puppet")
+    result = run(
+        puppet,
+        "apply",
+        "--noop",
+        "--detailed-exitcodes",
+        "--color=false",
+        "--modulepath",
+        str(PUPPET / "modules"),
+        str(PUPPET / "manifests" / "site.pp"),
+        env={"FACTER_dashboard_source": str(ROOT)},
+    )
+    # --detailed-exitcodes: 0 nothing to do, 2 changes; 1, 4 and 6 are failures.
+    assert result.returncode in (0, 2), result.stdout + result.stderr
+    assert "Compiled catalog" in result.stdout
+    for resource in (
+        "Service[dashboard]",
+        "Service[nginx]",
+        "File[/etc/systemd/system/dashboard.service]",
+        "File[/etc/nginx/sites-available/dashboard]",
+        "User[dashboard]",
+    ):
+        assert resource in result.stdout, resource
+    assert "Error:" not in result.stdout
+
+
+def test_rendered_unit_is_hardened_and_verifies(tmp_path: Path) -> None:
+    puppet = require_binary("puppet")
+    unit = render_epp(
+        puppet,
+        MODULE / "templates" / "dashboard.service.epp",
+        {
+            "install_dir": str(ROOT),
+            "user": "daemon",
+            "config_file": "/etc/dashboard/d.toml",
+            "log_dir": "/var/log/dashboard",
+            "data_dir": "/var/lib/dashboard",
+        },
+    )
+    for line in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "ReadWritePaths=/var/log/dashboard /var/lib/dashboard",
+        "Restart=on-failure",
+        "--host 127.0.0.1",
+    ):
+        assert line in unit, line
+    analyze = require_binary("systemd-analyze")
+    path = tmp_path / "dashboard.service"
+    path.write_text(unit)
+    result = run(analyze, "verify", str(path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_vagrantfile_validates() -> None:
+    vagrant = require_binary("vagrant")
+    result = run(vagrant, "validate", "--ignore-provider")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validated successfully" in result.stdout
+    text = (ROOT / "Vagrantfile").read_text()
+    assert "guest: 80, host: 8080" in text
+    assert 'manifests_path = "deploy/puppet/manifests"' in text
+    assert 'module_path = "deploy/puppet/modules"' in text
