@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -23,10 +23,13 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     from flask import Flask
     from flask_socketio import SocketIO
 
-    from server import api, events, pages
+    from server import api, events, metrics_export, pages
+    from server.alerts import AlertEngine
     from server.config import Config
-    from server.data import DynamicData, StaticData
+    from server.data import DynamicData, OwnUsage, StaticData
+    from server.notify import AlertNotifier
     from server.state import DashboardState
+    from server.webhooks import WebhookSender
     from server.worker import Sampler
 
     config = config or Config()
@@ -40,23 +43,44 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         logger=False,
         engineio_logger=False,
     )
-    sampler = Sampler(
-        DynamicData(top_processes=config.top_processes),
-        broadcast=lambda event, data: socketio.emit(event, data),
+
+    def broadcast(event: str, data: object) -> None:
+        socketio.emit(event, data)
+
+    static = StaticData.collect(
         interval=config.interval,
         history_seconds=config.history_seconds,
+        version=__version__,
+    )
+    alerts = AlertEngine(
+        config.alerts, interval=config.interval, cores=static.cpu.get("logical") or 1
+    )
+    webhooks = WebhookSender(
+        config.alerts.webhooks,
+        timeout=config.alerts.webhook_timeout,
+        retries=config.alerts.webhook_retries,
+    )
+    own = OwnUsage()
+    state: DashboardState  # assigned below; the stats closure reads its client count
+
+    def server_stats() -> dict[str, object]:
+        return {**own.read(), "clients": state.clients}
+
+    sampler = Sampler(
+        DynamicData(top_processes=config.top_processes),
+        broadcast=broadcast,
+        interval=config.interval,
+        history_seconds=config.history_seconds,
+        server_stats=server_stats,
+        observers=[AlertNotifier(alerts, broadcast, webhooks)],
     )
     state = DashboardState(
-        config=config,
-        static=StaticData.collect(
-            interval=config.interval,
-            history_seconds=config.history_seconds,
-            version=__version__,
-        ),
-        sampler=sampler,
+        config=config, static=static, sampler=sampler, alerts=alerts, webhooks=webhooks
     )
     app.extensions["dashboard"] = state
+    app.extensions["dashboard_registry"] = metrics_export.build_registry(state)
     app.register_blueprint(api.api)
+    app.register_blueprint(metrics_export.metrics_export)
     app.register_blueprint(pages.pages)
     pages.register_errors(app)
     events.register(socketio, state)

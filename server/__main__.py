@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app, _socketio = create_app(config)
     state = app.extensions["dashboard"]
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    state.sampler.start()
+    state.start()
     log.info(
         "serving http://%s:%d/ (async mode %s)", *listener.getsockname()[:2], config.async_mode
     )
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         log.info("shutting down")
-        state.sampler.stop()
+        state.stop()
         logging.shutdown()
     return 0
 

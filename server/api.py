@@ -49,6 +49,11 @@ def _seconds(raw: str | None, default: int) -> int:
     return value
 
 
+@api.get("/api/alerts")
+def alerts() -> ResponseReturnValue:
+    return jsonify(_state().alerts.snapshot())
+
+
 @api.get("/healthz")
 def healthz() -> ResponseReturnValue:
     state = _state()

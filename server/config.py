@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from server.alerts import AlertSettings, AlertSettingsError, parse_settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASYNC_MODES = ("eventlet", "threading")
 
@@ -28,6 +30,8 @@ class Config:
     log_dir: str = "logs"
     async_mode: str = "eventlet"
     top_processes: int = 5
+    # Only from the TOML file's [alerts] table: rules are too rich for flags.
+    alerts: AlertSettings = dataclasses.field(default_factory=lambda: parse_settings(None))
 
 
 # Each setting's parser takes a raw value (a string from env/flags, or a TOML
@@ -142,13 +146,20 @@ def load(
     flags = vars(build_parser().parse_args(argv))
 
     raw: dict[str, tuple[Any, str]] = {}
+    values: dict[str, Any] = {}
     config_path = flags.pop("config") or environ.get("DASHBOARD_CONFIG")
     if config_path:
-        for name, value in _read_toml(config_path).items():
+        table = _read_toml(config_path)
+        if "alerts" in table:
+            try:
+                values["alerts"] = parse_settings(table.pop("alerts"))
+            except AlertSettingsError as exc:
+                raise ConfigError(f"{exc} (in {config_path!r})") from None
+        for name, value in table.items():
             if name not in PARSERS:
                 raise ConfigError(
                     f"setting {name!r} in {config_path!r} is unknown; known settings: "
-                    + ", ".join(PARSERS)
+                    + ", ".join([*PARSERS, "alerts"])
                 )
             raw[name] = (value, config_path)
     for name in PARSERS:
@@ -158,7 +169,6 @@ def load(
         if flags.get(name) is not None:
             raw[name] = (flags[name], "--" + name.replace("_", "-"))
 
-    values: dict[str, Any] = {}
     for name, (value, source) in raw.items():
         try:
             values[name] = PARSERS[name](value)

@@ -360,3 +360,20 @@ def _rate(
     if before is None or after is None:
         return None, None
     return counter_rate(before, after, seconds)
+
+
+class OwnUsage:
+    """This server process's own cost: CPU (% of one core) and resident memory."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._reader = FailureLog()
+        self._reader.read("server.cpu_percent", lambda: self._process.cpu_percent(interval=None))
+
+    def read(self) -> dict[str, Any]:
+        return {
+            "cpu_percent": self._reader.read(
+                "server.cpu_percent", lambda: round(self._process.cpu_percent(interval=None), 1)
+            ),
+            "rss": self._reader.read("server.rss", lambda: self._process.memory_info().rss),
+        }

@@ -22,6 +22,7 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
         def greet(history: list[dict[str, object]]) -> None:
             emit("static", static)
             emit("history", {"samples": history})
+            emit("alerts", state.alerts.snapshot())
 
         # Under the sampler's lock: no `metrics` can slip in before `history`.
         state.sampler.send_history(greet)

@@ -1,11 +1,13 @@
-"""What the app keeps for its lifetime: settings, host facts, the Sampler."""
+"""What the app keeps for its lifetime: settings, host facts, the Sampler, alerts."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from server.alerts import AlertEngine
 from server.config import Config
 from server.data import StaticData
+from server.webhooks import WebhookSender
 from server.worker import Sampler
 
 
@@ -14,4 +16,14 @@ class DashboardState:
     config: Config
     static: StaticData
     sampler: Sampler
+    alerts: AlertEngine
+    webhooks: WebhookSender
     clients: int = 0
+
+    def start(self) -> None:
+        self.webhooks.start()
+        self.sampler.start()
+
+    def stop(self) -> None:
+        self.sampler.stop()
+        self.webhooks.stop()

@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 log = logging.getLogger("dashboard.worker")
@@ -20,9 +20,13 @@ class SampleSource(Protocol):
     def sample(self) -> Sample: ...
 
 
+# Tables of the moment, not series: left out of the history.
+MOMENT_KEYS = frozenset({"processes", "server"})
+
+
 def history_view(sample: Sample) -> Sample:
-    """A sample as kept in history: the process table is a moment, not a series."""
-    return {key: value for key, value in sample.items() if key != "processes"}
+    """A sample as kept in history."""
+    return {key: value for key, value in sample.items() if key not in MOMENT_KEYS}
 
 
 class Sampler:
@@ -39,10 +43,15 @@ class Sampler:
         interval: float = 1.0,
         history_seconds: int = 900,
         clock: Callable[[], float] = time.monotonic,
+        server_stats: Callable[[], dict[str, Any]] | None = None,
+        observers: Sequence[Callable[[Sample], None]] = (),
     ) -> None:
         self.interval = interval
         self._source = source
         self._broadcast = broadcast
+        self._server_stats = server_stats
+        # Called with each sample after its broadcast, e.g. the alert rules.
+        self._observers = list(observers)
         self._clock = clock
         self._ring: deque[Sample] = deque(maxlen=max(1, math.ceil(history_seconds / interval)))
         self._latest: Sample | None = None
@@ -124,6 +133,16 @@ class Sampler:
         """Take one sample, keep it, and broadcast it to every client."""
         started = time.perf_counter()
         sample = self._source.sample()
+        if self._server_stats is not None:
+            sample["server"] = {
+                **self._server_stats(),
+                # The previous tick's: this one is not over yet.
+                "tick_ms": None
+                if self.last_tick_seconds is None
+                else round(self.last_tick_seconds * 1000, 2),
+                "ticks": self.ticks,
+                "errors": self.errors,
+            }
         with self._publish_lock:
             self._seq += 1
             sample["seq"] = self._seq
@@ -131,6 +150,8 @@ class Sampler:
             self._ring.append(history_view(sample))
             self._last_tick_at = self._clock()
             self._broadcast("metrics", sample)
+            for observer in self._observers:
+                observer(sample)
         self.ticks += 1
         self.last_tick_seconds = time.perf_counter() - started
         return sample

@@ -254,8 +254,81 @@
     showDisks(s.disks);
     showProcesses(s.processes);
     if (s.uptime !== null && s.uptime !== undefined) uptimeBase = [s.uptime, performance.now()];
+    showOwnCost(s.server);
     setText("last-seq", "#" + s.seq);
     document.body.dataset.seq = s.seq;
+  }
+
+  function showOwnCost(own) {
+    if (!own) return; // history samples carry none
+    setText("own-cpu", pct(own.cpu_percent));
+    setText("own-rss", bytes(own.rss));
+    setText("own-tick", own.tick_ms === null ? "–" : own.tick_ms.toFixed(1) + " ms");
+    setText("own-clients", String(own.clients));
+  }
+
+  // ---------------------------------------------------------------- alerts
+
+  let activeAlerts = {};
+
+  function alertCardId(rule) {
+    if (rule.startsWith("disk:")) return diskCardId(rule.slice(5));
+    if (rule === "load" || rule.endsWith("cpu.percent") || rule === "cpu") return "card-cpu";
+    if (rule.endsWith("memory.percent") || rule === "memory") return "card-memory";
+    if (rule.endsWith("swap.percent") || rule === "swap") return "card-swap";
+    if (rule.endsWith("load.per_core")) return "card-cpu";
+    return null;
+  }
+
+  function alertText(a) {
+    const when = new Date(a.ts * 1000).toLocaleTimeString();
+    const what = a.level === "ok" ? "resolved" : a.level;
+    return when + " · " + a.rule + " " + what + " · " + a.metric + " " + a.value + " (threshold " + a.threshold + ")";
+  }
+
+  function alertItem(a) {
+    const li = document.createElement("li");
+    li.className = "alert alert-" + a.level;
+    li.textContent = alertText(a);
+    return li;
+  }
+
+  function paintAlertCards() {
+    for (const card of document.querySelectorAll(".card[data-alert]")) delete card.dataset.alert;
+    const rank = { warning: 1, critical: 2 };
+    for (const a of Object.values(activeAlerts)) {
+      const card = $(alertCardId(a.rule) || "");
+      if (card && (!card.dataset.alert || rank[a.level] > rank[card.dataset.alert])) card.dataset.alert = a.level;
+    }
+  }
+
+  function showActiveAlerts() {
+    const list = $("alerts-active");
+    list.textContent = "";
+    const items = Object.values(activeAlerts).sort((a, b) => (a.level === b.level ? b.ts - a.ts : a.level === "critical" ? -1 : 1));
+    for (const a of items) list.appendChild(alertItem(a));
+    $("alerts-none").hidden = items.length > 0;
+    paintAlertCards();
+  }
+
+  function addRecent(a) {
+    const list = $("alerts-recent");
+    list.insertBefore(alertItem(a), list.firstChild);
+    while (list.children.length > 50) list.lastChild.remove();
+  }
+
+  function notify(a) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    const title = (a.level === "ok" ? "Resolved: " : a.level.toUpperCase() + ": ") + a.rule;
+    new Notification(title, { body: alertText(a), tag: a.rule });
+  }
+
+  const notifyButton = $("notify");
+  if ("Notification" in window && Notification.permission === "default") {
+    notifyButton.hidden = false;
+    notifyButton.addEventListener("click", () => {
+      Notification.requestPermission().then(() => { notifyButton.hidden = true; });
+    });
   }
 
   function showStatic(st) {
@@ -333,6 +406,22 @@
     if (!Object.keys(plots).length) buildCharts(); else redraw();
     if (samples.length) showSample(samples[samples.length - 1]);
     lastMessageAt = performance.now();
+  });
+
+  socket.on("alerts", (snapshot) => {
+    activeAlerts = {};
+    for (const a of snapshot.active || []) activeAlerts[a.rule] = a;
+    $("alerts-recent").textContent = "";
+    for (const a of (snapshot.recent || []).slice().reverse()) addRecent(a);
+    showActiveAlerts();
+  });
+
+  socket.on("alert", (a) => {
+    if (a.level === "ok") delete activeAlerts[a.rule];
+    else activeAlerts[a.rule] = a;
+    addRecent(a);
+    showActiveAlerts();
+    notify(a);
   });
 
   socket.on("metrics", (s) => {

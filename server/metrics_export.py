@@ -1,0 +1,211 @@
+"""GET /metrics: the latest sample and the sampler's health for Prometheus.
+
+Names follow node_exporter where the value is the same thing (node_load1,
+node_memory_MemTotal_bytes, node_filesystem_size_bytes, ...); the rest are
+dashboard_*, with units in the names. Percentages become 0-1 ratios, as
+Prometheus prefers. Rates are exported as measured over the last tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from server.alerts import CRITICAL, WARNING
+from server.state import DashboardState
+
+metrics_export = Blueprint("metrics_export", __name__)
+
+
+def _ratio(percent: float | None) -> float | None:
+    return None if percent is None else percent / 100.0
+
+
+class _Families:
+    """Collects gauges, leaving out values that are null in the sample."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, GaugeMetricFamily] = {}
+
+    def gauge(
+        self, name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
+    ) -> None:
+        labels = labels or {}
+        family = self.families.get(name)
+        if family is None:
+            family = self.families[name] = GaugeMetricFamily(name, doc, labels=sorted(labels))
+        if value is not None:
+            family.add_metric([labels[k] for k in sorted(labels)], float(value))
+
+
+def _sample_families(sample: dict[str, Any]) -> Iterator[Metric]:
+    f = _Families()
+    g = f.gauge
+    cpu = sample.get("cpu") or {}
+    g(
+        "dashboard_cpu_usage_ratio",
+        "CPU busy share of all cores, last tick.",
+        _ratio(cpu.get("percent")),
+    )
+    for core, percent in enumerate(cpu.get("per_core") or []):
+        g(
+            "dashboard_cpu_core_usage_ratio",
+            "CPU busy share per core, last tick.",
+            _ratio(percent),
+            {"core": str(core)},
+        )
+    memory = sample.get("memory") or {}
+    g("node_memory_MemTotal_bytes", "Memory size in bytes.", memory.get("total"))
+    g("node_memory_MemAvailable_bytes", "Memory available in bytes.", memory.get("available"))
+    g("dashboard_memory_used_bytes", "Memory used in bytes.", memory.get("used"))
+    g("dashboard_memory_usage_ratio", "Memory used share.", _ratio(memory.get("percent")))
+    swap = sample.get("swap") or {}
+    g("node_memory_SwapTotal_bytes", "Swap size in bytes.", swap.get("total"))
+    g("dashboard_swap_used_bytes", "Swap used in bytes.", swap.get("used"))
+    g("dashboard_swap_usage_ratio", "Swap used share.", _ratio(swap.get("percent")))
+    for disk in sample.get("disks") or []:
+        labels = {"mountpoint": disk["mount"], "device": disk["device"], "fstype": disk["fstype"]}
+        g("node_filesystem_size_bytes", "Filesystem size in bytes.", disk.get("total"), labels)
+        g(
+            "node_filesystem_avail_bytes",
+            "Filesystem space available to non-root users in bytes.",
+            disk.get("free"),
+            labels,
+        )
+        g(
+            "dashboard_filesystem_used_bytes",
+            "Filesystem space used in bytes.",
+            disk.get("used"),
+            labels,
+        )
+        g(
+            "dashboard_filesystem_usage_ratio",
+            "Filesystem used share.",
+            _ratio(disk.get("percent")),
+            labels,
+        )
+    disk_io = sample.get("disk_io") or {}
+    g(
+        "dashboard_disk_read_bytes_per_second",
+        "Disk read rate over the last tick.",
+        disk_io.get("read_bps"),
+    )
+    g(
+        "dashboard_disk_written_bytes_per_second",
+        "Disk write rate over the last tick.",
+        disk_io.get("write_bps"),
+    )
+    net = sample.get("net") or {}
+    g(
+        "dashboard_network_receive_bytes_per_second",
+        "Network receive rate (no loopback).",
+        net.get("rx_bps"),
+    )
+    g(
+        "dashboard_network_transmit_bytes_per_second",
+        "Network transmit rate (no loopback).",
+        net.get("tx_bps"),
+    )
+    load = sample.get("load") or [None, None, None]
+    for minutes, value in zip((1, 5, 15), load, strict=True):
+        g(f"node_load{minutes}", f"{minutes}m load average.", value)
+    g("dashboard_uptime_seconds", "Seconds since boot.", sample.get("uptime"))
+    for rank, proc in enumerate(sample.get("processes") or [], start=1):
+        labels = {"rank": str(rank), "pid": str(proc["pid"]), "name": str(proc["name"])}
+        g(
+            "dashboard_top_process_cpu_usage_ratio",
+            "CPU share of the busiest processes.",
+            _ratio(proc.get("cpu_percent")),
+            labels,
+        )
+        g(
+            "dashboard_top_process_memory_usage_ratio",
+            "Memory share of the busiest processes.",
+            _ratio(proc.get("memory_percent")),
+            labels,
+        )
+    yield from f.families.values()
+
+
+class DashboardCollector(Collector):
+    """Reads the state the Sampler keeps, at scrape time; never samples."""
+
+    def __init__(self, state: DashboardState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state
+        sampler = state.sampler
+        latest = sampler.latest
+        if latest is not None:
+            yield from _sample_families(latest)
+        static = GaugeMetricFamily("node_boot_time_seconds", "Boot time, epoch seconds.")
+        if state.static.boot_time is not None:
+            static.add_metric([], state.static.boot_time)
+        yield static
+        info = GaugeMetricFamily(
+            "dashboard_build_info", "Version and host.", labels=["version", "hostname"]
+        )
+        info.add_metric([state.static.version, state.static.hostname], 1)
+        yield info
+        ticks = CounterMetricFamily("dashboard_sampler_ticks", "Ticks taken since start.")
+        ticks.add_metric([], sampler.ticks)
+        yield ticks
+        errors = CounterMetricFamily("dashboard_sampler_errors", "Ticks that failed since start.")
+        errors.add_metric([], sampler.errors)
+        yield errors
+        duration = GaugeMetricFamily(
+            "dashboard_sampler_tick_duration_seconds",
+            "Duration of the last tick: sample, encode and send.",
+        )
+        if sampler.last_tick_seconds is not None:
+            duration.add_metric([], sampler.last_tick_seconds)
+        yield duration
+        age = GaugeMetricFamily(
+            "dashboard_sampler_last_sample_age_seconds", "Seconds since the last sample."
+        )
+        sample_age = sampler.last_sample_age()
+        if sample_age is not None:
+            age.add_metric([], sample_age)
+        yield age
+        interval = GaugeMetricFamily(
+            "dashboard_sampler_interval_seconds", "Seconds between samples."
+        )
+        interval.add_metric([], sampler.interval)
+        yield interval
+        clients = GaugeMetricFamily("dashboard_socketio_clients", "Connected Socket.IO clients.")
+        clients.add_metric([], state.clients)
+        yield clients
+        active = GaugeMetricFamily(
+            "dashboard_alerts_active", "Active alerts by level.", labels=["level"]
+        )
+        levels = [a["level"] for a in state.alerts.active.values()]
+        for level in (WARNING, CRITICAL):
+            active.add_metric([level], levels.count(level))
+        yield active
+        hooks = CounterMetricFamily(
+            "dashboard_webhook_deliveries", "Webhook deliveries by outcome.", labels=["outcome"]
+        )
+        for outcome, count in state.webhooks.stats().items():
+            hooks.add_metric([outcome], count)
+        yield hooks
+
+
+def build_registry(state: DashboardState) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DashboardCollector(state))
+    # process_cpu_seconds_total, process_resident_memory_bytes, ... of this server.
+    ProcessCollector(registry=registry)
+    return registry
+
+
+@metrics_export.get("/metrics")
+def metrics() -> Response:
+    registry = current_app.extensions["dashboard_registry"]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
