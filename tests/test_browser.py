@@ -24,7 +24,9 @@ READ_PAGE = """JSON.stringify({
   disks: document.querySelectorAll('#disks tr').length,
   processes: document.querySelectorAll('#processes tr').length,
   uptime: document.getElementById('uptime').textContent,
-  transport: null,
+  own: ['own-cpu', 'own-rss', 'own-tick', 'own-clients']
+    .map(id => document.getElementById(id).textContent).join('|'),
+  alertsPanel: !!document.getElementById('alerts-active'),
 })"""
 
 
@@ -60,16 +62,24 @@ def test_page_shows_host_and_live_cpu(server: ServerProcess, browser: Chromium) 
     assert points == 4
 
     seen_cpu = {(first["cpu"], first["cores"])}
+    seen_own = {first["own"]}
     seqs = [int(str(first["seq"]))]
     deadline = time.monotonic() + 12
-    while time.monotonic() < deadline and (len(seen_cpu) < 2 or len(seqs) < 4):
+    while time.monotonic() < deadline and (len(seen_cpu) < 2 or len(seen_own) < 2 or len(seqs) < 4):
         time.sleep(1)
         now = read(browser)
         seen_cpu.add((now["cpu"], now["cores"]))
+        seen_own.add(now["own"])
         seqs.append(int(str(now["seq"])))
         assert now["hostname"] == hostname
         assert now["status"] == "live"
     assert len(seen_cpu) >= 2, "the CPU figures never changed"
+    # The footer: the server's own cost, live. One client: this page.
+    assert len(seen_own) >= 2, seen_own
+    own_cpu, own_rss, own_tick, clients = str(now["own"]).split("|")
+    assert own_cpu.endswith(" %") and "MiB" in own_rss and own_tick.endswith(" ms")
+    assert clients == "1"
+    assert now["alertsPanel"] is True
     assert seqs == sorted(seqs) and seqs[-1] >= seqs[0] + 3
     uptime = read(browser)["uptime"]
     assert isinstance(uptime, str) and uptime.count(":") == 2

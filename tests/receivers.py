@@ -1,0 +1,49 @@
+"""Webhook receivers on loopback: one that records, one that fails, one that hangs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 answering POSTs with `mode`: ok, error or hang."""
+
+    def __init__(self, mode: str = "ok") -> None:
+        self.mode = mode
+        self.bodies: list[Any] = []
+        self.attempts = 0
+        self.release = threading.Event()  # ends a hanging handler
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                outer.attempts += 1
+                if outer.mode == "hang":
+                    outer.release.wait(30)
+                    return
+                if outer.mode == "error":
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                outer.bodies.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
