@@ -29,6 +29,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     from server.data import DynamicData, OwnUsage, StaticData
     from server.notify import AlertNotifier
     from server.state import DashboardState
+    from server.store import HistoryStore, Retention
     from server.webhooks import WebhookSender
     from server.worker import Sampler
 
@@ -60,6 +61,14 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         timeout=config.alerts.webhook_timeout,
         retries=config.alerts.webhook_retries,
     )
+    store = HistoryStore(
+        config.history_file,
+        Retention(
+            raw=config.retention_raw, tier_10s=config.retention_10s, tier_1m=config.retention_1m
+        ),
+        max_bytes=config.history_max_mb * 1024 * 1024,
+    )
+    store.open()
     own = OwnUsage()
     state: DashboardState  # assigned below; the stats closure reads its client count
 
@@ -72,10 +81,16 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         interval=config.interval,
         history_seconds=config.history_seconds,
         server_stats=server_stats,
-        observers=[AlertNotifier(alerts, broadcast, webhooks)],
+        observers=[AlertNotifier(alerts, broadcast, webhooks), store.add],
     )
+    sampler.preload(store.recent(config.history_seconds))
     state = DashboardState(
-        config=config, static=static, sampler=sampler, alerts=alerts, webhooks=webhooks
+        config=config,
+        static=static,
+        sampler=sampler,
+        alerts=alerts,
+        webhooks=webhooks,
+        store=store,
     )
     app.extensions["dashboard"] = state
     app.extensions["dashboard_registry"] = metrics_export.build_registry(state)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from server.csv_export import history_csv_text
 from server.state import DashboardState
 
 api = Blueprint("api", __name__)
@@ -32,9 +35,57 @@ def metrics() -> ResponseReturnValue:
 
 @api.get("/api/history")
 def history() -> ResponseReturnValue:
+    step, samples = _history_query()
+    return jsonify({"step": step, "samples": samples})
+
+
+@api.get("/api/history.csv")
+def history_csv() -> ResponseReturnValue:
+    step, samples = _history_query()
+    return Response(
+        history_csv_text(samples, step),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=history.csv"},
+    )
+
+
+def _history_query() -> tuple[int, list[dict[str, Any]]]:
+    """(step, samples) for ?seconds=N or ?start=&end=[&step=]; 400 on bad input."""
     state = _state()
-    seconds = _seconds(request.args.get("seconds"), default=state.config.history_seconds)
-    return jsonify({"samples": state.sampler.history(seconds)})
+    args = request.args
+    now = time.time()
+    if "start" in args or "end" in args:
+        if "seconds" in args:
+            abort(400, "give either seconds or start/end, not both")
+        start = _number("start", args.get("start"), default=None)
+        end = _number("end", args.get("end"), default=now)
+        if start >= end:
+            abort(400, "start must be before end")
+        wanted = _number("step", args.get("step"), default=0.0) or None
+        step = state.store.pick_step(start, wanted)
+        return step, state.store.points(start, end, step)
+    seconds = _seconds(args.get("seconds"), default=state.config.history_seconds)
+    if "step" in args:
+        abort(400, "step goes with start and end")
+    if seconds <= state.config.history_seconds:
+        return 1, state.sampler.history(seconds)  # the ring, in memory
+    start = now - seconds
+    step = state.store.pick_step(start)
+    return step, state.store.points(start, now, step)
+
+
+def _number(name: str, raw: str | None, default: float | None) -> float:
+    if raw is None or raw == "":
+        if default is None:
+            abort(400, f"{name} is required")
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        abort(400, f"{name} must be a number of epoch seconds, got {raw!r}")
+    if not math.isfinite(value) or value < 0:
+        abort(400, f"{name} must be a finite positive number, got {raw!r}")
+    return value
 
 
 def _seconds(raw: str | None, default: int) -> int:

@@ -30,8 +30,18 @@ class Config:
     log_dir: str = "logs"
     async_mode: str = "eventlet"
     top_processes: int = 5
+    data_dir: str = "data"
+    history_path: str = ""  # empty: history.sqlite3 in data_dir
+    retention_raw: int = 3600
+    retention_10s: int = 86400
+    retention_1m: int = 7 * 86400
+    history_max_mb: int = 256
     # Only from the TOML file's [alerts] table: rules are too rich for flags.
     alerts: AlertSettings = dataclasses.field(default_factory=lambda: parse_settings(None))
+
+    @property
+    def history_file(self) -> str:
+        return self.history_path or os.path.join(self.data_dir, "history.sqlite3")
 
 
 # Each setting's parser takes a raw value (a string from env/flags, or a TOML
@@ -95,6 +105,12 @@ PARSERS: dict[str, Parser] = {
     "log_dir": _text,
     "async_mode": _choice(*ASYNC_MODES),
     "top_processes": _integer(0, 100),
+    "data_dir": _text,
+    "history_path": _text,
+    "retention_raw": _integer(60, 7 * 86400),
+    "retention_10s": _integer(600, 31 * 86400),
+    "retention_1m": _integer(3600, 366 * 86400),
+    "history_max_mb": _integer(1, 1_000_000),
 }
 
 HELP = {
@@ -106,6 +122,12 @@ HELP = {
     "log_dir": "directory of the rotated log files (default ./logs)",
     "async_mode": "eventlet (default) or threading",
     "top_processes": "how many processes the top table lists (default 5)",
+    "data_dir": "directory of the history database (default ./data)",
+    "history_path": "history database file (default DATA_DIR/history.sqlite3)",
+    "retention_raw": "seconds of 1 s samples kept on disk (default 3600)",
+    "retention_10s": "seconds of 10 s points kept on disk (default 86400)",
+    "retention_1m": "seconds of 1 min points kept on disk (default 604800)",
+    "history_max_mb": "cap on the history database size in MiB (default 256)",
 }
 
 

@@ -7,6 +7,7 @@ import dataclasses
 from server.alerts import AlertEngine
 from server.config import Config
 from server.data import StaticData
+from server.store import HistoryStore
 from server.webhooks import WebhookSender
 from server.worker import Sampler
 
@@ -18,12 +19,15 @@ class DashboardState:
     sampler: Sampler
     alerts: AlertEngine
     webhooks: WebhookSender
+    store: HistoryStore
     clients: int = 0
 
     def start(self) -> None:
         self.webhooks.start()
+        self.store.start()
         self.sampler.start()
 
     def stop(self) -> None:
         self.sampler.stop()
+        self.store.stop()  # writes what is pending: nothing is lost on SIGTERM
         self.webhooks.stop()

@@ -156,6 +156,15 @@ class Sampler:
         self.last_tick_seconds = time.perf_counter() - started
         return sample
 
+    def preload(self, samples: list[Sample]) -> None:
+        """Refill the ring from stored history (after a restart); seq goes on from it."""
+        with self._publish_lock:
+            for sample in samples:
+                self._ring.append(history_view(sample))
+            seqs = [s["seq"] for s in samples if isinstance(s.get("seq"), int)]
+            if seqs:
+                self._seq = max(self._seq, max(seqs))
+
     # ---- reading state (REST, new clients)
 
     @property

@@ -33,7 +33,12 @@ def require_binary(*names: str) -> str:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return Config(async_mode="threading", log_dir=str(tmp_path / "logs"), history_seconds=60)
+    return Config(
+        async_mode="threading",
+        log_dir=str(tmp_path / "logs"),
+        history_seconds=60,
+        data_dir=str(tmp_path / "data"),
+    )
 
 
 @pytest.fixture

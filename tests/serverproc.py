@@ -31,15 +31,14 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
+        self.data_dir = log_dir.parent / "data"
         self.args = [
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-dir",
-            str(log_dir),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--log-dir", str(log_dir),
+            "--data-dir", str(self.data_dir),
             *args,
-        ]
+        ]  # fmt: skip
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
 

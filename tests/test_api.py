@@ -66,7 +66,7 @@ def test_metrics_is_503_before_the_first_sample(client: FlaskClient, state: Dash
 
 
 def test_history(client: FlaskClient, state: DashboardState) -> None:
-    assert client.get("/api/history").get_json() == {"samples": []}
+    assert client.get("/api/history").get_json() == {"step": 1, "samples": []}
     for _ in range(3):
         state.sampler.tick()
     samples = client.get("/api/history?seconds=60").get_json()["samples"]

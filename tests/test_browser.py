@@ -90,10 +90,11 @@ def test_page_reconnects_and_refills_without_duplicates(tmp_path: Path, browser:
     try:
         browser.navigate(server.url + "/")
         browser.wait_for("document.body.dataset.status === 'live' && document.body.dataset.seq")
-        time.sleep(2)
+        time.sleep(3)
         server.stop()
         browser.wait_for("document.body.dataset.status === 'reconnecting'", timeout=10)
-        server.start()  # same port
+        time.sleep(4)  # a downtime of a few ticks
+        server.start()  # same port, same history database
         browser.wait_for("document.body.dataset.status === 'live'", timeout=20)
         time.sleep(2.5)
         # The chart's x values: strictly increasing means no sample drawn twice.
@@ -109,6 +110,13 @@ def test_page_reconnects_and_refills_without_duplicates(tmp_path: Path, browser:
             return x.length;
         })()""")
         assert isinstance(increasing, int) and increasing >= 3, increasing
+        # The history came back from disk, and the downtime is a gap (a null), not a line.
+        gap = browser.evaluate("""(() => {
+            const y = window.__dashboardPlots.cpu.data[1];
+            const i = y.indexOf(null);
+            return i > 0 && i < y.length - 1 && y[i - 1] !== null && y[i + 1] !== null;
+        })()""")
+        assert gap is True
     finally:
         server.stop()
 
@@ -124,3 +132,24 @@ def test_page_fits_a_phone(server: ServerProcess) -> None:
         assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
     finally:
         phone.close()
+
+
+def test_range_selector_loads_longer_ranges(server: ServerProcess, browser: Chromium) -> None:
+    browser.navigate(server.url + "/")
+    browser.wait_for("document.body.dataset.status === 'live' && document.body.dataset.seq")
+    time.sleep(2.5)  # a batch on disk
+    browser.evaluate("document.querySelector('#ranges button[data-seconds=\"3600\"]').click()")
+    browser.wait_for("document.body.dataset.rangeLoaded === '3600'")
+    assert browser.evaluate("document.body.dataset.rangeStep") == "1"
+    points = browser.evaluate("window.__dashboardPlots.cpu.data[0].length")
+    assert points >= 2
+    browser.evaluate("document.querySelector('#ranges button[data-seconds=\"86400\"]').click()")
+    browser.wait_for("document.body.dataset.rangeLoaded === '86400'")
+    assert browser.evaluate("document.body.dataset.rangeStep") == "10"
+    pressed = browser.evaluate(
+        "document.querySelector('#ranges button[aria-pressed=\"true\"]').dataset.seconds"
+    )
+    assert pressed == "86400"
+    # Live points keep coming in after the range loaded.
+    before = browser.evaluate("window.__dashboardPlots.cpu.data[0].length")
+    browser.wait_for(f"window.__dashboardPlots.cpu.data[0].length > {before}", timeout=5)

@@ -57,16 +57,20 @@
 
   // ---------------------------------------------------------------- charts
 
-  // Series are kept as columns, as uPlot wants them: [ts, y1, y2, ...].
+  // Series are kept as columns, as uPlot wants them: [ts, y1, y1 min, y1 max, y2, ...].
+  // Min and max are only there for downsampled points (a band); live samples
+  // leave them null.
   const CHARTS = {
-    cpu: { el: "chart-cpu", series: [["total", (s) => s.cpu && s.cpu.percent]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
-    memory: { el: "chart-memory", series: [["used", (s) => s.memory && s.memory.percent], ["swap", (s) => s.swap && s.swap.percent]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
-    disk: { el: "chart-disk", series: [["read", (s) => s.disk_io && s.disk_io.read_bps], ["write", (s) => s.disk_io && s.disk_io.write_bps]], fmt: (v) => rate(v) },
-    net: { el: "chart-net", series: [["rx", (s) => s.net && s.net.rx_bps], ["tx", (s) => s.net && s.net.tx_bps]], fmt: (v) => rate(v) },
+    cpu: { el: "chart-cpu", series: [["total", (s) => s.cpu && s.cpu.percent, "cpu.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
+    memory: { el: "chart-memory", series: [["used", (s) => s.memory && s.memory.percent, "memory.percent"], ["swap", (s) => s.swap && s.swap.percent, "swap.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
+    disk: { el: "chart-disk", series: [["read", (s) => s.disk_io && s.disk_io.read_bps, "disk_io.read_bps"], ["write", (s) => s.disk_io && s.disk_io.write_bps, "disk_io.write_bps"]], fmt: (v) => rate(v) },
+    net: { el: "chart-net", series: [["rx", (s) => s.net && s.net.rx_bps, "net.rx_bps"], ["tx", (s) => s.net && s.net.tx_bps, "net.tx_bps"]], fmt: (v) => rate(v) },
   };
   const columns = { ts: [] };
   let windowSeconds = 900;
+  let liveWindow = 900; // the server's history_seconds: what `history` covers
   let lastTs = 0;
+  let lastStep = interval;
   let plots = {};
 
   function cssVar(name) {
@@ -75,18 +79,37 @@
 
   function resetColumns() {
     columns.ts = [];
-    for (const key in CHARTS) columns[key] = CHARTS[key].series.map(() => []);
+    lastTs = 0;
+    for (const key in CHARTS) columns[key] = CHARTS[key].series.map(() => [[], [], []]);
   }
   resetColumns();
 
-  function pushSample(s) {
-    columns.ts.push(s.ts);
+  function pushRow(ts, valuesOf) {
+    columns.ts.push(ts);
     for (const key in CHARTS) {
-      CHARTS[key].series.forEach(([, get], i) => {
-        const v = get(s);
-        columns[key][i].push(v === undefined ? null : v);
+      CHARTS[key].series.forEach((spec, i) => {
+        const [v, lo, hi] = valuesOf(spec);
+        columns[key][i][0].push(v === undefined ? null : v);
+        columns[key][i][1].push(lo === undefined ? null : lo);
+        columns[key][i][2].push(hi === undefined ? null : hi);
       });
     }
+  }
+
+  function pushSample(s) {
+    if (s.ts <= lastTs) return false; // already drawn
+    const step = s.step || interval;
+    // A hole in time (the server was down) is drawn as a gap, not a line across.
+    if (lastTs && s.ts - lastTs > 3 * Math.max(step, lastStep, interval)) {
+      pushRow(lastTs + Math.max(step, lastStep), () => [null, null, null]);
+    }
+    pushRow(s.ts, ([, get, band]) => {
+      const b = s.bands && s.bands[band];
+      return [get(s), b ? b[0] : null, b ? b[1] : null];
+    });
+    lastTs = s.ts;
+    lastStep = step;
+    return true;
   }
 
   function trimColumns() {
@@ -95,7 +118,13 @@
     while (drop < columns.ts.length && columns.ts[drop] < cutoff) drop++;
     if (drop === 0) return;
     columns.ts.splice(0, drop);
-    for (const key in CHARTS) columns[key].forEach((col) => col.splice(0, drop));
+    for (const key in CHARTS) columns[key].forEach((triple) => triple.forEach((col) => col.splice(0, drop)));
+  }
+
+  function chartData(key) {
+    const data = [columns.ts];
+    for (const triple of columns[key]) data.push(triple[0], triple[1], triple[2]);
+    return data;
   }
 
   function chartSize(container) {
@@ -113,6 +142,17 @@
       const spec = CHARTS[key];
       const container = $(spec.el);
       const size = chartSize(container);
+      const show = (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v));
+      const series = [{ value: (u, v) => (v === null || v === undefined ? "–" : new Date(v * 1000).toLocaleString()) }];
+      const bands = [];
+      spec.series.forEach(([label], i) => {
+        const at = series.length;
+        series.push({ label: label, stroke: colors[i], fill: colors[i] + "22", width: 1.5, points: { show: false }, value: show });
+        for (const edge of ["min", "max"]) {
+          series.push({ label: label + " " + edge, class: "band-edge", stroke: "transparent", width: 0, points: { show: false }, value: show });
+        }
+        bands.push({ series: [at + 2, at + 1], fill: colors[i] + "40" });
+      });
       const opts = {
         width: size.width,
         height: size.height,
@@ -123,16 +163,10 @@
           { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
           { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 70, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
         ],
-        series: [{ value: (u, v) => (v === null || v === undefined ? "–" : new Date(v * 1000).toLocaleTimeString()) }].concat(spec.series.map(([label], i) => ({
-          label: label,
-          stroke: colors[i],
-          fill: colors[i] + "22",
-          width: 1.5,
-          points: { show: false },
-          value: (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v)),
-        }))),
+        series: series,
+        bands: bands,
       };
-      plots[key] = new uPlot(opts, [columns.ts].concat(columns[key]), container);
+      plots[key] = new uPlot(opts, chartData(key), container);
     }
     window.__dashboardPlots = plots; // for the console and the browser tests
     redraw();
@@ -142,10 +176,47 @@
     const last = columns.ts.length - 1;
     for (const key in plots) {
       const plot = plots[key];
-      plot.setData([columns.ts].concat(columns[key]));
+      plot.setData(chartData(key));
       // With no pointer over the chart, the legend shows the latest values.
       if (plot.cursor.left < 0 && last >= 0) plot.setLegend({ idx: last });
     }
+  }
+
+  function drawAll() {
+    if (!Object.keys(plots).length) buildCharts(); else redraw();
+  }
+
+  // ---------------------------------------------------------------- range
+
+  let rangeSeconds = null; // null: the live window from `history`
+  let rangeRequest = 0;
+
+  function loadRange(seconds) {
+    const ask = ++rangeRequest;
+    document.body.dataset.range = String(seconds);
+    for (const b of document.querySelectorAll("#ranges button")) {
+      b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === seconds));
+    }
+    return fetch("api/history?seconds=" + seconds, { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+      .then((body) => {
+        if (ask !== rangeRequest) return; // a newer choice won
+        windowSeconds = seconds;
+        resetColumns();
+        for (const s of body.samples || []) pushSample(s);
+        drawAll();
+        document.body.dataset.rangeStep = String(body.step);
+        document.body.dataset.rangeLoaded = String(seconds);
+      })
+      .catch(() => setText("range-note", "could not load that range"));
+  }
+
+  for (const button of document.querySelectorAll("#ranges button")) {
+    button.addEventListener("click", () => {
+      const seconds = Number(button.dataset.seconds);
+      rangeSeconds = seconds === liveWindow ? null : seconds;
+      loadRange(seconds);
+    });
   }
 
   const resize = new ResizeObserver(() => {
@@ -391,21 +462,21 @@
   });
 
   socket.on("static", (st) => {
-    windowSeconds = st.history_seconds || 900;
+    liveWindow = st.history_seconds || 900;
+    if (rangeSeconds === null) windowSeconds = liveWindow;
     showStatic(st);
   });
 
   socket.on("history", (payload) => {
-    // Replace, never append: after a reconnect this is the whole story again.
     const samples = (payload && payload.samples) || [];
-    resetColumns();
-    lastTs = 0;
-    for (const s of samples) {
-      if (s.ts > lastTs) { pushSample(s); lastTs = s.ts; }
-    }
-    if (!Object.keys(plots).length) buildCharts(); else redraw();
     if (samples.length) showSample(samples[samples.length - 1]);
     lastMessageAt = performance.now();
+    if (rangeSeconds !== null) { loadRange(rangeSeconds); return; } // a longer range: from REST
+    // Replace, never append: after a reconnect this is the whole story again.
+    windowSeconds = liveWindow;
+    resetColumns();
+    for (const s of samples) pushSample(s);
+    drawAll();
   });
 
   socket.on("alerts", (snapshot) => {
@@ -427,11 +498,10 @@
   socket.on("metrics", (s) => {
     lastMessageAt = performance.now();
     if (disconnectedAt === null) setStatus("live", "live");
-    if (s.ts <= lastTs) return; // already drawn
-    lastTs = s.ts;
-    pushSample(s);
-    trimColumns();
-    if (!Object.keys(plots).length) buildCharts(); else redraw();
+    if (pushSample(s)) {
+      trimColumns();
+      drawAll();
+    }
     showSample(s);
   });
 })();

@@ -1,0 +1,353 @@
+"""History on disk: SQLite (WAL) with three tiers, written in batches off the tick.
+
+- raw:   every sample (as in `history`), kept `retention_raw` seconds (1 h);
+- 10 s:  average, min and max of each series, kept `retention_10s` (24 h);
+- 1 min: the same per minute, kept `retention_1m` (7 days).
+
+The tick only appends to a list. A writer loop commits the list every
+`batch_seconds` in one transaction, then folds the completed 10 s and 1 min
+buckets from the raw rows (so their average, min and max are exact) and
+applies retention. SQLite runs off eventlet's hub (server/blocking.py).
+Readers use their own connections: WAL lets them read while the writer writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from server.blocking import run_blocking
+
+log = logging.getLogger("dashboard.store")
+
+Sample = dict[str, Any]
+
+# Series kept in every tier: column name -> how to read it from a sample.
+SERIES: dict[str, Callable[[Sample], Any]] = {
+    "cpu_percent": lambda s: (s.get("cpu") or {}).get("percent"),
+    "memory_percent": lambda s: (s.get("memory") or {}).get("percent"),
+    "memory_used": lambda s: (s.get("memory") or {}).get("used"),
+    "swap_percent": lambda s: (s.get("swap") or {}).get("percent"),
+    "disk_root_percent": lambda s: next(
+        (d.get("percent") for d in s.get("disks") or [] if d.get("mount") == "/"), None
+    ),
+    "disk_read_bps": lambda s: (s.get("disk_io") or {}).get("read_bps"),
+    "disk_write_bps": lambda s: (s.get("disk_io") or {}).get("write_bps"),
+    "net_rx_bps": lambda s: (s.get("net") or {}).get("rx_bps"),
+    "net_tx_bps": lambda s: (s.get("net") or {}).get("tx_bps"),
+    "load1": lambda s: (s.get("load") or [None])[0],
+}
+# Where each series sits in a sample, for the `bands` of downsampled points.
+BAND_NAMES = {
+    "cpu_percent": "cpu.percent",
+    "memory_percent": "memory.percent",
+    "memory_used": "memory.used",
+    "swap_percent": "swap.percent",
+    "disk_root_percent": "disk./.percent",
+    "disk_read_bps": "disk_io.read_bps",
+    "disk_write_bps": "disk_io.write_bps",
+    "net_rx_bps": "net.rx_bps",
+    "net_tx_bps": "net.tx_bps",
+    "load1": "load.1",
+}
+TIER_TABLES = {10: "points_10s", 60: "points_1m"}
+LOG_EVERY = 60.0  # seconds between repeated warnings of the same trouble
+
+
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    raw: int = 3600
+    tier_10s: int = 86400
+    tier_1m: int = 7 * 86400
+
+    def for_step(self, step: int) -> int:
+        return {1: self.raw, 10: self.tier_10s, 60: self.tier_1m}[step]
+
+
+def _schema() -> str:
+    columns = ", ".join(f"{name} REAL" for name in SERIES)
+    tiers = ""
+    aggregates = ", ".join(f"{n}_avg REAL, {n}_min REAL, {n}_max REAL" for n in SERIES)
+    for table in TIER_TABLES.values():
+        tiers += (
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            f"(ts INTEGER PRIMARY KEY, n INTEGER, {aggregates});\n"
+        )
+    return (
+        "CREATE TABLE IF NOT EXISTS raw "
+        f"(ts REAL PRIMARY KEY, seq INTEGER, sample TEXT NOT NULL, {columns});\n" + tiers
+    )
+
+
+def _fold_sql(step: int) -> str:
+    table = TIER_TABLES[step]
+    names = ", ".join(f"{n}_avg, {n}_min, {n}_max" for n in SERIES)
+    values = ", ".join(f"avg({n}), min({n}), max({n})" for n in SERIES)
+    return (
+        f"INSERT OR REPLACE INTO {table} (ts, n, {names}) "
+        f"SELECT CAST(ts / {step} AS INTEGER) * {step} AS bucket, count(*), {values} "
+        f"FROM raw WHERE ts >= ? AND ts < ? GROUP BY bucket"
+    )
+
+
+class HistoryStore:
+    def __init__(
+        self,
+        path: str,
+        retention: Retention | None = None,
+        batch_seconds: float = 2.0,
+        max_bytes: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.retention = retention or Retention()
+        self.batch_seconds = batch_seconds
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._pending: deque[Sample] = deque()
+        self._db: sqlite3.Connection | None = None
+        self._fold_from: dict[int, float] = {}
+        self._last_retention = 0.0
+        self._last_warning: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = 0
+
+    # ---- opening, with a corrupt file moved aside
+
+    def open(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        try:
+            self._db = self._connect_checked()
+        except sqlite3.DatabaseError as exc:
+            aside = self._move_aside()
+            log.warning(
+                "history database %s is unusable (%s); moved it to %s and started a fresh one",
+                self.path,
+                exc,
+                aside,
+            )
+            self._db = self._connect_checked()
+        for step, table in TIER_TABLES.items():
+            row = self._db.execute(f"SELECT max(ts) FROM {table}").fetchone()
+            if row[0] is not None:
+                self._fold_from[step] = row[0] + step
+            else:
+                first = self._db.execute("SELECT min(ts) FROM raw").fetchone()[0]
+                self._fold_from[step] = math.floor(first / step) * step if first else 0.0
+
+    def _connect_checked(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+            if self.max_bytes:
+                page_size = db.execute("PRAGMA page_size").fetchone()[0]
+                db.execute(f"PRAGMA max_page_count={max(self.max_bytes // page_size, 16)}")
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {result}")
+            db.executescript(_schema())
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = f"{self.path}.corrupt-{stamp}"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                os.replace(self.path + suffix, aside + suffix)
+        return aside
+
+    # ---- writing
+
+    def add(self, sample: Sample) -> None:
+        """Called in the tick: only an append (a deque append is thread-safe)."""
+        self._pending.append(sample)
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is pending, then close."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.batch_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        batch = []
+        while self._pending:
+            batch.append(self._pending.popleft())
+        if self._db is None:
+            return
+        error = run_blocking(self._write, batch, self._clock())
+        if error is None:
+            self.written += len(batch)
+            return
+        self.dropped += len(batch)
+        self._warn(
+            "write",
+            f"history store could not write {len(batch)} samples; they are "
+            f"dropped and the live dashboard goes on: {error}",
+        )
+
+    def _warn(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -math.inf) >= LOG_EVERY:
+            self._last_warning[key] = now
+            log.warning("%s (repeats at most every %.0f s)", message, LOG_EVERY)
+
+    def _write(self, batch: list[Sample], now: float) -> str | None:
+        """One transaction: the batch, the completed buckets, retention. In a pool thread."""
+        db = self._db
+        assert db is not None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                f"INSERT OR REPLACE INTO raw (ts, seq, sample, {', '.join(SERIES)}) "
+                f"VALUES (?, ?, ?{', ?' * len(SERIES)})",
+                [
+                    (
+                        s["ts"],
+                        s.get("seq"),
+                        json.dumps(s, separators=(",", ":")),
+                        *(read(s) for read in SERIES.values()),
+                    )
+                    for s in batch
+                ],
+            )
+            if batch:
+                latest = max(s["ts"] for s in batch)
+                for step in TIER_TABLES:
+                    # Fold only buckets that are over: the current one still grows.
+                    until = math.floor(latest / step) * step
+                    if until > self._fold_from[step]:
+                        db.execute(_fold_sql(step), (self._fold_from[step], until))
+                        self._fold_from[step] = until
+            if now - self._last_retention >= 60:
+                db.execute("DELETE FROM raw WHERE ts < ?", (now - self.retention.raw,))
+                for step, table in TIER_TABLES.items():
+                    db.execute(
+                        f"DELETE FROM {table} WHERE ts < ?", (now - self.retention.for_step(step),)
+                    )
+                self._last_retention = now
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return str(exc)
+        return None
+
+    # ---- reading (own connection per read: never blocks the writer)
+
+    def _read(self, query: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            db.row_factory = sqlite3.Row
+            return db.execute(query, args).fetchall()
+        finally:
+            db.close()
+
+    def read(self, query: str, *args: Any) -> list[sqlite3.Row]:
+        try:
+            return run_blocking(self._read, query, args)
+        except sqlite3.Error as exc:
+            self._warn("read", f"history store read failed: {exc}")
+            return []
+
+    def recent(self, seconds: float) -> list[Sample]:
+        """Raw samples of the last `seconds`, oldest first: to refill the ring."""
+        rows = self.read("SELECT sample FROM raw WHERE ts > ? ORDER BY ts", self._clock() - seconds)
+        return [json.loads(row["sample"]) for row in rows]
+
+    def pick_step(self, start: float, step: float | None = None) -> int:
+        """The finest tier at least `step` apart that still holds data from `start`."""
+        age = self._clock() - start
+        for tier in (1, 10, 60):
+            # A minute of slack: "the last 24 h" asked a moment later is still 24 h.
+            if (step is None or tier >= step) and age <= self.retention.for_step(tier) + 60:
+                return tier
+        return 60
+
+    def points(self, start: float, end: float, step: int) -> list[Sample]:
+        if step == 1:
+            rows = self.read(
+                "SELECT sample FROM raw WHERE ts >= ? AND ts <= ? ORDER BY ts", start, end
+            )
+            return [json.loads(row["sample"]) for row in rows]
+        rows = self.read(
+            f"SELECT * FROM {TIER_TABLES[step]} WHERE ts >= ? AND ts <= ? ORDER BY ts",
+            math.floor(start / step) * step,
+            end,
+        )
+        return [_point(row, step) for row in rows]
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _point(row: sqlite3.Row, step: int) -> Sample:
+    """A downsampled point, shaped as a sample, with min/max in `bands`."""
+    avg = {name: row[f"{name}_avg"] for name in SERIES}
+    return {
+        "ts": float(row["ts"]),
+        "seq": None,
+        "step": step,
+        "n": row["n"],
+        "cpu": {"percent": _round(avg["cpu_percent"]), "per_core": None},
+        "memory": {
+            "percent": _round(avg["memory_percent"]),
+            "total": None,
+            "used": _int(avg["memory_used"]),
+            "available": None,
+        },
+        "swap": {"percent": _round(avg["swap_percent"]), "total": None, "used": None},
+        "disks": [
+            {
+                "mount": "/",
+                "device": None,
+                "fstype": None,
+                "percent": _round(avg["disk_root_percent"]),
+                "total": None,
+                "used": None,
+                "free": None,
+            }
+        ],
+        "disk_io": {
+            "read_bps": _int(avg["disk_read_bps"]),
+            "write_bps": _int(avg["disk_write_bps"]),
+        },
+        "net": {"rx_bps": _int(avg["net_rx_bps"]), "tx_bps": _int(avg["net_tx_bps"])},
+        "load": [_round(avg["load1"], 2), None, None],
+        "uptime": None,
+        "bands": {BAND_NAMES[name]: [row[f"{name}_min"], row[f"{name}_max"]] for name in SERIES},
+    }

@@ -1,0 +1,152 @@
+"""server/store.py: tiers, exact downsampling, retention, size, faults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from server.store import HistoryStore, Retention
+from tests.synthetic import fill, synthetic_sample
+
+T0 = 1_790_000_040.0  # a multiple of 60: buckets of 10 s and 1 min start on it
+
+
+def make_store(tmp_path: Path, clock: list[float], **kwargs: object) -> HistoryStore:
+    store = HistoryStore(str(tmp_path / "history.sqlite3"), clock=lambda: clock[0], **kwargs)  # type: ignore[arg-type]
+    store.open()
+    return store
+
+
+def test_downsampled_average_min_max_are_exact(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    rng = random.Random(3)
+    for i in range(125):  # 2 full minutes and a bit: the last bucket is not over
+        sample = synthetic_sample(T0 + i, i + 1, rng)
+        sample["cpu"]["percent"] = float(i)
+        sample["net"]["rx_bps"] = 1000 * (i % 10)
+        store.add(sample)
+    clock[0] = T0 + 125
+    store.flush()
+    tens = store.points(T0, T0 + 200, 10)
+    assert [p["ts"] for p in tens] == [T0 + 10 * k for k in range(12)]  # 120-129 not over yet
+    for k, point in enumerate(tens):
+        values = list(range(10 * k, 10 * k + 10))
+        assert point["n"] == 10 and point["step"] == 10
+        assert point["cpu"]["percent"] == sum(values) / 10
+        assert point["bands"]["cpu.percent"] == [values[0], values[-1]]
+        assert point["net"]["rx_bps"] == 4500
+        assert point["bands"]["net.rx_bps"] == [0, 9000]
+    minutes = store.points(T0, T0 + 200, 60)
+    assert [(p["ts"], p["n"]) for p in minutes] == [(T0, 60), (T0 + 60, 60)]
+    assert minutes[1]["cpu"]["percent"] == sum(range(60, 120)) / 60
+    assert minutes[1]["bands"]["cpu.percent"] == [60, 119]
+    raw = store.points(T0, T0 + 200, 1)
+    assert [s["seq"] for s in raw] == list(range(1, 126))
+    store.stop()
+
+
+def test_retention_deletes_old_rows(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock, retention=Retention(raw=600, tier_10s=1200, tier_1m=2400))
+    fill(store, clock, 3000, T0, batch=100)
+    db = sqlite3.connect(tmp_path / "history.sqlite3")
+    oldest_raw = db.execute("SELECT min(ts) FROM raw").fetchone()[0]
+    oldest_10 = db.execute("SELECT min(ts) FROM points_10s").fetchone()[0]
+    oldest_1m = db.execute("SELECT min(ts) FROM points_1m").fetchone()[0]
+    now = T0 + 3000
+    # Retention runs at most once a minute: allow that much slack.
+    assert now - 600 - 60 <= oldest_raw and now - 1200 - 60 <= oldest_10
+    assert now - 2400 - 120 <= oldest_1m
+    assert db.execute("SELECT count(*) FROM raw").fetchone()[0] <= 660
+    db.close()
+    store.stop()
+
+
+def test_seven_days_stay_under_the_stated_size(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    fill(store, clock, 7 * 86400, T0, batch=900)
+    counts = {t: len(store.read(f"SELECT ts FROM {t}")) for t in ("raw", "points_10s", "points_1m")}
+    store.stop()
+    assert counts["raw"] <= 3600 + 60 + 900
+    assert 8640 - 10 <= counts["points_10s"] <= 8640 + 12
+    assert 10080 - 5 <= counts["points_1m"] <= 10080 + 2
+    size = sum(os.path.getsize(p) for p in tmp_path.iterdir() if p.name.startswith("history"))
+    assert size < 16 * 1024 * 1024, size  # the bound the README states
+
+
+def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "history.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    clock = [T0]
+    with caplog.at_level(logging.WARNING, logger="dashboard.store"):
+        store = make_store(tmp_path, clock)
+    asides = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(asides) == 1 and asides[0].read_bytes().startswith(b"this is not")
+    assert "moved it to" in caplog.text
+    fill(store, clock, 30, T0)
+    assert len(store.points(T0, T0 + 60, 1)) == 30  # the fresh one works
+    store.stop()
+
+
+def test_full_database_drops_writes_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock, max_bytes=96 * 1024)  # SQLite's own "disk is full"
+    with caplog.at_level(logging.WARNING, logger="dashboard.store"):
+        fill(store, clock, 2000, T0, batch=50)
+    assert store.dropped > 0 and store.written > 0
+    warnings = [r for r in caplog.records if "could not write" in r.getMessage()]
+    assert len(warnings) == 1  # rate-limited, not one per batch
+    assert "full" in warnings[0].getMessage()
+    store.add(synthetic_sample(T0 + 5000, 1, random.Random()))  # add() never raises
+    store.stop()
+
+
+def test_readers_never_block_the_writer(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    fill(store, clock, 100, T0)
+    reader = sqlite3.connect(tmp_path / "history.sqlite3")
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM raw").fetchone()[0] == 100  # holds a snapshot
+    started = time.monotonic()
+    fill(store, clock, 100, T0 + 100)
+    assert time.monotonic() - started < 2
+    assert store.dropped == 0 and store.written == 200
+    assert reader.execute("SELECT count(*) FROM raw").fetchone()[0] == 100  # its snapshot
+    reader.execute("COMMIT")
+    reader.close()
+    store.stop()
+
+
+def test_pick_step_takes_the_finest_tier_that_covers(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    assert store.pick_step(T0 - 900) == 1
+    assert store.pick_step(T0 - 3600) == 1
+    assert store.pick_step(T0 - 3601) == 10
+    assert store.pick_step(T0 - 86400) == 10
+    assert store.pick_step(T0 - 7 * 86400) == 60
+    assert store.pick_step(T0 - 300, step=5) == 10
+    assert store.pick_step(T0 - 300, step=30) == 60
+    store.stop()
+
+
+def test_recent_refills_in_order(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    fill(store, clock, 1200, T0, batch=100)
+    recent = store.recent(900)
+    assert len(recent) == 899 or len(recent) == 900
+    assert [s["seq"] for s in recent] == sorted(s["seq"] for s in recent)
+    assert recent[-1]["seq"] == 1200
+    store.stop()
