@@ -133,8 +133,10 @@ def test_pick_step_takes_the_finest_tier_that_covers(tmp_path: Path) -> None:
     store = make_store(tmp_path, clock)
     assert store.pick_step(T0 - 900) == 1
     assert store.pick_step(T0 - 3600) == 1
-    assert store.pick_step(T0 - 3601) == 10
+    assert store.pick_step(T0 - 3630) == 1  # a minute of slack for "the last hour"
+    assert store.pick_step(T0 - 3661) == 10
     assert store.pick_step(T0 - 86400) == 10
+    assert store.pick_step(T0 - 86461) == 60
     assert store.pick_step(T0 - 7 * 86400) == 60
     assert store.pick_step(T0 - 300, step=5) == 10
     assert store.pick_step(T0 - 300, step=30) == 60
