@@ -23,7 +23,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     from flask import Flask
     from flask_socketio import SocketIO
 
-    from server import api, events, metrics_export, pages
+    from server import api, events, guard, metrics_export, pages
     from server.alerts import AlertEngine
     from server.config import Config
     from server.data import DynamicData, OwnUsage, StaticData
@@ -41,6 +41,10 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         async_mode=config.async_mode,
         # Clients only ever send handshakes and pings: refuse anything large.
         max_http_buffer_size=64 * 1024,
+        # Same origin only, unless other origins are listed on purpose; never
+        # "*" (the session cookie is a credential).
+        cors_allowed_origins=list(config.cors_origins) or None,
+        cors_credentials=bool(config.cors_origins),
         logger=False,
         engineio_logger=False,
     )
@@ -98,5 +102,6 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     app.register_blueprint(metrics_export.metrics_export)
     app.register_blueprint(pages.pages)
     pages.register_errors(app)
-    events.register(socketio, state)
+    gate = guard.install(app, config)
+    events.register(socketio, state, gate)
     return app, socketio

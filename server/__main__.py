@@ -7,7 +7,7 @@ import signal
 import socket
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -21,8 +21,13 @@ EVENTLET_MAX_CONNECTIONS = 10_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["hash-password"]:
+        from server.auth import hash_password_command
+
+        return hash_password_command(args[1:])
     try:
-        config = load(argv)
+        config = load(args)
     except ConfigError as exc:
         print(f"python -m server: error: {exc}", file=sys.stderr)
         return 2
@@ -41,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app, _socketio = create_app(config)
     state = app.extensions["dashboard"]
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGTERM, _exit_handler(config))
     state.start()
     log.info(
         "serving http://%s:%d/ (async mode %s)", *listener.getsockname()[:2], config.async_mode
@@ -66,8 +71,29 @@ def _patch_eventlet() -> None:
     eventlet.monkey_patch()
 
 
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+def _exit_handler(config: Config) -> Callable[[int, FrameType | None], None]:
+    """SIGTERM ends the serving loop, whatever runs when it arrives.
+
+    A signal handler runs in the main thread, but under eventlet that may be
+    any green thread (the sampler, a socket's): raising there would end only
+    that one. So the exit is thrown into the main greenlet, via the hub.
+    """
+    if config.async_mode != "eventlet":
+
+        def raise_exit(signum: int, frame: FrameType | None) -> None:
+            raise SystemExit(0)
+
+        return raise_exit
+
+    import greenlet
+    from eventlet import hubs
+
+    main_greenlet = greenlet.getcurrent()
+
+    def throw_exit(signum: int, frame: FrameType | None) -> None:
+        hubs.get_hub().schedule_call_global(0, main_greenlet.throw, SystemExit(0))
+
+    return throw_exit
 
 
 def _listen(config: Config) -> socket.socket:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,15 @@ class Config:
     retention_10s: int = 86400
     retention_1m: int = 7 * 86400
     history_max_mb: int = 256
+    password_hash: str = ""
+    allow_anonymous: bool = False
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    cors_origins: tuple[str, ...] = ()
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 50
+    proxy_hops: int = 0
+    # Only from the TOML file's [users] table: name = "password hash".
+    users: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Only from the TOML file's [alerts] table: rules are too rich for flags.
     alerts: AlertSettings = dataclasses.field(default_factory=lambda: parse_settings(None))
 
@@ -87,6 +97,31 @@ def _text(raw: Any) -> str:
     return raw.strip()
 
 
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("true or false")
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    """A TOML list of strings, or a comma-separated string (env, flags)."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("a list of names (in the environment: comma-separated)")
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _password_hash(raw: Any) -> str:
+    if not isinstance(raw, str) or (raw and not raw.startswith(("scrypt:", "pbkdf2:"))):
+        raise ValueError("a hash from `python -m server hash-password` (scrypt:... or pbkdf2:...)")
+    return raw
+
+
 def _choice(*choices: str) -> Parser:
     def parse(raw: Any) -> str:
         if raw not in choices:
@@ -111,6 +146,13 @@ PARSERS: dict[str, Parser] = {
     "retention_10s": _integer(600, 31 * 86400),
     "retention_1m": _integer(3600, 366 * 86400),
     "history_max_mb": _integer(1, 1_000_000),
+    "password_hash": _password_hash,
+    "allow_anonymous": _boolean,
+    "allowed_hosts": _names,
+    "cors_origins": _names,
+    "max_connections": _integer(1, 1_000_000),
+    "max_connections_per_ip": _integer(1, 1_000_000),
+    "proxy_hops": _integer(0, 5),
 }
 
 HELP = {
@@ -128,6 +170,13 @@ HELP = {
     "retention_10s": "seconds of 10 s points kept on disk (default 86400)",
     "retention_1m": "seconds of 1 min points kept on disk (default 604800)",
     "history_max_mb": "cap on the history database size in MiB (default 256)",
+    "password_hash": "require this password (a hash from `hash-password`)",
+    "allow_anonymous": "true to serve a non-loopback address without a password",
+    "allowed_hosts": "Host names served, comma-separated (default localhost,127.0.0.1,::1)",
+    "cors_origins": "other origins allowed to connect, comma-separated (default none)",
+    "max_connections": "cap on Socket.IO connections in all (default 10000)",
+    "max_connections_per_ip": "cap on Socket.IO connections per address (default 50)",
+    "proxy_hops": "trusted reverse proxies in front (1 behind Nginx) for X-Forwarded-*",
 }
 
 
@@ -177,11 +226,13 @@ def load(
                 values["alerts"] = parse_settings(table.pop("alerts"))
             except AlertSettingsError as exc:
                 raise ConfigError(f"{exc} (in {config_path!r})") from None
+        if "users" in table:
+            values["users"] = _users(table.pop("users"), config_path)
         for name, value in table.items():
             if name not in PARSERS:
                 raise ConfigError(
                     f"setting {name!r} in {config_path!r} is unknown; known settings: "
-                    + ", ".join([*PARSERS, "alerts"])
+                    + ", ".join([*PARSERS, "alerts", "users"])
                 )
             raw[name] = (value, config_path)
     for name in PARSERS:
@@ -195,7 +246,44 @@ def load(
         try:
             values[name] = PARSERS[name](value)
         except ValueError as exc:
+            shown = "(hidden)" if name == "password_hash" else repr(value)
             raise ConfigError(
-                f"setting {name!r} (from {source}) must be {exc}, got {value!r}"
+                f"setting {name!r} (from {source}) must be {exc}, got {shown}"
             ) from None
-    return Config(**values)
+    config = Config(**values)
+    _check_exposure(config)
+    return config
+
+
+def _users(table: Any, path: str) -> dict[str, str]:
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"setting 'users' in {path!r} must be a table of name = \"hash\"")
+    for name, value in table.items():
+        try:
+            _password_hash(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting 'users.{name}' in {path!r} must be {exc}") from None
+        if not value:
+            raise ConfigError(f"setting 'users.{name}' in {path!r} is empty")
+    return dict(table)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_exposure(config: Config) -> None:
+    """Safe by default: a LAN-facing address needs a password, or a deliberate choice."""
+    if is_loopback(config.host) or config.allow_anonymous:
+        return
+    if not (config.password_hash or config.users):
+        raise ConfigError(
+            f"setting 'host': {config.host} is not a loopback address and no password is set; "
+            "set password_hash (python -m server hash-password) or users, "
+            "or allow_anonymous = true to serve it open on purpose"
+        )

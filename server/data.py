@@ -240,8 +240,14 @@ def is_real_filesystem(mount: str, device: str, fstype: str) -> bool:
 class DynamicData:
     """Keeps previous counters; sample() returns one JSON-ready dict."""
 
-    def __init__(self, top_processes: int = 5) -> None:
+    def __init__(self, top_processes: int = 5, process_every: int = 5) -> None:
         self._top = top_processes
+        # Scanning every process is most of a tick's cost: do it every few
+        # ticks and show the last table in between (its CPU % then covers the
+        # whole span between scans, which is steadier anyway).
+        self._process_every = max(process_every, 1)
+        self._ticks = 0
+        self._processes: list[dict[str, Any]] | None = []
         self._reader = FailureLog()
         self._cpu_count = psutil.cpu_count(logical=True) or 1
         self._boot_time = self._reader.read("boot_time", psutil.boot_time)
@@ -249,7 +255,7 @@ class DynamicData:
         self._reader.read("cpu.percent", lambda: psutil.cpu_percent(interval=None))
         self._reader.read("cpu.per_core", lambda: psutil.cpu_percent(interval=None, percpu=True))
         if self._top:
-            self._reader.read("processes", self._top_processes)
+            self._processes = self._reader.read("processes", self._top_processes)
         self._last_time = time.monotonic()
         self._disk_before = self._reader.read("disk_io", _disk_io_counters)
         self._net_before = self._reader.read("net", _net_io_counters)
@@ -276,8 +282,16 @@ class DynamicData:
             "net": {"rx_bps": net_rate[0], "tx_bps": net_rate[1]},
             "load": read("load", lambda: [round(v, 2) for v in psutil.getloadavg()]),
             "uptime": None if self._boot_time is None else round(time.time() - self._boot_time, 1),
-            "processes": read("processes", self._top_processes) if self._top else [],
+            "processes": self._process_table(),
         }
+
+    def _process_table(self) -> list[dict[str, Any]] | None:
+        if not self._top:
+            return []
+        self._ticks += 1
+        if self._ticks % self._process_every == 0 or self._processes is None:
+            self._processes = self._reader.read("processes", self._top_processes)
+        return self._processes
 
     @staticmethod
     def _per_core() -> list[float | None]:

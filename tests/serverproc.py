@@ -43,14 +43,19 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, wait: bool = True) -> ServerProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", *self.args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        # To a file, not a pipe: a pipe nobody drains fills up and then
+        # blocks the server's console logging, and with it the server.
+        self.console = self.log_dir.parent / f"console-{self.port}.txt"
+        self.console.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.console, "a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server", *self.args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         if wait:
             self.wait_healthy()
         return self
@@ -81,7 +86,5 @@ class ServerProcess:
         return self.proc.returncode
 
     def output(self) -> str:
-        assert self.proc is not None
-        if self.proc.poll() is None or self.proc.stdout is None:
-            return ""
-        return self.proc.stdout.read()
+        """What the server printed on its console (stdout and stderr)."""
+        return self.console.read_text() if self.console.exists() else ""

@@ -19,7 +19,10 @@ def test_defaults_match_the_design() -> None:
 
 def test_priority_file_then_env_then_flags(tmp_path: Path) -> None:
     toml = tmp_path / "dashboard.toml"
-    toml.write_text('port = 6000\ninterval = 2.5\nhost = "0.0.0.0"\nhistory_seconds = 120\n')
+    toml.write_text(
+        'port = 6000\ninterval = 2.5\nhost = "0.0.0.0"\nallow_anonymous = true\n'
+        "history_seconds = 120\n"
+    )
     env = {"DASHBOARD_CONFIG": str(toml), "DASHBOARD_PORT": "7000", "DASHBOARD_INTERVAL": "3"}
     config = load(["--port", "8000"], environ=env)
     assert config.port == 8000  # flag beats env and file

@@ -221,7 +221,7 @@ def test_failing_collector_gives_null_and_one_log_line(
     field: Any,
     error: Exception,
 ) -> None:
-    dynamic = DynamicData()
+    dynamic = DynamicData(process_every=1)
 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise error
@@ -256,7 +256,7 @@ def test_a_process_that_denies_access_is_skipped(monkeypatch: pytest.MonkeyPatch
             raise psutil.AccessDenied(pid=self.pid)
 
     monkeypatch.setattr(psutil, "process_iter", lambda: [Hidden(), *real_iter()])
-    rows = DynamicData().sample()["processes"]
+    rows = DynamicData(process_every=1).sample()["processes"]
     assert rows and all(r["pid"] != Hidden.pid for r in rows)
 
 
@@ -271,3 +271,18 @@ def test_failure_log_logs_each_field_once(caplog: pytest.LogCaptureFixture) -> N
             assert reader.read("a", boom) is None
             assert reader.read("b", boom) is None
     assert len(caplog.records) == 2
+
+
+def test_process_scan_runs_every_few_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans = []
+    real_iter = psutil.process_iter
+
+    def counting_iter() -> Any:
+        scans.append(1)
+        return real_iter()
+
+    monkeypatch.setattr(psutil, "process_iter", counting_iter)
+    dynamic = DynamicData(process_every=5)
+    tables = [dynamic.sample()["processes"] for _ in range(10)]
+    assert len(scans) == 1 + 2  # at start, then every fifth tick
+    assert all(t for t in tables)  # the last table shows in between

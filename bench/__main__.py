@@ -1,0 +1,453 @@
+"""`make bench`: our cost against Glances and psutil, fan-out, connect cost, store.
+
+Prints a table (figure, median, min-max over the runs, target) and writes
+the figures to bench/results/<time>.json. Everything runs on loopback and
+each step is bounded in time. `--quick` shortens every step, for a trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+from bench import glances
+from bench.cost import ProcessMeter, psutil_floor_tick, sampler_tick
+from server.store import HistoryStore
+from tests.serverproc import ROOT, ServerProcess
+from tests.sioclient import RecordingClient
+from tests.synthetic import fill
+
+RESULTS = ROOT / "bench" / "results"
+Row = dict[str, Any]
+
+
+def runs(count: int, measure: Callable[[], float]) -> list[float]:
+    return [measure() for _ in range(count)]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
+
+
+class Bench:
+    def __init__(self, quick: bool, workdir: Path, skip_glances: bool) -> None:
+        self.quick = quick
+        self.workdir = workdir
+        self.skip_glances = skip_glances
+        self.rows: list[Row] = []
+        self.idle_seconds = 15.0 if quick else 60.0
+        self.repeat = 3
+
+    def add(
+        self,
+        section: str,
+        figure: str,
+        values: list[float],
+        unit: str,
+        target: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> Row:
+        row = {
+            "section": section,
+            "figure": figure,
+            "unit": unit,
+            "target": target,
+            **summary(values),
+            **(extra or {}),
+        }
+        self.rows.append(row)
+        print(
+            f"  {figure:<55} {fmt(row['median'])} {unit} "
+            f"[{fmt(row['min'])}-{fmt(row['max'])}] {target}",
+            flush=True,
+        )
+        return row
+
+    def server(self, *args: str, data_dir: Path | None = None) -> ServerProcess:
+        logs = Path(tempfile.mkdtemp(dir=self.workdir)) / "logs"
+        proc = ServerProcess(logs, *args)
+        if data_dir is not None:
+            proc.args += ["--data-dir", str(data_dir)]
+        return proc.start()
+
+    # 1. sampler cost
+    def sampler_cost(self) -> None:
+        print("1. Sampler cost (CPU time per tick)", flush=True)
+        ticks = 100 if self.quick else 300
+        ours = runs(self.repeat, lambda: sampler_tick(ticks))
+        floor = runs(self.repeat, lambda: psutil_floor_tick(ticks))
+        self.add(
+            "sampler", "full sample + one JSON encode, per tick", [v * 1e6 for v in ours], "µs"
+        )
+        self.add("sampler", "as % of one core at 1 Hz", [v * 100 for v in ours], "%")
+        self.add(
+            "sampler", "psutil floor (same calls, bare), per tick", [v * 1e6 for v in floor], "µs"
+        )
+        self.add(
+            "sampler",
+            "ratio ours / psutil floor",
+            [a / b for a, b in zip(ours, floor, strict=True)],
+            "x",
+        )
+
+    # 2 and 3. idle cost and bytes per update, against Glances
+    def idle_cost(self) -> None:
+        print(f"2. Idle cost over {self.idle_seconds:.0f} s at 1 Hz", flush=True)
+        results: dict[str, list[tuple[float, float]]] = {"0": [], "1": [], "glances": []}
+        for _ in range(self.repeat):
+            server = self.server("--async-mode", "eventlet")
+            try:
+                meter = ProcessMeter(server.proc.pid)  # type: ignore[union-attr]
+                results["0"].append(meter.measure(self.idle_seconds))
+                client = RecordingClient()
+                client.connect(server.url)
+                try:
+                    results["1"].append(meter.measure(self.idle_seconds))
+                finally:
+                    client.close()
+            finally:
+                server.stop()
+        self.add("idle", "server CPU, 0 clients", [c for c, _ in results["0"]], "%")
+        self.add("idle", "server RSS, 0 clients", [r for _, r in results["0"]], "MiB")
+        ours_cpu = self.add("idle", "server CPU, 1 client", [c for c, _ in results["1"]], "%")
+        ours_rss = self.add("idle", "server RSS, 1 client", [r for _, r in results["1"]], "MiB")
+        frame = self.frame_bytes()
+        self.add(
+            "wire", "one `metrics` frame on the WebSocket", [frame], "bytes", "target <= 1536 bytes"
+        )
+        if self.skip_glances:
+            print("  (Glances skipped)")
+            return
+        binary = glances.install(ROOT / "bench" / ".glances-venv")
+        sizes: list[tuple[int, int]] = []
+        for _ in range(self.repeat):
+            cpu, rss, size = glances.measure(binary, self.idle_seconds)
+            results["glances"].append((cpu, rss))
+            sizes.append(size)
+        g_cpu = [c for c, _ in results["glances"]]
+        g_rss = [r for _, r in results["glances"]]
+        self.add("idle", "Glances -w CPU, polled like its web UI (1 Hz)", g_cpu, "%")
+        self.add("idle", "Glances -w RSS", g_rss, "MiB")
+        self.add(
+            "idle",
+            "ratio CPU ours / Glances (1 client)",
+            [a / b for a, b in zip([c for c, _ in results["1"]], g_cpu, strict=True)],
+            "x",
+            "target <= 0.125",
+        )
+        self.add(
+            "idle",
+            "ratio RSS ours / Glances (1 client)",
+            [a / b for a, b in zip([r for _, r in results["1"]], g_rss, strict=True)],
+            "x",
+            "target < 1",
+        )
+        self.add(
+            "wire",
+            "Glances bytes per refresh (/api/4/all + /all/views)",
+            [float(s[0]) for s in sizes],
+            "bytes",
+        )
+        self.add(
+            "wire",
+            "  the same, gzip-encoded as its UI receives it",
+            [float(s[1]) for s in sizes],
+            "bytes",
+        )
+        del ours_cpu, ours_rss
+
+    def frame_bytes(self) -> float:
+        server = self.server("--async-mode", "eventlet")
+        try:
+            import websocket
+
+            ws = websocket.create_connection(
+                server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+                timeout=10,
+                origin=server.url,
+            )
+            ws.recv()
+            ws.send("40")
+            while True:
+                frame = ws.recv()
+                if isinstance(frame, str) and frame.startswith('42["metrics"'):
+                    ws.close()
+                    return float(len(frame.encode()))
+        finally:
+            server.stop()
+
+    # 4. fan-out
+    def fan_out(self) -> None:
+        counts = [100, 1000] if self.quick else [100, 1000, 5000, 10000]
+        seconds = 10 if self.quick else 20
+        for mode in ("eventlet", "threading"):
+            print(f"4. Fan-out under {mode}, {seconds} s per step", flush=True)
+            for count in counts:
+                if mode == "threading" and count > 1000:
+                    print(f"  {count} clients: skipped under threading (two OS threads per socket)")
+                    continue
+                figures = [self.fan_out_once(mode, count, seconds) for _ in range(self.repeat)]
+                held = [f["held"] for f in figures]
+                ratio = [
+                    100 * f["delivered"] / f["expected"] if f["expected"] else 0.0 for f in figures
+                ]
+                target = "target >= 99.9 %" if count == 5000 else ""
+                self.add("fanout", f"{mode} N={count}: connections held", held, "")
+                self.add("fanout", f"{mode} N={count}: updates delivered", ratio, "%", target)
+                for q in ("p50", "p99", "max"):
+                    values = [f[f"delay_{q}_ms"] or 0.0 for f in figures]
+                    tgt = "target p99 < 250 ms" if q == "p99" and count == 5000 else ""
+                    self.add("fanout", f"{mode} N={count}: delay {q}", values, "ms", tgt)
+                self.add(
+                    "fanout", f"{mode} N={count}: server CPU", [f["cpu"] for f in figures], "%"
+                )
+                self.add(
+                    "fanout", f"{mode} N={count}: server RSS", [f["rss"] for f in figures], "MiB"
+                )
+                self.add(
+                    "fanout",
+                    f"{mode} N={count}: RSS per client",
+                    [f["rss_per_client"] for f in figures],
+                    "KiB",
+                )
+                if min(ratio) < 50:
+                    print(f"  {mode} stops holding at N={count}; not going higher")
+                    break
+
+    def fan_out_once(self, mode: str, count: int, seconds: float) -> dict[str, Any]:
+        # Every load client comes from 127.0.0.1: lift the per-address cap.
+        server = self.server(
+            "--async-mode",
+            mode,
+            "--max-connections-per-ip",
+            "1000000",
+            "--max-connections",
+            "1000000",
+        )
+        try:
+            meter = ProcessMeter(server.proc.pid)  # type: ignore[union-attr]
+            base_rss = meter.rss_mib()
+            meter.start()
+            load = subprocess.run(
+                [sys.executable, "-m", "bench.loadclient", server.url, str(count), str(seconds)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=seconds + 240,
+                check=False,
+            )
+            cpu, rss = meter.stop()
+            figures: dict[str, Any] = json.loads(load.stdout.strip().splitlines()[-1])
+            figures.update(
+                cpu=cpu, rss=rss, rss_per_client=max(rss - base_rss, 0) * 1024 / max(count, 1)
+            )
+            return figures
+        finally:
+            server.stop()
+
+    # 5. connect cost
+    def connect_cost(self) -> None:
+        print("5. Connect cost with a full history (900 samples)", flush=True)
+        data = self.workdir / "connect-data"
+        clock = [time.time() - 900]
+        store = HistoryStore(str(data / "history.sqlite3"), clock=lambda: clock[0])
+        store.open()
+        fill(store, clock, 900, clock[0], batch=300)
+        store.stop()
+        server = self.server("--async-mode", "eventlet", data_dir=data)
+        try:
+            import websocket
+
+            times, sizes = [], []
+            for _ in range(self.repeat * 3):
+                started = time.perf_counter()
+                ws = websocket.create_connection(
+                    server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+                    timeout=10,
+                    origin=server.url,
+                )
+                ws.recv()
+                ws.send("40")
+                got = 0
+                while True:
+                    frame = ws.recv()
+                    if isinstance(frame, str) and frame.startswith('42["history"'):
+                        times.append((time.perf_counter() - started) * 1000)
+                        sizes.append(float(len(frame.encode())))
+                        samples = len(json.loads(frame[2:])[1]["samples"])
+                        got = samples
+                        break
+                ws.close()
+            self.add("connect", f"connect to `static` + `history` ({got} samples)", times, "ms")
+            self.add(
+                "connect", "`history` payload", [s / 1024 for s in sizes], "KiB", "target <= 400 KB"
+            )
+            page = self.charts_full_ms(server.url)
+            if page:
+                self.add(
+                    "connect",
+                    "page: navigation start to full charts (Chromium)",
+                    page,
+                    "ms",
+                    "target <= 300 ms",
+                )
+        finally:
+            server.stop()
+
+    def charts_full_ms(self, url: str) -> list[float]:
+        from tests.chromium import Chromium, find_chromium
+
+        binary = find_chromium()
+        if binary is None:
+            print("  (no chromium: page timing skipped)")
+            return []
+        results = []
+        for _ in range(self.repeat):
+            browser = Chromium(binary)
+            try:
+                browser.navigate(url + "/")
+                browser.wait_for(
+                    "window.__dashboardPlots && window.__dashboardPlots.cpu.data[0].length >= 900",
+                    timeout=30,
+                )
+                # performance.now() counts from the navigation's start.
+                results.append(float(browser.evaluate("window.__chartsFullAt || 0")))
+            finally:
+                browser.close()
+        return [r for r in results if r > 0]
+
+    # store
+    def store_cost(self) -> None:
+        print("6. History store, pre-filled with 7 days", flush=True)
+        data = self.workdir / "store-data"
+        now = time.time()
+        clock = [now - 7 * 86400]
+        store = HistoryStore(str(data / "history.sqlite3"), clock=lambda: clock[0])
+        store.open()
+        seconds = 86400 if self.quick else 7 * 86400
+        fill(store, clock, seconds, now - seconds, batch=600)
+        per_sample = []
+        for _ in range(self.repeat):
+            started = time.process_time()
+            fill(store, clock, 600, clock[0], batch=2, seed=random.randrange(1000))
+            per_sample.append((time.process_time() - started) / 600 * 1e6)
+        store.stop()
+        self.add("store", "write cost per sample (batches of 2)", per_sample, "µs CPU")
+        size = sum(p.stat().st_size for p in data.iterdir())
+        self.add("store", "database size after 7 days", [size / 1024 / 1024], "MiB", "bound 16 MiB")
+        server = self.server("--async-mode", "eventlet", data_dir=data)
+        try:
+            for label, span in (("15 min", 900), ("24 h", 86400), ("7 d", 7 * 86400)):
+                latencies = []
+                for _ in range(self.repeat * 3):
+                    started = time.perf_counter()
+                    response = requests.get(server.url + f"/api/history?seconds={span}", timeout=30)
+                    response.raise_for_status()
+                    latencies.append((time.perf_counter() - started) * 1000)
+                points = len(response.json()["samples"])
+                self.add("store", f"/api/history {label} ({points} points)", latencies, "ms")
+        finally:
+            server.stop()
+
+
+def fmt(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="shorter steps, for a trial run")
+    parser.add_argument(
+        "--only",
+        choices=["sampler", "idle", "fanout", "connect", "store"],
+        action="append",
+        help="run only these sections",
+    )
+    parser.add_argument("--skip-glances", action="store_true")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    sections = args.only or ["sampler", "idle", "fanout", "connect", "store"]
+    with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
+        bench = Bench(args.quick, Path(tmp), args.skip_glances)
+        started = time.time()
+        steps = {
+            "sampler": bench.sampler_cost,
+            "idle": bench.idle_cost,
+            "fanout": bench.fan_out,
+            "connect": bench.connect_cost,
+            "store": bench.store_cost,
+        }
+        for name in sections:
+            steps[name]()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / time.strftime("%Y%m%d-%H%M%S.json")
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "quick": args.quick,
+                "seconds": round(time.time() - started),
+                "rows": bench.rows,
+            },
+            indent=1,
+        )
+    )
+    (RESULTS / "latest.md").write_text(markdown(bench.rows, machine()))
+    print(f"\nwrote {out} and {RESULTS / 'latest.md'}")
+    os.sync()
+
+
+def markdown(rows: list[Row], host: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {host['cores']} cores ({host['cpu']}), {host['memory_gib']} GiB, "
+        f"{host['system']}, Python {host['python']}.",
+        "",
+        "| figure | median | min-max | target |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        unit = f" {row['unit']}" if row["unit"] else ""
+        lines.append(
+            f"| {row['figure'].strip()} | {fmt(row['median'])}{unit} | "
+            f"{fmt(row['min'])}-{fmt(row['max'])} | {row['target']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Measuring cost: CPU per tick in-process, and a server process's CPU and RSS."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psutil
+
+from server.data import DynamicData
+from server.worker import Sampler
+
+
+def sampler_tick(ticks: int) -> float:
+    """CPU seconds per tick: the full sample and its one JSON encode."""
+    sampler = Sampler(
+        DynamicData(),
+        broadcast=lambda event, data: json.dumps(data),
+        interval=1.0,
+        history_seconds=900,
+    )
+    sampler.tick()  # warm: the first process scan creates the Process objects
+    started = time.process_time()
+    for _ in range(ticks):
+        sampler.tick()
+    return (time.process_time() - started) / ticks
+
+
+def psutil_floor_tick(ticks: int) -> float:
+    """CPU seconds per tick for the same psutil calls, bare: the floor."""
+
+    def once() -> None:
+        psutil.cpu_percent(interval=None)
+        psutil.cpu_percent(interval=None, percpu=True)
+        psutil.virtual_memory()
+        psutil.swap_memory()
+        for part in psutil.disk_partitions(all=True):
+            if part.mountpoint == "/" or part.device.startswith("/dev/"):
+                try:
+                    psutil.disk_usage(part.mountpoint)
+                except OSError:
+                    pass
+        psutil.disk_io_counters(perdisk=True, nowrap=False)
+        psutil.net_io_counters(pernic=True, nowrap=False)
+        psutil.getloadavg()
+        for proc in psutil.process_iter():
+            try:
+                with proc.oneshot():
+                    proc.cpu_percent(interval=None)
+                    proc.name()
+                    proc.memory_percent()
+            except psutil.Error:
+                pass
+
+    once()
+    started = time.process_time()
+    for _ in range(ticks):
+        once()
+    return (time.process_time() - started) / ticks
+
+
+class ProcessMeter:
+    """CPU % (of one core) and RSS of a process over a span of time."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self._cpu0 = 0.0
+        self._t0 = 0.0
+        self._peak_rss = 0
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _cpu(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def rss_mib(self) -> float:
+        return self.process.memory_info().rss / 2**20
+
+    def start(self) -> None:
+        self._cpu0, self._t0 = self._cpu(), time.monotonic()
+        self._peak_rss = self.process.memory_info().rss
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self._peak_rss = max(self._peak_rss, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+
+    def stop(self) -> tuple[float, float]:
+        """(CPU % since start, peak RSS in MiB)."""
+        cpu = (self._cpu() - self._cpu0) / (time.monotonic() - self._t0) * 100
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        return cpu, self._peak_rss / 2**20
+
+    def measure(self, seconds: float) -> tuple[float, float]:
+        self.start()
+        time.sleep(seconds)
+        return self.stop()
