@@ -399,7 +399,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-glances", action="store_true")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sections = args.only or ["sampler", "idle", "fanout", "connect", "store"]
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -37,10 +38,8 @@ def psutil_floor_tick(ticks: int) -> float:
         psutil.swap_memory()
         for part in psutil.disk_partitions(all=True):
             if part.mountpoint == "/" or part.device.startswith("/dev/"):
-                try:
+                with contextlib.suppress(OSError):
                     psutil.disk_usage(part.mountpoint)
-                except OSError:
-                    pass
         psutil.disk_io_counters(perdisk=True, nowrap=False)
         psutil.net_io_counters(pernic=True, nowrap=False)
         psutil.getloadavg()

@@ -89,7 +89,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 async def main_async(url: str, count: int, seconds: float, stall: int) -> dict[str, Any]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     clients = [Client(stall=i < stall) for i in range(count)]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
