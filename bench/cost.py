@@ -28,10 +28,15 @@ def sampler_tick(ticks: int) -> float:
     return (time.process_time() - started) / ticks
 
 
-def psutil_floor_tick(ticks: int) -> float:
-    """CPU seconds per tick for the same psutil calls, bare: the floor."""
+def psutil_floor_tick(ticks: int, process_every: int = 5) -> float:
+    """CPU seconds per tick for the same psutil calls, bare: the floor.
+
+    Like the sampler, it scans the processes every `process_every` ticks.
+    """
+    count = [0]
 
     def once() -> None:
+        count[0] += 1
         psutil.cpu_percent(interval=None)
         psutil.cpu_percent(interval=None, percpu=True)
         psutil.virtual_memory()
@@ -43,6 +48,8 @@ def psutil_floor_tick(ticks: int) -> float:
         psutil.disk_io_counters(perdisk=True, nowrap=False)
         psutil.net_io_counters(pernic=True, nowrap=False)
         psutil.getloadavg()
+        if count[0] % process_every:
+            return
         for proc in psutil.process_iter():
             try:
                 with proc.oneshot():

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m server: error: {exc}", file=sys.stderr)
         return 2
 
-    app, _socketio = create_app(config)
+    app, socketio = create_app(config)
     state = app.extensions["dashboard"]
     signal.signal(signal.SIGTERM, _exit_handler(config))
     state.start()
@@ -57,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         log.info("shutting down")
+        # Tell the pages: they show "restarting" and reconnect with backoff.
+        socketio.emit("shutdown", {"reason": "the server is stopping"})
         state.stop()
         logging.shutdown()
     return 0

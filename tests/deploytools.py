@@ -14,7 +14,7 @@ from tests.serverproc import ROOT
 MODULE = ROOT / "deploy" / "puppet" / "modules" / "dashboard"
 SITE_TEMPLATE = MODULE / "templates" / "nginx-site.conf.epp"
 # The module's defaults, as scripts/render-nginx.sh renders deploy/nginx/dashboard.conf.
-DEFAULT_SITE_VALUES: dict[str, str | int] = {
+DEFAULT_SITE_VALUES: dict[str, str | int | bool] = {
     "server_name": "localhost",
     "listen": "80",
     "app_port": 5000,
@@ -23,8 +23,10 @@ DEFAULT_SITE_VALUES: dict[str, str | int] = {
 }
 
 
-def puppet_hash(values: dict[str, str | int]) -> str:
-    def literal(value: str | int) -> str:
+def puppet_hash(values: dict[str, str | int | bool]) -> str:
+    def literal(value: str | int | bool) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
         if isinstance(value, int):
             return str(value)
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -32,7 +34,7 @@ def puppet_hash(values: dict[str, str | int]) -> str:
     return "{" + ", ".join(f"{k} => {literal(v)}" for k, v in values.items()) + "}"
 
 
-def render_epp(puppet: str, template: Path, values: dict[str, str | int]) -> str:
+def render_epp(puppet: str, template: Path, values: dict[str, str | int | bool]) -> str:
     result = subprocess.run(
         [puppet, "epp", "render", str(template), "--values", puppet_hash(values)],
         capture_output=True,

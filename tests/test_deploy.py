@@ -162,3 +162,57 @@ def test_vagrantfile_validates() -> None:
     assert "guest: 80, host: 8080" in text
     assert 'manifests_path = "deploy/puppet/manifests"' in text
     assert 'module_path = "deploy/puppet/modules"' in text
+
+
+def test_module_requires_a_password_unless_anonymous_on_purpose() -> None:
+    puppet = require_binary("puppet")
+    modules = str(PUPPET / "modules")
+    bare = run(
+        puppet,
+        "apply",
+        "--noop",
+        "--color=false",
+        "--modulepath",
+        modules,
+        "-e",
+        f"class {{ 'dashboard': source_dir => '{ROOT}' }}",
+    )
+    assert bare.returncode != 0
+    assert "set password_hash" in bare.stdout + bare.stderr
+    secured = run(
+        puppet,
+        "apply",
+        "--noop",
+        "--detailed-exitcodes",
+        "--color=false",
+        "--modulepath",
+        modules,
+        "-e",
+        f"class {{ 'dashboard': source_dir => '{ROOT}', "
+        "password_hash => 'scrypt:32768:8:1$abc$def' }",
+    )
+    assert secured.returncode in (0, 2), secured.stdout + secured.stderr
+
+
+def test_rendered_settings_file() -> None:
+    puppet = require_binary("puppet")
+    toml = render_epp(
+        puppet,
+        MODULE / "templates" / "dashboard.toml.epp",
+        {
+            "app_port": 5000,
+            "log_dir": "/var/log/dashboard",
+            "log_config": "/opt/d/logging.conf",
+            "data_dir": "/var/lib/dashboard",
+            "server_name": "dash.example.net",
+            "password_hash": "scrypt:32768:8:1$abc$def",
+            "allow_anonymous": False,
+        },
+    )
+    import tomllib
+
+    settings = tomllib.loads(toml)
+    assert settings["proxy_hops"] == 1
+    assert "dash.example.net" in settings["allowed_hosts"]
+    assert settings["password_hash"].startswith("scrypt:")
+    assert settings["allow_anonymous"] is False

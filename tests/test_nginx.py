@@ -170,3 +170,32 @@ def test_502_page_then_reconnect(stack: Stack) -> None:
     finally:
         client.close()
     assert requests.get(stack.url + "/", timeout=5).status_code == 200
+
+
+def test_slowloris_headers_are_closed_by_nginx(stack: Stack) -> None:
+    import socket
+
+    client = RecordingClient()
+    client.connect(stack.url)
+    slow = socket.create_connection(("127.0.0.1", stack.nginx.port), timeout=30)
+    try:
+        started = time.monotonic()
+        slow.sendall(b"GET /api/static HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for _ in range(5):  # a header line now and then, never the end of the headers
+            time.sleep(1)
+            slow.sendall(b"X-Slow: 1\r\n")
+        answer = b""
+        while True:
+            chunk = slow.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        waited = time.monotonic() - started
+        # client_header_timeout is 10 s: closed then (with a 408, or silently).
+        assert 9 <= waited <= 20, waited
+        assert answer == b"" or b" 408 " in answer.split(b"\r\n")[0]
+        before = len(client.received("metrics"))
+        client.wait_for("metrics", count=before + 2, timeout=5)  # others unaffected
+    finally:
+        slow.close()
+        client.close()

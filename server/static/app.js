@@ -452,6 +452,7 @@
     disconnectedAt = null;
     setStatus("live", "live");
   });
+  socket.on("shutdown", () => setStatus("reconnecting", "restarting"));
   socket.on("disconnect", () => {
     disconnectedAt = performance.now();
     setStatus("reconnecting", "reconnecting");

@@ -7,8 +7,11 @@ $install_source = $facts['dashboard_source'] ? {
 
 node default {
   class { 'dashboard':
-    source_dir  => $install_source,
-    server_name => 'localhost',
-    listen_port => 80,
+    source_dir      => $install_source,
+    server_name     => 'localhost',
+    listen_port     => 80,
+    # The demo VM only: open without a login, reachable from this machine alone
+    # (Vagrant forwards 127.0.0.1:8080). A real server sets password_hash.
+    allow_anonymous => true,
   }
 }

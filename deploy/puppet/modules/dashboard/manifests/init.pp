@@ -8,6 +8,8 @@
 # @param listen_port The port Nginx listens on.
 # @param log_dir The directory of the app's rotated logs.
 # @param data_dir The app's writable data directory.
+# @param password_hash The login password's hash (`python -m server hash-password`).
+# @param allow_anonymous Serve without a login; only for a demo, on purpose.
 class dashboard (
   Pattern[/\A\//] $install_dir = '/opt/dashboard',
   Pattern[/\A\//] $source_dir = '/vagrant',
@@ -17,7 +19,14 @@ class dashboard (
   Integer[1, 65535] $listen_port = 80,
   Pattern[/\A\//] $log_dir = '/var/log/dashboard',
   Pattern[/\A\//] $data_dir = '/var/lib/dashboard',
+  Optional[Pattern[/\A(scrypt|pbkdf2):/]] $password_hash = undef,
+  Boolean $allow_anonymous = false,
 ) {
+  # Host metrics and process names are sensitive: no login only on purpose.
+  if $password_hash == undef and !$allow_anonymous {
+    fail('dashboard: set password_hash (python -m server hash-password) or allow_anonymous => true')
+  }
+
   $venv = "${install_dir}/.venv"
   $config_file = '/etc/dashboard/dashboard.toml'
 
@@ -86,9 +95,13 @@ class dashboard (
     group   => $user,
     mode    => '0640',
     content => epp('dashboard/dashboard.toml.epp', {
-        'app_port'   => $app_port,
-        'log_dir'    => $log_dir,
-        'log_config' => "${install_dir}/logging.conf",
+        'app_port'        => $app_port,
+        'log_dir'         => $log_dir,
+        'log_config'      => "${install_dir}/logging.conf",
+        'data_dir'        => $data_dir,
+        'server_name'     => $server_name,
+        'password_hash'   => $password_hash,
+        'allow_anonymous' => $allow_anonymous,
     }),
   }
 

@@ -1,0 +1,98 @@
+"""server/auth.py: passwords, Basic parsing, the login limiter, Host matching."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import subprocess
+import sys
+import time
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from server.auth import Credentials, LoginLimiter, basic_credentials, host_allowed
+from tests.serverproc import ROOT
+
+HASH = generate_password_hash("correct horse battery")
+
+
+def test_single_password_and_users() -> None:
+    single = Credentials(password_hash=HASH)
+    assert single.required
+    assert single.check("anyone", "correct horse battery")
+    assert not single.check("anyone", "wrong")
+    users = Credentials(users={"ops": HASH})
+    assert users.check("ops", "correct horse battery")
+    assert not users.check("dev", "correct horse battery")
+    assert not Credentials().required
+
+
+def test_unknown_user_takes_as_long_as_a_known_one() -> None:
+    creds = Credentials(users={"ops": HASH})
+
+    def timed(user: str) -> float:
+        started = time.perf_counter()
+        creds.check(user, "wrong password")
+        return time.perf_counter() - started
+
+    known = statistics.median(timed("ops") for _ in range(5))
+    unknown = statistics.median(timed("nobody") for _ in range(5))
+    assert 0.5 < unknown / known < 2.0, (known, unknown)
+
+
+def test_basic_credentials() -> None:
+    header = "Basic " + base64.b64encode(b"ops:pa:ss").decode()
+    assert basic_credentials(header) == ("ops", "pa:ss")
+    assert basic_credentials("Bearer x") is None
+    assert basic_credentials("Basic !!!") is None
+    assert basic_credentials("Basic " + base64.b64encode(b"nocolon").decode()) is None
+    assert basic_credentials(None) is None
+
+
+def test_login_limiter() -> None:
+    now = [100.0]
+    limiter = LoginLimiter(attempts=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.retry_after("10.0.0.1") == 0
+        limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == 60
+    assert limiter.retry_after("10.0.0.2") == 0  # per address
+    now[0] += 61
+    assert limiter.retry_after("10.0.0.1") == 0
+
+
+def test_host_allowed() -> None:
+    allowed = ["localhost", "127.0.0.1", "::1", ".example.net"]
+    assert host_allowed("localhost:5000", allowed)
+    assert host_allowed("127.0.0.1", allowed)
+    assert host_allowed("[::1]:8080", allowed)
+    assert host_allowed("dash.example.net", allowed)
+    assert not host_allowed("evil.example", allowed)
+    assert not host_allowed("localhost.evil.example", allowed)
+    assert not host_allowed("", allowed)
+    assert not host_allowed(None, allowed)
+    assert host_allowed("anything", ["*"])
+
+
+def test_hash_password_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "hash-password"],
+        cwd=ROOT,
+        input="correct horse battery\n",
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip()
+    assert printed.startswith(("scrypt:", "pbkdf2:"))
+    assert check_password_hash(printed, "correct horse battery")
+    short = subprocess.run(
+        [sys.executable, "-m", "server", "hash-password"],
+        cwd=ROOT,
+        input="short\n",
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
+    assert short.returncode == 2 and "at least 8" in short.stderr
