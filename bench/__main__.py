@@ -179,15 +179,7 @@ class Bench:
     def frame_bytes(self) -> float:
         server = self.server("--async-mode", "eventlet")
         try:
-            import websocket
-
-            ws = websocket.create_connection(
-                server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-                timeout=10,
-                origin=server.url,
-            )
-            ws.recv()
-            ws.send("40")
+            ws = open_socket(server.url)
             while True:
                 frame = ws.recv()
                 if isinstance(frame, str) and frame.startswith('42["metrics"'):
@@ -276,18 +268,10 @@ class Bench:
         store.stop()
         server = self.server("--async-mode", "eventlet", data_dir=data)
         try:
-            import websocket
-
             times, sizes = [], []
             for _ in range(self.repeat * 3):
                 started = time.perf_counter()
-                ws = websocket.create_connection(
-                    server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-                    timeout=10,
-                    origin=server.url,
-                )
-                ws.recv()
-                ws.send("40")
+                ws = open_socket(server.url)
                 got = 0
                 while True:
                     frame = ws.recv()
@@ -368,6 +352,18 @@ class Bench:
                 self.add("store", f"/api/history {label} ({points} points)", latencies, "ms")
         finally:
             server.stop()
+
+
+def open_socket(url: str) -> Any:
+    """A raw Engine.IO WebSocket, joined to namespace "/"."""
+    import websocket
+
+    ws = websocket.create_connection(
+        url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10, origin=url
+    )
+    ws.recv()  # the open packet
+    ws.send("40")
+    return ws
 
 
 def fmt(value: float) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from server import data
 from server.data import DynamicData, StaticData, counter_rate, is_real_filesystem
+from tests.contract import STATIC_KEYS
 
 SAMPLE_KEYS = {
     "ts",
@@ -35,18 +36,7 @@ def assert_percent(value: Any) -> None:
 def test_static_data_is_collected_once_with_types() -> None:
     static = StaticData.collect(interval=1.0, history_seconds=900, version="t")
     facts = static.as_dict()
-    assert set(facts) >= {
-        "hostname",
-        "fqdn",
-        "os",
-        "cpu",
-        "memory_total",
-        "swap_total",
-        "addresses",
-        "boot_time",
-        "interval",
-        "version",
-    }
+    assert set(facts) >= STATIC_KEYS
     assert facts["hostname"] and isinstance(facts["hostname"], str)
     assert set(facts["os"]) == {"system", "release", "distribution", "machine"}
     assert facts["os"]["system"] == "Linux"
