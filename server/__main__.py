@@ -46,7 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app, socketio = create_app(config)
     state = app.extensions["dashboard"]
-    signal.signal(signal.SIGTERM, _exit_handler(config))
+    announced: list[bool] = []
+
+    def announce() -> None:
+        # Tell the pages: they show "restarting" and reconnect with backoff.
+        if not announced:
+            announced.append(True)
+            socketio.emit("shutdown", {"reason": "the server is stopping"})
+
+    signal.signal(signal.SIGTERM, _exit_handler(config, announce))
     state.start()
     log.info(
         "serving http://%s:%d/ (async mode %s)", *listener.getsockname()[:2], config.async_mode
@@ -57,8 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         log.info("shutting down")
-        # Tell the pages: they show "restarting" and reconnect with backoff.
-        socketio.emit("shutdown", {"reason": "the server is stopping"})
+        announce()
         state.stop()
         logging.shutdown()
     return 0
@@ -73,12 +80,15 @@ def _patch_eventlet() -> None:
     eventlet.monkey_patch()
 
 
-def _exit_handler(config: Config) -> Callable[[int, FrameType | None], None]:
+def _exit_handler(
+    config: Config, announce: Callable[[], None]
+) -> Callable[[int, FrameType | None], None]:
     """SIGTERM ends the serving loop, whatever runs when it arrives.
 
     A signal handler runs in the main thread, but under eventlet that may be
     any green thread (the sampler, a socket's): raising there would end only
-    that one. So the exit is thrown into the main greenlet, via the hub.
+    that one. So a green thread tells the clients while the server still
+    runs, then the exit is thrown into the main greenlet, via the hub.
     """
     if config.async_mode != "eventlet":
 
@@ -87,13 +97,19 @@ def _exit_handler(config: Config) -> Callable[[int, FrameType | None], None]:
 
         return raise_exit
 
+    import eventlet
     import greenlet
     from eventlet import hubs
 
     main_greenlet = greenlet.getcurrent()
 
-    def throw_exit(signum: int, frame: FrameType | None) -> None:
+    def announce_then_exit() -> None:
+        announce()
+        eventlet.sleep(0.2)  # the sockets' writers send it
         hubs.get_hub().schedule_call_global(0, main_greenlet.throw, SystemExit(0))
+
+    def throw_exit(signum: int, frame: FrameType | None) -> None:
+        eventlet.spawn_n(announce_then_exit)
 
     return throw_exit
 

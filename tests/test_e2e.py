@@ -161,7 +161,14 @@ def test_help_lists_every_flag() -> None:
 @pytest.mark.parametrize("mode", ["eventlet", "threading"])
 def test_sigterm_is_a_clean_exit(mode: str, tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "logs", "--async-mode", mode).start()
+    client = RecordingClient(reconnection=False)
+    told: list[object] = []
+    client.sio.on("shutdown", told.append)
+    client.connect(server.url)
+    client.wait_for("metrics")
     assert server.stop() == 0
+    assert told == [{"reason": "the server is stopping"}]  # clients are told
+    client.close()
     output = server.output()
     assert "Traceback" not in output
     assert "Eventlet is deprecated" not in output  # not on the console
