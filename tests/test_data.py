@@ -12,20 +12,12 @@ import pytest
 
 from server import data
 from server.data import DynamicData, StaticData, counter_rate, is_real_filesystem
+from tests.contract import SAMPLE_KEYS as CONTRACT_SAMPLE_KEYS
 from tests.contract import STATIC_KEYS
 
-SAMPLE_KEYS = {
-    "ts",
-    "cpu",
-    "memory",
-    "swap",
-    "disks",
-    "disk_io",
-    "net",
-    "load",
-    "uptime",
-    "processes",
-}
+# What DynamicData.sample() returns: the contract's sample but for `seq`,
+# which the Sampler adds.
+SAMPLE_KEYS = CONTRACT_SAMPLE_KEYS - {"seq"}
 
 
 def assert_percent(value: Any) -> None:
