@@ -28,18 +28,32 @@ def _ratio(percent: float | None) -> float | None:
 
 
 class _Families:
-    """Collects gauges, leaving out values that are null in the sample."""
+    """Collects metric families, leaving out values that are null."""
 
     def __init__(self) -> None:
-        self.families: dict[str, GaugeMetricFamily] = {}
+        self.families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
 
     def gauge(
         self, name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
     ) -> None:
-        labels = labels or {}
+        self._add(GaugeMetricFamily, name, doc, value, labels or {})
+
+    def counter(
+        self, name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
+    ) -> None:
+        self._add(CounterMetricFamily, name, doc, value, labels or {})
+
+    def _add(
+        self,
+        kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+        name: str,
+        doc: str,
+        value: float | None,
+        labels: dict[str, str],
+    ) -> None:
         family = self.families.get(name)
         if family is None:
-            family = self.families[name] = GaugeMetricFamily(name, doc, labels=sorted(labels))
+            family = self.families[name] = kind(name, doc, labels=sorted(labels))
         if value is not None:
             family.add_metric([labels[k] for k in sorted(labels)], float(value))
 
@@ -145,56 +159,44 @@ class DashboardCollector(Collector):
         latest = sampler.latest
         if latest is not None:
             yield from _sample_families(latest)
-        static = GaugeMetricFamily("node_boot_time_seconds", "Boot time, epoch seconds.")
-        if state.static.boot_time is not None:
-            static.add_metric([], state.static.boot_time)
-        yield static
-        info = GaugeMetricFamily(
-            "dashboard_build_info", "Version and host.", labels=["version", "hostname"]
+        f = _Families()
+        f.gauge("node_boot_time_seconds", "Boot time, epoch seconds.", state.static.boot_time)
+        f.gauge(
+            "dashboard_build_info",
+            "Version and host.",
+            1,
+            {"version": state.static.version, "hostname": state.static.hostname},
         )
-        info.add_metric([state.static.version, state.static.hostname], 1)
-        yield info
-        ticks = CounterMetricFamily("dashboard_sampler_ticks", "Ticks taken since start.")
-        ticks.add_metric([], sampler.ticks)
-        yield ticks
-        errors = CounterMetricFamily("dashboard_sampler_errors", "Ticks that failed since start.")
-        errors.add_metric([], sampler.errors)
-        yield errors
-        duration = GaugeMetricFamily(
+        f.counter("dashboard_sampler_ticks", "Ticks taken since start.", sampler.ticks)
+        f.counter("dashboard_sampler_errors", "Ticks that failed since start.", sampler.errors)
+        f.gauge(
             "dashboard_sampler_tick_duration_seconds",
             "Duration of the last tick: sample, encode and send.",
+            sampler.last_tick_seconds,
         )
-        if sampler.last_tick_seconds is not None:
-            duration.add_metric([], sampler.last_tick_seconds)
-        yield duration
-        age = GaugeMetricFamily(
-            "dashboard_sampler_last_sample_age_seconds", "Seconds since the last sample."
+        f.gauge(
+            "dashboard_sampler_last_sample_age_seconds",
+            "Seconds since the last sample.",
+            sampler.last_sample_age(),
         )
-        sample_age = sampler.last_sample_age()
-        if sample_age is not None:
-            age.add_metric([], sample_age)
-        yield age
-        interval = GaugeMetricFamily(
-            "dashboard_sampler_interval_seconds", "Seconds between samples."
-        )
-        interval.add_metric([], sampler.interval)
-        yield interval
-        clients = GaugeMetricFamily("dashboard_socketio_clients", "Connected Socket.IO clients.")
-        clients.add_metric([], state.clients)
-        yield clients
-        active = GaugeMetricFamily(
-            "dashboard_alerts_active", "Active alerts by level.", labels=["level"]
-        )
+        f.gauge("dashboard_sampler_interval_seconds", "Seconds between samples.", sampler.interval)
+        f.gauge("dashboard_socketio_clients", "Connected Socket.IO clients.", state.clients)
         levels = [a["level"] for a in state.alerts.active.values()]
         for level in (WARNING, CRITICAL):
-            active.add_metric([level], levels.count(level))
-        yield active
-        hooks = CounterMetricFamily(
-            "dashboard_webhook_deliveries", "Webhook deliveries by outcome.", labels=["outcome"]
-        )
+            f.gauge(
+                "dashboard_alerts_active",
+                "Active alerts by level.",
+                levels.count(level),
+                {"level": level},
+            )
         for outcome, count in state.webhooks.stats().items():
-            hooks.add_metric([outcome], count)
-        yield hooks
+            f.counter(
+                "dashboard_webhook_deliveries",
+                "Webhook deliveries by outcome.",
+                count,
+                {"outcome": outcome},
+            )
+        yield from f.families.values()
 
 
 def build_registry(state: DashboardState) -> CollectorRegistry:
