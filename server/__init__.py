@@ -74,10 +74,10 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     )
     store.open()
     own = OwnUsage()
-    state: DashboardState  # assigned below; the stats closure reads its client count
+    gate = guard.Gate(config)
 
     def server_stats() -> dict[str, object]:
-        return {**own.read(), "clients": state.clients}
+        return {**own.read(), "clients": gate.connected}
 
     sampler = Sampler(
         DynamicData(top_processes=config.top_processes),
@@ -95,6 +95,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         alerts=alerts,
         webhooks=webhooks,
         store=store,
+        gate=gate,
     )
     app.extensions["dashboard"] = state
     app.extensions["dashboard_registry"] = metrics_export.build_registry(state)
@@ -102,6 +103,6 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     app.register_blueprint(metrics_export.metrics_export)
     app.register_blueprint(pages.pages)
     pages.register_errors(app)
-    gate = guard.install(app, config)
-    events.register(socketio, state, gate)
+    guard.install(app, config, gate)
+    events.register(socketio, state)
     return app, socketio

@@ -7,19 +7,19 @@ import logging
 from flask import request
 from flask_socketio import SocketIO, emit
 
-from server.guard import Gate
 from server.state import DashboardState
 
 log = logging.getLogger("dashboard.events")
 
 
-def register(socketio: SocketIO, state: DashboardState, gate: Gate) -> None:
+def register(socketio: SocketIO, state: DashboardState) -> None:
+    gate = state.gate
+
     @socketio.on("connect")
     def on_connect(auth: object = None) -> None:
         address = request.remote_addr or "?"
         # Raises ConnectionRefusedError: the client gets a connect_error saying why.
         gate.admit(address, authorized=gate.user(request) is not None)
-        state.clients += 1
         # DEBUG: with thousands of pages a line each would be the log's bulk;
         # the count is in the footer and in /metrics.
         log.debug("client %s connected (%d connected)", request.remote_addr, state.clients)
@@ -36,5 +36,4 @@ def register(socketio: SocketIO, state: DashboardState, gate: Gate) -> None:
     @socketio.on("disconnect")
     def on_disconnect(reason: object = None) -> None:
         gate.release(request.remote_addr or "?")
-        state.clients = max(state.clients - 1, 0)
         log.debug("client %s disconnected (%d connected)", request.remote_addr, state.clients)

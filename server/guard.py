@@ -107,6 +107,11 @@ class Gate:
         log_refusal(address, reason)
         raise ConnectionRefusedError(reason)
 
+    @property
+    def connected(self) -> int:
+        """Socket.IO connections admitted and not yet gone."""
+        return self._total
+
     def release(self, address: str) -> None:
         with self._lock:
             count = self._per_ip.get(address, 0) - 1
@@ -187,9 +192,8 @@ def logout() -> ResponseReturnValue:
     return redirect("/login", code=303)
 
 
-def install(app: Flask, config: Config) -> Gate:
+def install(app: Flask, config: Config, gate: Gate) -> None:
     """Put the gate in front of `app` (call after SocketIO has wrapped it)."""
-    gate = Gate(config)
     app.extensions["dashboard_gate"] = gate
     app.secret_key = _secret_key(config)
     app.session_interface = _SessionInterface()
@@ -210,4 +214,3 @@ def install(app: Flask, config: Config) -> Gate:
             wsgi, x_for=config.proxy_hops, x_proto=config.proxy_hops, x_host=config.proxy_hops
         )
     app.wsgi_app = wsgi  # type: ignore[method-assign]
-    return gate

@@ -7,6 +7,7 @@ import dataclasses
 from server.alerts import AlertEngine
 from server.config import Config
 from server.data import StaticData
+from server.guard import Gate
 from server.store import HistoryStore
 from server.webhooks import WebhookSender
 from server.worker import Sampler
@@ -20,7 +21,11 @@ class DashboardState:
     alerts: AlertEngine
     webhooks: WebhookSender
     store: HistoryStore
-    clients: int = 0
+    gate: Gate
+
+    @property
+    def clients(self) -> int:
+        return self.gate.connected
 
     def start(self) -> None:
         self.webhooks.start()
