@@ -79,12 +79,13 @@ def _number(name: str, raw: str | None, default: float | None) -> float:
         if default is None:
             abort(400, f"{name} is required")
         return default
+    what = "a number of seconds" if name == "step" else "a number of epoch seconds"
     try:
         value = float(raw)
     except ValueError:
-        abort(400, f"{name} must be a number of epoch seconds, got {raw!r}")
+        abort(400, f"{name} must be {what}, got {raw!r}")
     if not math.isfinite(value) or value < 0:
-        abort(400, f"{name} must be a finite positive number, got {raw!r}")
+        abort(400, f"{name} must be {what}, finite and not negative, got {raw!r}")
     return value
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from server.blocking import run_blocking
+from server.worker import history_view
 
 log = logging.getLogger("dashboard.store")
 
@@ -175,8 +176,12 @@ class HistoryStore:
     # ---- writing
 
     def add(self, sample: Sample) -> None:
-        """Called in the tick: only an append (a deque append is thread-safe)."""
-        self._pending.append(sample)
+        """Called in the tick: only an append (a deque append is thread-safe).
+
+        What is kept is the sample as in `history`: not the process table or
+        the server's own cost, which are of the moment.
+        """
+        self._pending.append(history_view(sample))
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():

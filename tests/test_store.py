@@ -152,3 +152,17 @@ def test_recent_refills_in_order(tmp_path: Path) -> None:
     assert [s["seq"] for s in recent] == sorted(s["seq"] for s in recent)
     assert recent[-1]["seq"] == 1200
     store.stop()
+
+
+def test_the_store_keeps_samples_as_in_history(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    sample = synthetic_sample(T0, 1, random.Random(5))
+    sample["processes"] = [{"pid": 1, "name": "init", "cpu_percent": 0.0, "memory_percent": 0.1}]
+    sample["server"] = {"cpu_percent": 0.3, "rss": 1, "tick_ms": 1.0, "clients": 0}
+    store.add(sample)
+    store.flush()
+    kept = store.points(T0 - 1, T0 + 1, 1)
+    store.stop()
+    assert len(kept) == 1 and "processes" not in kept[0] and "server" not in kept[0]
+    assert kept[0]["cpu"] == sample["cpu"] and kept[0]["seq"] == 1
