@@ -29,7 +29,7 @@ from bench import glances
 from bench.cost import ProcessMeter, psutil_floor_tick, sampler_tick
 from server.store import HistoryStore
 from tests.serverproc import ROOT, ServerProcess
-from tests.sioclient import RecordingClient
+from tests.sioclient import RecordingClient, open_socket
 from tests.synthetic import fill
 
 RESULTS = ROOT / "bench" / "results"
@@ -352,18 +352,6 @@ class Bench:
                 self.add("store", f"/api/history {label} ({points} points)", latencies, "ms")
         finally:
             server.stop()
-
-
-def open_socket(url: str) -> Any:
-    """A raw Engine.IO WebSocket, joined to namespace "/"."""
-    import websocket
-
-    ws = websocket.create_connection(
-        url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=10, origin=url
-    )
-    ws.recv()  # the open packet
-    ws.send("40")
-    return ws
 
 
 def fmt(value: float) -> str:

@@ -6,7 +6,9 @@ import threading
 import time
 from typing import Any
 
+import requests
 import socketio
+import websocket
 
 
 class RecordingClient:
@@ -52,3 +54,40 @@ class RecordingClient:
 
     def close(self) -> None:
         self.sio.disconnect()
+
+
+def open_socket(url: str, timeout: float = 10, **options: Any) -> websocket.WebSocket:
+    """A raw Engine.IO v4 WebSocket, past the open packet and joined to namespace "/".
+
+    `options` go to websocket.create_connection (header=..., origin=...);
+    the origin defaults to the server's own.
+    """
+    options.setdefault("origin", url)
+    ws = websocket.create_connection(
+        url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
+        timeout=timeout,
+        **options,
+    )
+    ws.recv()  # the open packet
+    ws.send("40")
+    return ws
+
+
+def assert_foreign_origin_refused(url: str) -> requests.Response:
+    """A foreign Origin gets 400 over WebSocket and over polling; returns the polling answer."""
+    import pytest
+
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(
+            url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
+            origin="http://evil.example",
+            timeout=5,
+        )
+    assert refused.value.status_code == 400
+    polling = requests.get(
+        url + "/socket.io/?EIO=4&transport=polling",
+        timeout=5,
+        headers={"Origin": "http://evil.example"},
+    )
+    assert polling.status_code == 400
+    return polling

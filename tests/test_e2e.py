@@ -13,7 +13,7 @@ import requests
 
 from tests.contract import check_sample, check_static
 from tests.serverproc import ROOT, ServerProcess
-from tests.sioclient import RecordingClient
+from tests.sioclient import RecordingClient, open_socket
 
 pytestmark = pytest.mark.e2e
 
@@ -192,18 +192,12 @@ MALFORMED = [
 
 
 def test_malformed_packets_do_not_flood_the_log(server: ServerProcess) -> None:
-    import websocket
 
     watcher = RecordingClient()
     watcher.connect(server.url)
     try:
         for _ in range(30):
-            ws = websocket.create_connection(
-                server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-                timeout=5,
-            )
-            ws.recv()
-            ws.send("40")
+            ws = open_socket(server.url, timeout=5)
             for message in MALFORMED:
                 ws.send(message)
             ws.close()

@@ -21,7 +21,7 @@ import websocket
 from werkzeug.security import generate_password_hash
 
 from tests.serverproc import ROOT, ServerProcess
-from tests.sioclient import RecordingClient
+from tests.sioclient import RecordingClient, assert_foreign_origin_refused, open_socket
 
 pytestmark = pytest.mark.e2e
 
@@ -170,16 +170,7 @@ def test_dns_rebinding_host_is_refused(secured: ServerProcess) -> None:
 
 
 def test_foreign_origin_is_refused(secured: ServerProcess) -> None:
-    ws_url = secured.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        websocket.create_connection(ws_url, origin="http://evil.example", timeout=5)
-    assert refused.value.status_code == 400
-    polling = requests.get(
-        secured.url + "/socket.io/?EIO=4&transport=polling",
-        timeout=5,
-        headers={"Origin": "http://evil.example"},
-    )
-    assert polling.status_code == 400
+    polling = assert_foreign_origin_refused(secured.url)
     assert "Access-Control-Allow-Origin" not in polling.headers
 
 
@@ -197,14 +188,7 @@ def test_connections_per_address_are_capped(secured: ServerProcess) -> None:
 def test_oversized_frame_closes_only_that_connection(secured: ServerProcess) -> None:
     client = watcher(secured)
     try:
-        ws = websocket.create_connection(
-            secured.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-            header={"Authorization": _basic_header()},
-            origin=secured.url,
-            timeout=5,
-        )
-        ws.recv()
-        ws.send("40")
+        ws = open_socket(secured.url, timeout=5, header={"Authorization": _basic_header()})
         ws.send('42["x","' + "a" * 200_000 + '"]')
         with pytest.raises(
             (websocket.WebSocketConnectionClosedException, ConnectionError, OSError)
@@ -228,14 +212,7 @@ def test_floods_keep_the_task_count_flat(tmp_path: Path) -> None:
     client = watcher(server)
     try:
         process = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
-        ws = websocket.create_connection(
-            server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-            header={"Authorization": _basic_header()},
-            origin=server.url,
-            timeout=10,
-        )
-        ws.recv()
-        ws.send("40")
+        ws = open_socket(server.url, header={"Authorization": _basic_header()})
         time.sleep(0.5)
         threads_before = process.num_threads()
         for i in range(10_000):
