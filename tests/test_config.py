@@ -42,6 +42,18 @@ def test_priority_file_then_env_then_flags(tmp_path: Path) -> None:
         ([], {"DASHBOARD_INTERVAL": "nan"}, "interval", "a number of seconds"),
         ([], {"DASHBOARD_HISTORY_SECONDS": "-5"}, "history_seconds", "an integer"),
         (["--async-mode", "gevent"], {}, "async_mode", "one of eventlet, threading"),
+        (["--allow-anonymous", "maybe"], {}, "allow_anonymous", "true or false"),
+        (["--password-hash", "hunter2"], {}, "password_hash", "a hash from"),
+        (["--max-connections-per-ip", "0"], {}, "max_connections_per_ip", "an integer"),
+        (["--max-connections", "lots"], {}, "max_connections", "an integer"),
+        (["--proxy-hops", "9"], {}, "proxy_hops", "an integer from 0 to 5"),
+        (["--retention-raw", "5"], {}, "retention_raw", "an integer from 60"),
+        (["--retention-10s", "x"], {}, "retention_10s", "an integer"),
+        (["--retention-1m", "0"], {}, "retention_1m", "an integer"),
+        (["--history-max-mb", "0"], {}, "history_max_mb", "an integer from 1"),
+        (["--data-dir", " "], {}, "data_dir", "a non-empty string"),
+        (["--history-path", ""], {}, "history_path", "a non-empty string"),
+        (["--top-processes", "-1"], {}, "top_processes", "an integer from 0"),
     ],
 )
 def test_bad_values_name_the_setting(
@@ -81,3 +93,22 @@ def test_unknown_and_mistyped_keys_in_file(tmp_path: Path) -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         Config().port = 1  # type: ignore[misc]
+
+
+def test_a_bad_password_hash_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(["--password-hash", "my-real-password"], environ={})
+    assert "my-real-password" not in str(caught.value)
+    assert "(hidden)" in str(caught.value)
+
+
+def test_list_settings_from_the_environment() -> None:
+    config = load(
+        [],
+        environ={
+            "DASHBOARD_ALLOWED_HOSTS": "dash.lan, .example.net",
+            "DASHBOARD_CORS_ORIGINS": "http://wall.lan:8080",
+        },
+    )
+    assert config.allowed_hosts == ("dash.lan", ".example.net")
+    assert config.cors_origins == ("http://wall.lan:8080",)
