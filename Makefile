@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test lint bench screenshot system-deps clean
+.PHONY: help run test test-fast lint bench screenshot system-deps settings-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,16 +21,21 @@ run: $(STAMP)  ## serve the dashboard at http://127.0.0.1:5000/
 system-deps:  ## install the Debian packages the tests drive (chromium, nginx, ...)
 	./scripts/system-deps.sh
 
-test: $(STAMP) system-deps  ## lint, type-check and run every test
-	$(PY) -m ruff check server tests bench
-	$(PY) -m ruff format --check server tests bench
-	$(PY) -m mypy server
+CODE := server tests bench testkit
+
+test: $(STAMP) system-deps lint  ## lint, type-check and run every test
 	$(PY) -m pytest
 
+test-fast: $(STAMP) lint  ## lint, type-check, unit and in-process tests (no subprocesses, no browser)
+	$(PY) -m pytest -m "not e2e and not browser"
+
 lint: $(STAMP)  ## ruff and mypy only
-	$(PY) -m ruff check server tests bench
-	$(PY) -m ruff format --check server tests bench
-	$(PY) -m mypy server
+	$(PY) -m ruff check $(CODE)
+	$(PY) -m ruff format --check $(CODE)
+	$(PY) -m mypy $(CODE)
+
+settings-table: $(STAMP)  ## print the README's settings table from the declarations
+	@$(PY) -c "from server.config import settings_table; print(settings_table(), end='')"
 
 bench: $(STAMP)  ## measure cost and fan-out; prints a table, writes bench/results/
 	$(PY) -m bench

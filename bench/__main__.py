@@ -28,9 +28,9 @@ import requests
 from bench import glances
 from bench.cost import ProcessMeter, psutil_floor_tick, sampler_tick
 from server.store import HistoryStore
-from tests.serverproc import ROOT, ServerProcess
-from tests.sioclient import RecordingClient, open_socket
-from tests.synthetic import fill
+from testkit.serverproc import ROOT, ServerProcess
+from testkit.sioclient import RecordingClient, open_socket
+from testkit.synthetic import fill
 
 RESULTS = ROOT / "bench" / "results"
 Row = dict[str, Any]
@@ -129,8 +129,8 @@ class Bench:
                 server.stop()
         self.add("idle", "server CPU, 0 clients", [c for c, _ in results["0"]], "%")
         self.add("idle", "server RSS, 0 clients", [r for _, r in results["0"]], "MiB")
-        ours_cpu = self.add("idle", "server CPU, 1 client", [c for c, _ in results["1"]], "%")
-        ours_rss = self.add("idle", "server RSS, 1 client", [r for _, r in results["1"]], "MiB")
+        self.add("idle", "server CPU, 1 client", [c for c, _ in results["1"]], "%")
+        self.add("idle", "server RSS, 1 client", [r for _, r in results["1"]], "MiB")
         frame = self.frame_bytes()
         self.add(
             "wire", "one `metrics` frame on the WebSocket", [frame], "bytes", "target <= 1536 bytes"
@@ -174,7 +174,6 @@ class Bench:
             [float(s[1]) for s in sizes],
             "bytes",
         )
-        del ours_cpu, ours_rss
 
     def frame_bytes(self) -> float:
         server = self.server("--async-mode", "eventlet")
@@ -299,7 +298,7 @@ class Bench:
             server.stop()
 
     def charts_full_ms(self, url: str) -> list[float]:
-        from tests.chromium import Chromium, find_chromium
+        from testkit.chromium import Chromium, find_chromium
 
         binary = find_chromium()
         if binary is None:

@@ -49,8 +49,8 @@ async def run_client(url: str, client: Client, until: float, connected: asyncio.
                     open_timeout=30,
                     ping_interval=None,
                     compression=None,
-                    origin=url,
-                ),  # type: ignore[arg-type]
+                    origin=url,  # type: ignore[arg-type]
+                ),
                 timeout=60,
             )
             await ws.recv()  # the Engine.IO open packet

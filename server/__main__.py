@@ -23,7 +23,7 @@ EVENTLET_MAX_CONNECTIONS = 10_000
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hash-password"]:
-        from server.auth import hash_password_command
+        from server.access.passwords import hash_password_command
 
         return hash_password_command(args[1:])
     try:
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.async_mode == "eventlet":
         _patch_eventlet()
 
-    from server import create_app
+    from server.app import create_app
     from server.logs import setup_logging
 
     try:

@@ -6,18 +6,13 @@ import math
 import time
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from server.csv_export import history_csv_text
-from server.state import DashboardState
+from server.state import current_state as _state
 
 api = Blueprint("api", __name__)
-
-
-def _state() -> DashboardState:
-    state: DashboardState = current_app.extensions["dashboard"]
-    return state
 
 
 @api.get("/api/static")

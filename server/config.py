@@ -11,47 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from server.alerts import AlertSettings, AlertSettingsError, parse_settings
+from server.alerts.settings import AlertSettings, AlertSettingsError, parse_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
 ASYNC_MODES = ("eventlet", "threading")
 
 
 class ConfigError(Exception):
     """A setting is wrong; the message names it and says what it accepts."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    host: str = "127.0.0.1"
-    port: int = 5000
-    interval: float = 1.0
-    history_seconds: int = 900
-    log_config: str = str(PROJECT_ROOT / "logging.conf")
-    log_dir: str = "logs"
-    async_mode: str = "eventlet"
-    top_processes: int = 5
-    data_dir: str = "data"
-    history_path: str = ""  # empty: history.sqlite3 in data_dir
-    retention_raw: int = 3600
-    retention_10s: int = 86400
-    retention_1m: int = 7 * 86400
-    history_max_mb: int = 256
-    password_hash: str = ""
-    allow_anonymous: bool = False
-    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
-    cors_origins: tuple[str, ...] = ()
-    max_connections: int = 10_000
-    max_connections_per_ip: int = 50
-    proxy_hops: int = 0
-    # Only from the TOML file's [users] table: name = "password hash".
-    users: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # Only from the TOML file's [alerts] table: rules are too rich for flags.
-    alerts: AlertSettings = dataclasses.field(default_factory=lambda: parse_settings(None))
-
-    @property
-    def history_file(self) -> str:
-        return self.history_path or os.path.join(self.data_dir, "history.sqlite3")
 
 
 # Each setting's parser takes a raw value (a string from env/flags, or a TOML
@@ -131,53 +98,97 @@ def _choice(*choices: str) -> Parser:
     return parse
 
 
-PARSERS: dict[str, Parser] = {
-    "host": _text,
-    "port": _integer(1, 65535),
-    "interval": _number(0.1, 3600),
-    "history_seconds": _integer(10, 86400),
-    "log_config": _text,
-    "log_dir": _text,
-    "async_mode": _choice(*ASYNC_MODES),
-    "top_processes": _integer(0, 100),
-    "data_dir": _text,
-    "history_path": _text,
-    "retention_raw": _integer(60, 7 * 86400),
-    "retention_10s": _integer(600, 31 * 86400),
-    "retention_1m": _integer(3600, 366 * 86400),
-    "history_max_mb": _integer(1, 1_000_000),
-    "password_hash": _password_hash,
-    "allow_anonymous": _boolean,
-    "allowed_hosts": _names,
-    "cors_origins": _names,
-    "max_connections": _integer(1, 1_000_000),
-    "max_connections_per_ip": _integer(1, 1_000_000),
-    "proxy_hops": _integer(0, 5),
-}
+def setting(default: Any, parse: Parser, help: str) -> Any:
+    """One setting's whole declaration: default, parser (type and range), help."""
+    return dataclasses.field(default=default, metadata={"parse": parse, "help": help})
 
-HELP = {
-    "host": "address to listen on (default 127.0.0.1)",
-    "port": "TCP port to listen on (default 5000)",
-    "interval": "seconds between samples (default 1.0)",
-    "history_seconds": "seconds of samples kept for new clients (default 900)",
-    "log_config": "logging config file (default: logging.conf of the project)",
-    "log_dir": "directory of the rotated log files (default ./logs)",
-    "async_mode": "eventlet (default) or threading",
-    "top_processes": "how many processes the top table lists (default 5)",
-    "data_dir": "directory of the history database (default ./data)",
-    "history_path": "history database file (default DATA_DIR/history.sqlite3)",
-    "retention_raw": "seconds of 1 s samples kept on disk (default 3600)",
-    "retention_10s": "seconds of 10 s points kept on disk (default 86400)",
-    "retention_1m": "seconds of 1 min points kept on disk (default 604800)",
-    "history_max_mb": "cap on the history database size in MiB (default 256)",
-    "password_hash": "require this password (a hash from `hash-password`)",
-    "allow_anonymous": "true to serve a non-loopback address without a password",
-    "allowed_hosts": "Host names served, comma-separated (default localhost,127.0.0.1,::1)",
-    "cors_origins": "other origins allowed to connect, comma-separated (default none)",
-    "max_connections": "cap on Socket.IO connections in all (default 10000)",
-    "max_connections_per_ip": "cap on Socket.IO connections per address (default 50)",
-    "proxy_hops": "trusted reverse proxies in front (1 behind Nginx) for X-Forwarded-*",
-}
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    host: str = setting("127.0.0.1", _text, "address to listen on")
+    port: int = setting(5000, _integer(1, 65535), "TCP port to listen on")
+    interval: float = setting(1.0, _number(0.1, 3600), "seconds between samples")
+    history_seconds: int = setting(
+        900, _integer(10, 86400), "seconds of samples kept in memory for new clients"
+    )
+    log_config: str = setting(
+        str(PACKAGE_DIR / "logging.conf"), _text, "logging config file (the package's own)"
+    )
+    log_dir: str = setting("logs", _text, "directory of the rotated log files")
+    async_mode: str = setting("eventlet", _choice(*ASYNC_MODES), "eventlet or threading")
+    top_processes: int = setting(5, _integer(0, 100), "how many processes the top table lists")
+    data_dir: str = setting("data", _text, "directory of the history database")
+    history_path: str = setting(
+        "", _text, "history database file (empty: DATA_DIR/history.sqlite3)"
+    )
+    retention_raw: int = setting(3600, _integer(60, 7 * 86400), "seconds of 1 s samples on disk")
+    retention_10s: int = setting(86400, _integer(600, 31 * 86400), "seconds of 10 s points on disk")
+    retention_1m: int = setting(
+        7 * 86400, _integer(3600, 366 * 86400), "seconds of 1 min points on disk"
+    )
+    history_max_mb: int = setting(
+        256, _integer(1, 1_000_000), "cap on the history database size in MiB"
+    )
+    password_hash: str = setting(
+        "", _password_hash, "require this password (a hash from `hash-password`)"
+    )
+    allow_anonymous: bool = setting(
+        False, _boolean, "true to serve a non-loopback address without a password"
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        ("localhost", "127.0.0.1", "::1"), _names, "Host names served, comma-separated"
+    )
+    cors_origins: tuple[str, ...] = setting(
+        (), _names, "other origins allowed to connect, comma-separated"
+    )
+    max_connections: int = setting(
+        10_000, _integer(1, 1_000_000), "cap on Socket.IO connections in all"
+    )
+    max_connections_per_ip: int = setting(
+        50, _integer(1, 1_000_000), "cap on Socket.IO connections per address"
+    )
+    proxy_hops: int = setting(
+        0, _integer(0, 5), "trusted reverse proxies in front (1 behind Nginx) for X-Forwarded-*"
+    )
+    # Only from the TOML file's [users] table: name = "password hash".
+    users: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Only from the TOML file's [alerts] table: rules are too rich for flags.
+    alerts: AlertSettings = dataclasses.field(default_factory=lambda: parse_settings(None))
+
+    @property
+    def history_file(self) -> str:
+        return self.history_path or os.path.join(self.data_dir, "history.sqlite3")
+
+
+# Settings that come from every source (the tables come from the file only).
+SETTINGS = [f for f in dataclasses.fields(Config) if "parse" in f.metadata]
+PARSERS: dict[str, Parser] = {f.name: f.metadata["parse"] for f in SETTINGS}
+
+
+def shown_default(value: Any) -> str:
+    """A default as a user would type it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(value) or "(none)"
+    if value == "":
+        return "(empty)"
+    if isinstance(value, str) and value.startswith(str(PACKAGE_DIR)):
+        return "(in the package)"
+    return str(value)
+
+
+def settings_table() -> str:
+    """The README's settings table, made from the declarations."""
+    lines = ["| setting | default | what it is |", "| --- | --- | --- |"]
+    for f in SETTINGS:
+        lines.append(f"| `{f.name}` | `{shown_default(f.default)}` | {f.metadata['help']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _help(name: str) -> str:
+    field = next(f for f in SETTINGS if f.name == name)
+    return f"{field.metadata['help']} (default {shown_default(field.default)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file")
     for name in PARSERS:
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, dest=name, metavar=name.upper(), help=HELP[name])
+        parser.add_argument(flag, dest=name, metavar=name.upper(), help=_help(name))
     return parser
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from server.store import BAND_NAMES, SERIES
+from server.series import STORED
 
 
 def history_csv_text(samples: Iterable[dict[str, Any]], step: int) -> str:
@@ -16,8 +16,8 @@ def history_csv_text(samples: Iterable[dict[str, Any]], step: int) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     header = ["ts", "time_utc", "step", "n"]
-    for name in SERIES:
-        header += [name, f"{name}_min", f"{name}_max"]
+    for series in STORED:
+        header += [str(series.column), f"{series.column}_min", f"{series.column}_max"]
     writer.writerow(header)
     for sample in samples:
         bands = sample.get("bands") or {}
@@ -27,9 +27,9 @@ def history_csv_text(samples: Iterable[dict[str, Any]], step: int) -> str:
             sample.get("step", step),
             sample.get("n", 1),
         ]
-        for name, read in SERIES.items():
-            value = read(sample)
-            low, high = bands.get(BAND_NAMES[name], (value, value))
+        for series in STORED:
+            value = series.value(sample)
+            low, high = bands.get(series.metric, (value, value))
             row += [_cell(value), _cell(low), _cell(high)]
         writer.writerow(row)
     return out.getvalue()

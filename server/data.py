@@ -112,9 +112,17 @@ class StaticData:
     interval: float
     history_seconds: int
     version: str
+    # Per alert rule, the warning and critical levels the page colours cards with.
+    levels: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def collect(cls, interval: float, history_seconds: int, version: str) -> StaticData:
+    def collect(
+        cls,
+        interval: float,
+        history_seconds: int,
+        version: str,
+        levels: dict[str, dict[str, float]] | None = None,
+    ) -> StaticData:
         reader = FailureLog()
         return cls(
             hostname=socket.gethostname(),
@@ -137,6 +145,7 @@ class StaticData:
             interval=interval,
             history_seconds=history_seconds,
             version=version,
+            levels=levels or {},
         )
 
     def as_dict(self) -> dict[str, Any]:

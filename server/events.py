@@ -13,13 +13,14 @@ log = logging.getLogger("dashboard.events")
 
 
 def register(socketio: SocketIO, state: DashboardState) -> None:
-    gate = state.gate
+    login = state.access.login
+    caps = state.access.caps
 
     @socketio.on("connect")
     def on_connect(auth: object = None) -> None:
         address = request.remote_addr or "?"
         # Raises ConnectionRefusedError: the client gets a connect_error saying why.
-        gate.admit(address, authorized=gate.user(request) is not None)
+        caps.admit(address, authorized=login.user(request) is not None)
         # DEBUG: with thousands of pages a line each would be the log's bulk;
         # the count is in the footer and in /metrics.
         log.debug("client %s connected (%d connected)", request.remote_addr, state.clients)
@@ -35,5 +36,5 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
 
     @socketio.on("disconnect")
     def on_disconnect(reason: object = None) -> None:
-        gate.release(request.remote_addr or "?")
+        caps.release(request.remote_addr or "?")
         log.debug("client %s disconnected (%d connected)", request.remote_addr, state.clients)

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from server.alerts import CRITICAL, WARNING
-from server.state import DashboardState
+from server.alerts.rules import CRITICAL, WARNING
+from server.series import PERCENT, SERIES, Series, lookup
+from server.state import DashboardState, current_state
 
 metrics_export = Blueprint("metrics_export", __name__)
 
@@ -58,15 +59,17 @@ class _Families:
             family.add_metric([labels[k] for k in sorted(labels)], float(value))
 
 
+def _exported(series: Series, value: Any) -> float | None:
+    return _ratio(value) if series.unit == PERCENT else value
+
+
 def _sample_families(sample: dict[str, Any]) -> Iterator[Metric]:
     f = _Families()
     g = f.gauge
+    for series in SERIES:  # the declared series, scalar ones first
+        if series.prometheus and not series.per_disk:
+            g(series.prometheus, series.description, _exported(series, series.value(sample)))
     cpu = sample.get("cpu") or {}
-    g(
-        "dashboard_cpu_usage_ratio",
-        "CPU busy share of all cores, last tick.",
-        _ratio(cpu.get("percent")),
-    )
     for core, percent in enumerate(cpu.get("per_core") or []):
         g(
             "dashboard_cpu_core_usage_ratio",
@@ -77,12 +80,9 @@ def _sample_families(sample: dict[str, Any]) -> Iterator[Metric]:
     memory = sample.get("memory") or {}
     g("node_memory_MemTotal_bytes", "Memory size in bytes.", memory.get("total"))
     g("node_memory_MemAvailable_bytes", "Memory available in bytes.", memory.get("available"))
-    g("dashboard_memory_used_bytes", "Memory used in bytes.", memory.get("used"))
-    g("dashboard_memory_usage_ratio", "Memory used share.", _ratio(memory.get("percent")))
     swap = sample.get("swap") or {}
     g("node_memory_SwapTotal_bytes", "Swap size in bytes.", swap.get("total"))
     g("dashboard_swap_used_bytes", "Swap used in bytes.", swap.get("used"))
-    g("dashboard_swap_usage_ratio", "Swap used share.", _ratio(swap.get("percent")))
     for disk in sample.get("disks") or []:
         labels = {"mountpoint": disk["mount"], "device": disk["device"], "fstype": disk["fstype"]}
         g("node_filesystem_size_bytes", "Filesystem size in bytes.", disk.get("total"), labels)
@@ -98,36 +98,13 @@ def _sample_families(sample: dict[str, Any]) -> Iterator[Metric]:
             disk.get("used"),
             labels,
         )
-        g(
-            "dashboard_filesystem_usage_ratio",
-            "Filesystem used share.",
-            _ratio(disk.get("percent")),
-            labels,
-        )
-    disk_io = sample.get("disk_io") or {}
-    g(
-        "dashboard_disk_read_bytes_per_second",
-        "Disk read rate over the last tick.",
-        disk_io.get("read_bps"),
-    )
-    g(
-        "dashboard_disk_written_bytes_per_second",
-        "Disk write rate over the last tick.",
-        disk_io.get("write_bps"),
-    )
-    net = sample.get("net") or {}
-    g(
-        "dashboard_network_receive_bytes_per_second",
-        "Network receive rate (no loopback).",
-        net.get("rx_bps"),
-    )
-    g(
-        "dashboard_network_transmit_bytes_per_second",
-        "Network transmit rate (no loopback).",
-        net.get("tx_bps"),
-    )
+        for series in SERIES:  # declared for "/", exported for every disk
+            if series.prometheus and series.per_disk:
+                assert series.path is not None
+                value = lookup(sample, ("disks", disk["mount"], *series.path[2:]))
+                g(series.prometheus, series.description, _exported(series, value), labels)
     load = sample.get("load") or [None, None, None]
-    for minutes, value in zip((1, 5, 15), load, strict=True):
+    for minutes, value in zip((5, 15), load[1:], strict=True):
         g(f"node_load{minutes}", f"{minutes}m load average.", value)
     g("dashboard_uptime_seconds", "Seconds since boot.", sample.get("uptime"))
     for rank, proc in enumerate(sample.get("processes") or [], start=1):
@@ -209,5 +186,4 @@ def build_registry(state: DashboardState) -> CollectorRegistry:
 
 @metrics_export.get("/metrics")
 def metrics() -> Response:
-    registry = current_app.extensions["dashboard_registry"]
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(current_state().registry), mimetype=CONTENT_TYPE_LATEST)

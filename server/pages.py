@@ -6,6 +6,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from server.state import current_state
+
 pages = Blueprint("pages", __name__)
 
 # Only the page's own scripts, styles and socket; uPlot sets element styles
@@ -19,8 +21,7 @@ CSP = (
 
 @pages.get("/")
 def index() -> ResponseReturnValue:
-    state = current_app.extensions["dashboard"]
-    return render_template("index.html", static=state.static)
+    return render_template("index.html", static=current_state().static)
 
 
 def _json_error(exc: HTTPException) -> ResponseReturnValue:

@@ -1,15 +1,18 @@
-"""What the app keeps for its lifetime: settings, host facts, the Sampler, alerts."""
+"""What the app keeps for its lifetime, and the one accessor its handlers use."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from server.alerts import AlertEngine
+from flask import current_app
+from prometheus_client import CollectorRegistry
+
+from server.access import Access
+from server.alerts.rules import AlertEngine
+from server.alerts.webhooks import WebhookSender
 from server.config import Config
 from server.data import StaticData
-from server.guard import Gate
 from server.store import HistoryStore
-from server.webhooks import WebhookSender
 from server.worker import Sampler
 
 
@@ -21,11 +24,12 @@ class DashboardState:
     alerts: AlertEngine
     webhooks: WebhookSender
     store: HistoryStore
-    gate: Gate
+    access: Access
+    registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
 
     @property
     def clients(self) -> int:
-        return self.gate.connected
+        return self.access.caps.connected
 
     def start(self) -> None:
         self.webhooks.start()
@@ -36,3 +40,9 @@ class DashboardState:
         self.sampler.stop()
         self.store.stop()  # writes what is pending: nothing is lost on SIGTERM
         self.webhooks.stop()
+
+
+def current_state() -> DashboardState:
+    """The state of the app handling this request."""
+    state: DashboardState = current_app.extensions["dashboard"]
+    return state

@@ -26,40 +26,14 @@ from collections.abc import Callable
 from typing import Any
 
 from server.blocking import run_blocking
+from server.series import STORED, place
 from server.worker import history_view
 
 log = logging.getLogger("dashboard.store")
 
 Sample = dict[str, Any]
 
-# Series kept in every tier: column name -> how to read it from a sample.
-SERIES: dict[str, Callable[[Sample], Any]] = {
-    "cpu_percent": lambda s: (s.get("cpu") or {}).get("percent"),
-    "memory_percent": lambda s: (s.get("memory") or {}).get("percent"),
-    "memory_used": lambda s: (s.get("memory") or {}).get("used"),
-    "swap_percent": lambda s: (s.get("swap") or {}).get("percent"),
-    "disk_root_percent": lambda s: next(
-        (d.get("percent") for d in s.get("disks") or [] if d.get("mount") == "/"), None
-    ),
-    "disk_read_bps": lambda s: (s.get("disk_io") or {}).get("read_bps"),
-    "disk_write_bps": lambda s: (s.get("disk_io") or {}).get("write_bps"),
-    "net_rx_bps": lambda s: (s.get("net") or {}).get("rx_bps"),
-    "net_tx_bps": lambda s: (s.get("net") or {}).get("tx_bps"),
-    "load1": lambda s: (s.get("load") or [None])[0],
-}
-# Where each series sits in a sample, for the `bands` of downsampled points.
-BAND_NAMES = {
-    "cpu_percent": "cpu.percent",
-    "memory_percent": "memory.percent",
-    "memory_used": "memory.used",
-    "swap_percent": "swap.percent",
-    "disk_root_percent": "disk./.percent",
-    "disk_read_bps": "disk_io.read_bps",
-    "disk_write_bps": "disk_io.write_bps",
-    "net_rx_bps": "net.rx_bps",
-    "net_tx_bps": "net.tx_bps",
-    "load1": "load.1",
-}
+COLUMNS = [str(s.column) for s in STORED]
 TIER_TABLES = {10: "points_10s", 60: "points_1m"}
 LOG_EVERY = 60.0  # seconds between repeated warnings of the same trouble
 
@@ -75,9 +49,9 @@ class Retention:
 
 
 def _schema() -> str:
-    columns = ", ".join(f"{name} REAL" for name in SERIES)
+    columns = ", ".join(f"{s.column} REAL" for s in STORED)
     tiers = ""
-    aggregates = ", ".join(f"{n}_avg REAL, {n}_min REAL, {n}_max REAL" for n in SERIES)
+    aggregates = ", ".join(f"{n}_avg REAL, {n}_min REAL, {n}_max REAL" for n in COLUMNS)
     for table in TIER_TABLES.values():
         tiers += (
             f"CREATE TABLE IF NOT EXISTS {table} "
@@ -91,8 +65,8 @@ def _schema() -> str:
 
 def _fold_sql(step: int) -> str:
     table = TIER_TABLES[step]
-    names = ", ".join(f"{n}_avg, {n}_min, {n}_max" for n in SERIES)
-    values = ", ".join(f"avg({n}), min({n}), max({n})" for n in SERIES)
+    names = ", ".join(f"{n}_avg, {n}_min, {n}_max" for n in COLUMNS)
+    values = ", ".join(f"avg({n}), min({n}), max({n})" for n in COLUMNS)
     return (
         f"INSERT OR REPLACE INTO {table} (ts, n, {names}) "
         f"SELECT CAST(ts / {step} AS INTEGER) * {step} AS bucket, count(*), {values} "
@@ -233,14 +207,14 @@ class HistoryStore:
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                f"INSERT OR REPLACE INTO raw (ts, seq, sample, {', '.join(SERIES)}) "
-                f"VALUES (?, ?, ?{', ?' * len(SERIES)})",
+                f"INSERT OR REPLACE INTO raw (ts, seq, sample, {', '.join(COLUMNS)}) "
+                f"VALUES (?, ?, ?{', ?' * len(COLUMNS)})",
                 [
                     (
                         s["ts"],
                         s.get("seq"),
                         json.dumps(s, separators=(",", ":")),
-                        *(read(s) for read in SERIES.values()),
+                        *(series.value(s) for series in STORED),
                     )
                     for s in batch
                 ],
@@ -312,47 +286,37 @@ class HistoryStore:
         return [_point(row, step) for row in rows]
 
 
-def _int(value: float | None) -> int | None:
-    return None if value is None else round(value)
-
-
-def _round(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def _point(row: sqlite3.Row, step: int) -> Sample:
-    """A downsampled point, shaped as a sample, with min/max in `bands`."""
-    avg = {name: row[f"{name}_avg"] for name in SERIES}
-    return {
+    """A downsampled point, shaped as a sample, with min/max in `bands`.
+
+    What is not a stored series (totals, per-core, other disks) is null.
+    """
+    point: Sample = {
         "ts": float(row["ts"]),
         "seq": None,
         "step": step,
         "n": row["n"],
-        "cpu": {"percent": _round(avg["cpu_percent"]), "per_core": None},
-        "memory": {
-            "percent": _round(avg["memory_percent"]),
-            "total": None,
-            "used": _int(avg["memory_used"]),
-            "available": None,
-        },
-        "swap": {"percent": _round(avg["swap_percent"]), "total": None, "used": None},
+        "cpu": {"percent": None, "per_core": None},
+        "memory": {"percent": None, "total": None, "used": None, "available": None},
+        "swap": {"percent": None, "total": None, "used": None},
         "disks": [
             {
                 "mount": "/",
                 "device": None,
                 "fstype": None,
-                "percent": _round(avg["disk_root_percent"]),
+                "percent": None,
                 "total": None,
                 "used": None,
                 "free": None,
             }
         ],
-        "disk_io": {
-            "read_bps": _int(avg["disk_read_bps"]),
-            "write_bps": _int(avg["disk_write_bps"]),
-        },
-        "net": {"rx_bps": _int(avg["net_rx_bps"]), "tx_bps": _int(avg["net_tx_bps"])},
-        "load": [_round(avg["load1"], 2), None, None],
+        "disk_io": {"read_bps": None, "write_bps": None},
+        "net": {"rx_bps": None, "tx_bps": None},
+        "load": [None, None, None],
         "uptime": None,
-        "bands": {BAND_NAMES[name]: [row[f"{name}_min"], row[f"{name}_max"]] for name in SERIES},
     }
+    for series in STORED:
+        assert series.path is not None
+        place(point, series.path, series.rounded(row[f"{series.column}_avg"]))
+    point["bands"] = {s.metric: [row[f"{s.column}_min"], row[f"{s.column}_max"]] for s in STORED}
+    return point

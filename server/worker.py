@@ -29,6 +29,19 @@ def history_view(sample: Sample) -> Sample:
     return {key: value for key, value in sample.items() if key not in MOMENT_KEYS}
 
 
+def next_slot(previous: float, now: float, interval: float) -> float:
+    """The next slot on the grid `previous + k * interval` that is after `now`.
+
+    A slow tick skips the slots it overran instead of bursting to catch up.
+    """
+    next_at = previous + interval
+    if next_at <= now:
+        next_at += math.ceil((now - next_at) / interval) * interval
+        if next_at <= now:
+            next_at += interval
+    return next_at
+
+
 class Sampler:
     """Samples every `interval` seconds on a monotonic schedule.
 
@@ -45,6 +58,7 @@ class Sampler:
         clock: Callable[[], float] = time.monotonic,
         server_stats: Callable[[], dict[str, Any]] | None = None,
         observers: Sequence[Callable[[Sample], None]] = (),
+        wait: Callable[[float], object] | None = None,
     ) -> None:
         self.interval = interval
         self._source = source
@@ -62,6 +76,9 @@ class Sampler:
         self._publish_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._stop_event = threading.Event()
+        # Sleeps until the next slot, or until stop(); tests pass one that
+        # moves a fake clock instead.
+        self._wait = wait or self._stop_event.wait
         self._thread: threading.Thread | None = None
         self.ticks = 0
         self.errors = 0
@@ -106,15 +123,9 @@ class Sampler:
                 self.tick()
             except Exception:
                 self._log_tick_error()
-            next_at += self.interval
             now = self._clock()
-            if next_at <= now:
-                # A slow tick: skip the slots it overran instead of bursting
-                # to catch up, and stay on the original grid.
-                next_at += math.ceil((now - next_at) / self.interval) * self.interval
-                if next_at <= now:
-                    next_at += self.interval
-            self._stop_event.wait(next_at - now)
+            next_at = next_slot(next_at, now, self.interval)
+            self._wait(next_at - now)
 
     def _log_tick_error(self) -> None:
         """A traceback at most once a minute; the rest are counted."""

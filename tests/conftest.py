@@ -11,10 +11,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from server import create_app
+from server.app import create_app
 from server.config import Config
-from server.state import DashboardState
-from tests.serverproc import ServerProcess
+from server.state import DashboardState, current_state
+from testkit.serverproc import ServerProcess
 
 
 def require_binary(*names: str) -> str:
@@ -50,8 +50,8 @@ def app(config: Config) -> Flask:
 
 @pytest.fixture
 def state(app: Flask) -> DashboardState:
-    dashboard: DashboardState = app.extensions["dashboard"]
-    return dashboard
+    with app.app_context():
+        return current_state()
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.serverproc import ROOT
+from testkit.serverproc import ROOT
+from testkit.wait import wait_until
 
 MODULE = ROOT / "deploy" / "puppet" / "modules" / "dashboard"
 SITE_TEMPLATE = MODULE / "templates" / "nginx-site.conf.epp"
@@ -98,18 +98,19 @@ class NginxProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"nginx exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
                 )
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
+                return True
             except OSError:
-                time.sleep(0.1)
-        raise TimeoutError("nginx did not listen within 15 s")
+                return False
+
+        wait_until(listening, timeout=15, interval=0.1, what="nginx listening")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

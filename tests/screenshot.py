@@ -7,8 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.chromium import Chromium, find_chromium
-from tests.serverproc import ServerProcess
+from testkit.chromium import Chromium, find_chromium
+from testkit.serverproc import ServerProcess
 
 
 def main(path: str) -> None:

@@ -1,4 +1,4 @@
-"""server/alerts.py: hysteresis, hold times, per-mount overrides, the anomaly rule."""
+"""server/alerts/: hysteresis, hold times, per-mount overrides, the anomaly rule."""
 
 from __future__ import annotations
 
@@ -8,18 +8,9 @@ from typing import Any
 
 import pytest
 
-from server.alerts import (
-    CRITICAL,
-    OK,
-    WARNING,
-    AlertEngine,
-    AlertSettingsError,
-    AnomalyRule,
-    AnomalySettings,
-    ThresholdRule,
-    Thresholds,
-    parse_settings,
-)
+from server.alerts.rules import CRITICAL, OK, WARNING, AlertEngine, AnomalyRule, ThresholdRule
+from server.alerts.settings import AlertSettingsError, AnomalySettings, parse_settings
+from server.series import Levels as Thresholds
 
 CPU = Thresholds(
     warning=75, critical=90, warning_clear=70, critical_clear=85, for_seconds=30, clear_seconds=30

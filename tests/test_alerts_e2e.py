@@ -12,9 +12,10 @@ import requests
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
+from testkit.serverproc import ServerProcess
+from testkit.sioclient import RecordingClient
+from testkit.wait import wait_until
 from tests.receivers import Receiver
-from tests.serverproc import ServerProcess
-from tests.sioclient import RecordingClient
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +67,7 @@ def test_alert_reaches_clients_webhooks_log_and_api(
     try:
         server.wait_healthy()
         client.connect(server.url)
-        deadline = time.monotonic() + 8
-        while (
-            not (alerts or (snapshots and snapshots[0]["active"])) and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
+        wait_until(lambda: alerts or (snapshots and snapshots[0]["active"]), timeout=8)
         # Either the change arrived live, or it had fired before we connected
         # and the snapshot on connect carries it.
         fired = alerts[0] if alerts else snapshots[0]["active"][0]  # type: ignore[index]
@@ -79,9 +76,7 @@ def test_alert_reaches_clients_webhooks_log_and_api(
         assert set(fired) >= {"rule", "metric", "level", "value", "threshold", "ts"}
 
         # The good receiver gets the JSON although the others hang or fail.
-        deadline = time.monotonic() + 10
-        while not receivers["ok"].bodies and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: receivers["ok"].bodies, timeout=10)
         assert receivers["ok"].bodies[0]["rule"] == "cpu"
         assert receivers["ok"].bodies[0]["level"] == "warning"
 
@@ -120,9 +115,7 @@ def test_snapshot_on_connect_comes_after_history(tmp_path: Path) -> None:
     try:
         time.sleep(1.5)  # let the alert fire before we connect
         sio.connect(server.url, transports=["websocket"], wait_timeout=10)
-        deadline = time.monotonic() + 5
-        while "metrics" not in order and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "metrics" in order, timeout=5)
     finally:
         sio.disconnect()
         server.stop()

@@ -1,4 +1,4 @@
-"""server/auth.py: passwords, Basic parsing, the login limiter, Host matching."""
+"""server/access/: passwords, Basic parsing, the login limiter, Host matching."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from server.auth import Credentials, LoginLimiter, basic_credentials, host_allowed
-from tests.serverproc import ROOT
+from server.access.hosts import host_allowed
+from server.access.login import LoginLimiter, basic_credentials
+from server.access.passwords import Credentials
+from testkit.serverproc import ROOT
 
 HASH = generate_password_hash("correct horse battery")
 

@@ -112,3 +112,11 @@ def test_list_settings_from_the_environment() -> None:
     )
     assert config.allowed_hosts == ("dash.lan", ".example.net")
     assert config.cors_origins == ("http://wall.lan:8080",)
+
+
+def test_readme_settings_table_is_the_declarations() -> None:
+    from server.config import settings_table
+    from testkit.serverproc import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert settings_table() in readme, "README's settings table is stale: make settings-table"

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from testkit.serverproc import ROOT
 from tests.conftest import require_binary
 from tests.deploytools import (
     DEFAULT_SITE_VALUES,
@@ -14,7 +15,6 @@ from tests.deploytools import (
     nginx_test,
     render_epp,
 )
-from tests.serverproc import ROOT
 
 PUPPET = ROOT / "deploy" / "puppet"
 

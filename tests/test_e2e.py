@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from testkit.serverproc import ROOT, ServerProcess
+from testkit.sioclient import RecordingClient, open_socket
 from tests.contract import check_sample, check_static
-from tests.serverproc import ROOT, ServerProcess
-from tests.sioclient import RecordingClient, open_socket
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ def test_twenty_clients_receive_the_same_samples(server: ServerProcess) -> None:
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # none missed
     common = set.intersection(*(set(s) for s in seq_lists))
     assert len(common) >= 2
-    by_seq = {}
+    by_seq: dict[int, list[dict[str, object]]] = {}
     for client in clients:
         for sample in client.received("metrics"):
             if sample["seq"] in common:

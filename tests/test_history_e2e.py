@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.serverproc import ServerProcess
-from tests.sioclient import RecordingClient
+from testkit.serverproc import ServerProcess
+from testkit.sioclient import RecordingClient
 
 pytestmark = pytest.mark.e2e
 
@@ -133,7 +133,7 @@ def test_history_ranges_and_csv(tmp_path: Path) -> None:
             assert row["cpu_percent_min"] == row["cpu_percent"] == row["cpu_percent_max"]
             assert row["time_utc"].endswith("Z")
 
-        for bad in (
+        bads: list[dict[str, str | float]] = [
             {"start": "yesterday"},
             {"start": now, "end": now - 10},
             {"seconds": 60, "start": now - 10},
@@ -141,7 +141,8 @@ def test_history_ranges_and_csv(tmp_path: Path) -> None:
             {"start": now - 60, "step": "fine"},
             {"seconds": 60, "step": 10},
             {"start": "nan"},
-        ):
+        ]
+        for bad in bads:
             for path in ("/api/history", "/api/history.csv"):
                 response = requests.get(server.url + path, params=bad, timeout=5)
                 assert response.status_code == 400, (path, bad)

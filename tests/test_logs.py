@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from server.config import PROJECT_ROOT, Config, ConfigError
+from server.config import PACKAGE_DIR, Config, ConfigError
 from server.logs import RateLimitFilter, setup_logging
-from tests.serverproc import ServerProcess
+from testkit.serverproc import ServerProcess
 
 
 def test_rate_limit_filter_drops_repeats_and_tracebacks() -> None:
@@ -55,7 +55,7 @@ def test_bad_log_settings_are_config_errors(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_log_files_appear_and_rotate(tmp_path: Path) -> None:
     # The real logging.conf, with a tiny maximum size so that rotation shows.
-    conf = (PROJECT_ROOT / "logging.conf").read_text()
+    conf = (PACKAGE_DIR / "logging.conf").read_text()
     tiny, count = re.subn(r"'a', 10485760, 5", "'a', 2000, 3", conf)
     assert count == 2
     conf_path = tmp_path / "logging.conf"

@@ -20,8 +20,8 @@ import socketio
 import websocket
 from werkzeug.security import generate_password_hash
 
-from tests.serverproc import ROOT, ServerProcess
-from tests.sioclient import RecordingClient, assert_foreign_origin_refused, open_socket
+from testkit.serverproc import ROOT, ServerProcess
+from testkit.sioclient import RecordingClient, assert_foreign_origin_refused, open_socket
 
 pytestmark = pytest.mark.e2e
 
@@ -166,7 +166,7 @@ def test_dns_rebinding_host_is_refused(secured: ServerProcess) -> None:
     finally:
         client.close()
     log = (secured.log_dir / "dashboard.log").read_text()
-    assert "refused 127.0.0.1: Host 'evil.example' not allowed" in log
+    assert "refused '127.0.0.1': Host 'evil.example' not allowed" in log
 
 
 def test_foreign_origin_is_refused(secured: ServerProcess) -> None:
@@ -288,9 +288,10 @@ def test_no_secret_reaches_the_logs(secured: ServerProcess) -> None:
     cookie = session.cookies["dashboard_session"]
     secured.stop()
     text = "".join(p.read_text() for p in secured.log_dir.iterdir()) + secured.output()
+    assert cookie is not None
     for secret in (PASSWORD, "hunter2-wrong", "s3cret-basic", cookie, "scrypt:"):
         assert secret not in text
-    assert "refused 127.0.0.1: wrong password at /login" in text
+    assert "refused '127.0.0.1': wrong password at /login" in text
 
 
 def test_slowloris_headers_are_cut_by_the_server_or_proxy(secured: ServerProcess) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.serverproc import ROOT, ServerProcess
+from testkit.serverproc import ROOT, ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

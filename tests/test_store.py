@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from server.store import HistoryStore, Retention
-from tests.synthetic import fill, synthetic_sample
+from testkit.synthetic import fill, synthetic_sample
 
 T0 = 1_790_000_040.0  # a multiple of 60: buckets of 10 s and 1 min start on it
 

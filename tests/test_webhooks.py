@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from server.webhooks import WebhookSender
+from server.alerts.webhooks import WebhookSender
+from testkit.wait import wait_until
 from tests.receivers import Receiver
 
 ALERT = {
@@ -18,15 +19,6 @@ ALERT = {
     "threshold": 75.0,
     "ts": 1.0,
 }
-
-
-def wait_until(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.02)
-    raise TimeoutError("condition not met")
 
 
 def test_delivers_the_alert_as_json() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server.worker import Sampler
+from server.worker import Sampler, next_slot
 
 
 class Source:
@@ -40,14 +41,6 @@ class Recorder:
 
 def sampler_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "sampler" and t.is_alive()]
-
-
-def run_for(sampler: Sampler, seconds: float) -> None:
-    sampler.start()
-    try:
-        time.sleep(seconds)
-    finally:
-        assert sampler.stop(timeout=2)
 
 
 def test_tick_broadcasts_once_and_keeps_history() -> None:
@@ -98,16 +91,52 @@ def test_stop_is_bounded_even_with_a_long_interval() -> None:
     assert time.monotonic() - started < 0.5
 
 
+class FakeClock:
+    """Monotonic time that moves only when a sample works or the loop waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_ticks(
+    source: Source, n: int, interval: float = 0.05, recorder: Recorder | None = None
+) -> tuple[Sampler, list[float]]:
+    """Run the real loop for `n` samples on a fake clock; returns when each began."""
+    clock = FakeClock()
+    began: list[float] = []
+    sampler: Sampler
+
+    class Timed:
+        def sample(self) -> dict[str, Any]:
+            began.append(clock.now)
+            clock.now += source.slow_on.get(len(began) - 1, source.work)
+            if len(began) - 1 in source.fail_on:
+                raise RuntimeError(f"sample {len(began) - 1} failed")
+            return {"ts": clock.now, "cpu": {"percent": 1.0}}
+
+    def wait(seconds: float) -> None:
+        assert seconds > 0
+        clock.now += seconds
+        if len(began) >= n:
+            sampler._stop_event.set()
+
+    sampler = Sampler(Timed(), recorder or Recorder(), interval=interval, clock=clock, wait=wait)
+    sampler._run()  # the loop itself, in this thread
+    return sampler, began
+
+
 def test_a_failing_tick_does_not_end_the_loop(caplog: pytest.LogCaptureFixture) -> None:
     source = Source()
     source.fail_on = {1, 2, 3}
     recorder = Recorder()
-    sampler = Sampler(source, recorder, interval=0.05)
     with caplog.at_level(logging.ERROR, logger="dashboard.worker"):
-        run_for(sampler, 0.6)
+        sampler, _ = run_ticks(source, 12, recorder=recorder)
     assert sampler.errors == 3
-    assert len(recorder.sent) >= 5  # the loop went on after the failures
-    assert [d["seq"] for _, d in recorder.sent] == list(range(1, len(recorder.sent) + 1))
+    assert len(recorder.sent) == 9  # the loop went on after the failures
+    assert [d["seq"] for _, d in recorder.sent] == list(range(1, 10))
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1  # one traceback, the rest counted
 
@@ -116,43 +145,32 @@ def test_schedule_does_not_drift() -> None:
     # Each sample takes 10 ms: a loop that sleeps `interval` after its work
     # would be 60 * 10 ms = 0.6 s late by the last tick.
     interval = 0.05
-    source = Source(work=0.01)
-    sampler = Sampler(source, Recorder(), interval=interval)
-    run_for(sampler, 3.2)
-    calls = source.calls[:60]
-    assert len(calls) == 60
-    lateness = calls[-1] - (calls[0] + 59 * interval)
-    assert -interval < lateness < 2 * interval, lateness
+    _, began = run_ticks(Source(work=0.01), 60, interval)
+    assert began[-1] - began[0] == pytest.approx(59 * interval)
 
 
 def test_a_slow_tick_is_not_followed_by_a_burst() -> None:
     interval = 0.05
     source = Source()
     source.slow_on = {5: 4.5 * interval}
-    sampler = Sampler(source, Recorder(), interval=interval)
-    run_for(sampler, 1.2)
-    gaps = [b - a for a, b in zip(source.calls, source.calls[1:], strict=False)]
-    after_slow = gaps[5:]
-    # No catching-up: every gap after the slow tick is close to a whole interval.
-    assert min(after_slow) > 0.5 * interval, after_slow
-    assert len(source.calls) < 1.2 / interval  # missed slots were skipped
+    _, began = run_ticks(source, 12, interval)
+    offsets = [round((t - began[0]) / interval, 6) for t in began]
+    # Slot 5 overran slots 6 to 9: they are skipped, and the grid stays.
+    assert offsets == [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]
+
+
+def test_next_slot_stays_on_the_grid() -> None:
+    assert next_slot(10.0, 10.3, 1.0) == 11.0
+    assert next_slot(10.0, 11.0, 1.0) == 12.0  # exactly on a slot that is now: the next one
+    assert next_slot(10.0, 13.5, 1.0) == 14.0
 
 
 def test_a_wall_clock_step_does_not_change_the_tick_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    interval = 0.05
-    source = Source()
-    sampler = Sampler(source, Recorder(), interval=interval)
-    sampler.start()
-    try:
-        time.sleep(0.5)
-        before = len(source.calls)
-        real_time = time.time
-        monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # an hour back
-        time.sleep(0.5)
-        after = len(source.calls) - before
-    finally:
-        assert sampler.stop(timeout=2)
-    assert 7 <= after <= 12, after
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # an hour back
+    _, began = run_ticks(Source(), 10, 0.05)
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(began)}
+    assert gaps == {0.05}
 
 
 def test_new_client_gets_history_before_any_later_metrics() -> None:

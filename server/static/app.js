@@ -3,8 +3,9 @@
 (function () {
   "use strict";
 
-  const WARN = 75;
-  const CRIT = 90;
+  // Levels per alert rule come in `static` (declared once on the server, in
+  // server/series.py), so a card turns amber and red exactly where its alert fires.
+  let levels = {};
   const interval = parseFloat(document.body.dataset.interval) || 1;
 
   const $ = (id) => document.getElementById(id);
@@ -32,10 +33,14 @@
     return d > 0 ? d + "d " + hms : hms;
   }
 
-  function level(p) {
+  function level(p, rule) {
     if (p === null || p === undefined) return "unknown";
-    return p >= CRIT ? "crit" : p >= WARN ? "warn" : "ok";
+    const l = levels[rule];
+    if (!l) return "ok";
+    return p >= l.critical ? "crit" : p >= l.warning ? "warn" : "ok";
   }
+
+  const diskRule = (mount) => (levels["disk:" + mount] ? "disk:" + mount : "disk");
 
   function setText(id, text) {
     const el = $(id);
@@ -227,15 +232,15 @@
 
   // ---------------------------------------------------------------- cards & tables
 
-  function setCard(card, p) {
+  function setCard(card, p, rule) {
     card.classList.remove("ok", "warn", "crit", "unknown");
-    card.classList.add(level(p));
+    card.classList.add(level(p, rule));
   }
 
   function showUsage(name, p, detail) {
     setText(name + "-percent", pct(p));
     setMeter(name + "-meter", p);
-    setCard($("card-" + name), p);
+    setCard($("card-" + name), p, name);
     if (detail !== undefined) setText(name + "-detail", detail);
   }
 
@@ -263,7 +268,7 @@
       card.querySelector(".value").textContent = pct(d.percent);
       card.querySelector(".meter span").style.width = (d.percent || 0) + "%";
       card.querySelector(".sub").textContent = bytes(d.used) + " of " + bytes(d.total);
-      setCard(card, d.percent);
+      setCard(card, d.percent, diskRule(d.mount));
 
       const row = document.createElement("tr");
       cell(row, d.mount);
@@ -272,7 +277,7 @@
       cell(row, bytes(d.used), "num");
       cell(row, bytes(d.free), "num");
       cell(row, bytes(d.total), "num");
-      cell(row, pct(d.percent), "num " + level(d.percent));
+      cell(row, pct(d.percent), "num " + level(d.percent, diskRule(d.mount)));
       body.appendChild(row);
     }
     for (const card of cards.querySelectorAll(".disk-card")) {
@@ -294,7 +299,7 @@
       const bar = box.children[i];
       bar.querySelector(".core-fill").style.height = (p || 0) + "%";
       bar.querySelector(".core-label").textContent = i + ": " + (p === null ? "–" : p.toFixed(0) + "%");
-      bar.className = "core " + level(p);
+      bar.className = "core " + level(p, "cpu");
     });
   }
 
@@ -464,6 +469,7 @@
 
   socket.on("static", (st) => {
     liveWindow = st.history_seconds || 900;
+    levels = st.levels || {};
     if (rangeSeconds === null) windowSeconds = liveWindow;
     showStatic(st);
   });

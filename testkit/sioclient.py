@@ -10,6 +10,8 @@ import requests
 import socketio
 import websocket
 
+from testkit.wait import wait_until
+
 
 class RecordingClient:
     def __init__(self, **client_kwargs: Any) -> None:
@@ -40,13 +42,11 @@ class RecordingClient:
             return [event for event, _, _ in self.events]
 
     def wait_for(self, name: str, count: int = 1, timeout: float = 10.0) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.received(name)
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        raise TimeoutError(f"{count} x {name!r} not received in {timeout} s: {self.names()}")
+        return wait_until(
+            lambda: (found := self.received(name)) and len(found) >= count and found,
+            timeout=timeout,
+            what=f"{count} x {name!r} received",
+        )
 
     def times(self, name: str) -> list[float]:
         with self._lock:

@@ -1,4 +1,4 @@
-"""Alerts: threshold rules with hysteresis and hold times, and an anomaly rule.
+"""Alert rules: threshold rules with hysteresis and hold times, and an anomaly rule.
 
 Evaluated on each sample inside the Sampler's tick: plain arithmetic, a few
 microseconds per rule. Each state change becomes one alert event.
@@ -6,213 +6,19 @@ microseconds per rule. Each state change becomes one alert event.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from server.alerts.settings import AlertSettings, AnomalySettings
+from server.series import WATCHED, Levels, lookup
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
 RANK = {OK: 0, WARNING: 1, CRITICAL: 2}
 
 Sample = Mapping[str, Any]
 Alert = dict[str, Any]
-
-
-class AlertSettingsError(ValueError):
-    """A bad alert setting; the message names it."""
-
-
-# ---------------------------------------------------------------- settings
-
-
-@dataclasses.dataclass(frozen=True)
-class Thresholds:
-    warning: float
-    critical: float
-    warning_clear: float
-    critical_clear: float
-    for_seconds: float  # how long a level must hold before it fires
-    clear_seconds: float  # how long a clear must hold before it clears
-
-
-@dataclasses.dataclass(frozen=True)
-class AnomalySettings:
-    metrics: tuple[str, ...] = ("cpu.percent",)
-    k: float = 4.0  # how many deviations away counts as a departure
-    half_life: float = 300.0  # seconds for the learned normal to move halfway
-    for_seconds: float = 15.0
-    min_deviation: float = 2.0  # a floor, so a flat series does not fire on a blip
-    warmup_samples: int = 120
-
-
-@dataclasses.dataclass(frozen=True)
-class AlertSettings:
-    enabled: bool = True
-    rules: Mapping[str, Thresholds] = dataclasses.field(default_factory=dict)
-    disk_overrides: Mapping[str, Thresholds] = dataclasses.field(default_factory=dict)
-    anomaly: AnomalySettings | None = dataclasses.field(default_factory=AnomalySettings)
-    webhooks: tuple[str, ...] = ()
-    webhook_timeout: float = 5.0
-    webhook_retries: int = 3
-    recent: int = 50  # resolved and past alerts kept for the panel
-
-
-# Rule name -> (metric it watches, default thresholds).
-DEFAULTS: dict[str, Thresholds] = {
-    "cpu": Thresholds(75, 90, 70, 85, 30, 30),
-    "memory": Thresholds(85, 95, 80, 90, 60, 60),
-    "swap": Thresholds(80, 95, 75, 90, 60, 60),
-    "load": Thresholds(1.5, 3.0, 1.2, 2.5, 120, 120),  # load average per core
-    "disk": Thresholds(80, 90, 78, 88, 60, 60),
-}
-METRICS = {
-    "cpu": "cpu.percent",
-    "memory": "memory.percent",
-    "swap": "swap.percent",
-    "load": "load.per_core",
-    "disk": "disk.percent",
-}
-_THRESHOLD_KEYS = {
-    "warning",
-    "critical",
-    "warning_clear",
-    "critical_clear",
-    "for_seconds",
-    "clear_seconds",
-}
-ANOMALY_METRICS = {"cpu.percent", "memory.percent", "swap.percent", "load.per_core"}
-
-
-def _number(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise AlertSettingsError(f"setting 'alerts.{name}' must be a number, got {value!r}")
-    if not low <= value <= high:
-        raise AlertSettingsError(
-            f"setting 'alerts.{name}' must be from {low:g} to {high:g}, got {value!r}"
-        )
-    return float(value)
-
-
-def _thresholds(name: str, table: Any, base: Thresholds) -> Thresholds:
-    if not isinstance(table, Mapping):
-        raise AlertSettingsError(f"setting 'alerts.{name}' must be a table")
-    unknown = set(table) - _THRESHOLD_KEYS
-    if unknown:
-        raise AlertSettingsError(
-            f"setting 'alerts.{name}.{sorted(unknown)[0]}' is unknown; known: "
-            + ", ".join(sorted(_THRESHOLD_KEYS))
-        )
-    values = dataclasses.asdict(base)
-    # A level given without its clear level keeps the default gap below it.
-    for level in ("warning", "critical"):
-        if level in table and f"{level}_clear" not in table:
-            gap = getattr(base, level) - getattr(base, f"{level}_clear")
-            values[f"{level}_clear"] = max(_number(f"{name}.{level}", table[level]) - gap, 0.0)
-    for key in _THRESHOLD_KEYS & set(table):
-        values[key] = _number(f"{name}.{key}", table[key], 0, 86400 if "seconds" in key else 1e9)
-    result = Thresholds(**values)
-    if not result.warning <= result.critical:
-        raise AlertSettingsError(f"setting 'alerts.{name}': warning must not exceed critical")
-    if result.warning_clear > result.warning or result.critical_clear > result.critical:
-        raise AlertSettingsError(
-            f"setting 'alerts.{name}': a clear level must not be above its level"
-        )
-    return result
-
-
-def parse_settings(table: Mapping[str, Any] | None) -> AlertSettings:
-    """AlertSettings from the TOML [alerts] table; raise AlertSettingsError if bad."""
-    table = dict(table or {})
-    rules = dict(DEFAULTS)
-    overrides: dict[str, Thresholds] = {}
-    for name in DEFAULTS:
-        if name not in table:
-            continue
-        section = dict(table.pop(name))
-        if name == "disk":
-            # [alerts.disk."/var"] tables override the disk rule for one mount.
-            for mount in [k for k, v in section.items() if isinstance(v, Mapping)]:
-                if not mount.startswith("/"):
-                    raise AlertSettingsError(
-                        f"setting 'alerts.disk.{mount}': a mount starts with /"
-                    )
-                overrides[mount] = section.pop(mount)
-        rules[name] = _thresholds(name, section, DEFAULTS[name])
-    disk_overrides = {
-        mount: _thresholds(f'disk."{mount}"', value, rules["disk"])
-        for mount, value in overrides.items()
-    }
-    anomaly: AnomalySettings | None = AnomalySettings()
-    if "anomaly" in table:
-        anomaly = _anomaly(table.pop("anomaly"))
-    enabled = table.pop("enabled", True)
-    if not isinstance(enabled, bool):
-        raise AlertSettingsError("setting 'alerts.enabled' must be true or false")
-    webhooks = table.pop("webhooks", [])
-    if not isinstance(webhooks, list) or not all(
-        isinstance(u, str) and u.startswith(("http://", "https://")) for u in webhooks
-    ):
-        raise AlertSettingsError("setting 'alerts.webhooks' must be a list of http(s) URLs")
-    timeout = _number("webhook_timeout", table.pop("webhook_timeout", 5.0), 0.1, 60)
-    retries = int(_number("webhook_retries", table.pop("webhook_retries", 3), 0, 10))
-    if table:
-        raise AlertSettingsError(
-            f"setting 'alerts.{sorted(table)[0]}' is unknown; known: "
-            + ", ".join(
-                [*DEFAULTS, "anomaly", "enabled", "webhooks", "webhook_timeout", "webhook_retries"]
-            )
-        )
-    return AlertSettings(
-        enabled=enabled,
-        rules=rules,
-        disk_overrides=disk_overrides,
-        anomaly=anomaly,
-        webhooks=tuple(webhooks),
-        webhook_timeout=timeout,
-        webhook_retries=retries,
-    )
-
-
-def _anomaly(table: Any) -> AnomalySettings | None:
-    if table is False:
-        return None
-    if not isinstance(table, Mapping):
-        raise AlertSettingsError("setting 'alerts.anomaly' must be a table or false")
-    base = AnomalySettings()
-    metrics = table.get("metrics", list(base.metrics))
-    if not isinstance(metrics, list) or not set(metrics) <= ANOMALY_METRICS:
-        raise AlertSettingsError(
-            "setting 'alerts.anomaly.metrics' must list some of "
-            + ", ".join(sorted(ANOMALY_METRICS))
-        )
-    known = {"metrics", "k", "half_life", "for_seconds", "min_deviation", "warmup_samples"}
-    if set(table) - known:
-        raise AlertSettingsError(
-            f"setting 'alerts.anomaly.{sorted(set(table) - known)[0]}' is unknown"
-        )
-    return AnomalySettings(
-        metrics=tuple(metrics),
-        k=_number("anomaly.k", table.get("k", base.k), 1, 20),
-        half_life=_number("anomaly.half_life", table.get("half_life", base.half_life), 1, 86400),
-        for_seconds=_number(
-            "anomaly.for_seconds", table.get("for_seconds", base.for_seconds), 0, 86400
-        ),
-        min_deviation=_number(
-            "anomaly.min_deviation", table.get("min_deviation", base.min_deviation), 0, 1e9
-        ),
-        warmup_samples=int(
-            _number(
-                "anomaly.warmup_samples",
-                table.get("warmup_samples", base.warmup_samples),
-                1,
-                100000,
-            )
-        ),
-    )
-
-
-# ---------------------------------------------------------------- rules
 
 
 class ThresholdRule:
@@ -223,7 +29,7 @@ class ThresholdRule:
     clear_seconds. A value hovering at a threshold therefore cannot flap.
     """
 
-    def __init__(self, name: str, metric: str, thresholds: Thresholds) -> None:
+    def __init__(self, name: str, metric: str, thresholds: Levels) -> None:
         self.name = name
         self.metric = metric
         self.t = thresholds
@@ -372,23 +178,11 @@ def _alert(
 
 
 def _values(sample: Sample, cores: int) -> dict[str, float | None]:
-    """The watched values of one sample, by metric name."""
-
-    def get(*path: str) -> Any:
-        node: Any = sample
-        for key in path:
-            if not isinstance(node, Mapping):
-                return None
-            node = node.get(key)
-        return node
-
-    load = get("load")
-    return {
-        "cpu.percent": get("cpu", "percent"),
-        "memory.percent": get("memory", "percent"),
-        "swap.percent": None if get("swap", "total") == 0 else get("swap", "percent"),
-        "load.per_core": load[0] / cores if load else None,
-    }
+    """The watched values of one sample (disks apart), by metric name."""
+    values = {s.metric: s.value(sample, cores) for s in WATCHED.values() if not s.per_disk}
+    if lookup(sample, ("swap", "total")) == 0:
+        values["swap.percent"] = None  # no swap at all is nothing to judge, not 0 % used
+    return values
 
 
 class AlertEngine:
@@ -399,7 +193,6 @@ class AlertEngine:
         settings: AlertSettings,
         interval: float,
         cores: int,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self._cores = max(cores, 1)
@@ -408,7 +201,7 @@ class AlertEngine:
         if settings.enabled:
             for name, thresholds in settings.rules.items():
                 if name != "disk":
-                    self._rules[name] = ThresholdRule(name, METRICS[name], thresholds)
+                    self._rules[name] = ThresholdRule(name, WATCHED[name].metric, thresholds)
             if settings.anomaly is not None:
                 self._anomalies = [
                     AnomalyRule(m, settings.anomaly, interval) for m in settings.anomaly.metrics
@@ -452,6 +245,3 @@ class AlertEngine:
         """Active alerts (worst first), then recent changes (newest first)."""
         active = sorted(self.active.values(), key=lambda a: (-RANK[a["level"]], -a["ts"]))
         return {"active": active, "recent": list(self.recent)}
-
-    def rules(self) -> Iterable[ThresholdRule | AnomalyRule]:
-        return [*self._rules.values(), *self._anomalies]

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from server.alerts import CRITICAL, OK, AlertEngine
-from server.webhooks import WebhookSender
+from server.alerts.rules import CRITICAL, OK, AlertEngine
+from server.alerts.webhooks import WebhookSender
 
 log = logging.getLogger("dashboard.alerts")
 

@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
+
+from testkit.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,18 +62,16 @@ class ServerProcess:
         return self
 
     def wait_healthy(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
+                return requests.get(self.url + "/healthz", timeout=1).status_code == 200
             except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server not healthy within {timeout} s")
+                return False
+
+        wait_until(healthy, timeout=timeout, interval=0.1, what="server healthy")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         assert self.proc is not None

@@ -8,11 +8,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from typing import Any
 
 import requests
 import websocket
+
+from testkit.wait import wait_until
 
 FLAGS = [
     "--headless",
@@ -72,16 +73,17 @@ class Chromium:
 
     def _wait_for_port(self) -> int:
         marker = os.path.join(self._profile, "DevToolsActivePort")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def port() -> int | None:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"chromium exited with {self._proc.returncode}")
             try:
                 with open(marker, encoding="utf-8") as handle:
                     return int(handle.readline())
             except (FileNotFoundError, ValueError):
-                time.sleep(0.1)
-        raise TimeoutError("chromium did not open its DevTools port within 30 s")
+                return None
+
+        return wait_until(port, timeout=30, interval=0.1, what="chromium's DevTools port")
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self._next_id += 1
@@ -105,17 +107,19 @@ class Chromium:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        last_error = None
-        while time.monotonic() < deadline:
+        errors: list[RuntimeError] = []
+
+        def value() -> Any:
             try:
-                value = self.evaluate(expression)
+                return self.evaluate(expression)
             except RuntimeError as exc:  # e.g. the page is still loading
-                last_error, value = exc, None
-            if value:
-                return value
-            time.sleep(0.2)
-        raise TimeoutError(f"not true within {timeout} s: {expression} ({last_error})")
+                errors[:] = [exc]
+                return None
+
+        try:
+            return wait_until(value, timeout=timeout, interval=0.2, what=expression)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} (last error: {errors[-1] if errors else None})") from None
 
     def screenshot(self, path: str) -> None:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)

@@ -1,0 +1,1 @@
+"""Alerts: settings, rules (threshold and anomaly), notification, webhooks."""
