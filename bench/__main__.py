@@ -50,7 +50,10 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 class Bench:
-    def __init__(self, quick: bool, workdir: Path, skip_glances: bool) -> None:
+    def __init__(
+        self, quick: bool, workdir: Path, skip_glances: bool, baseline: str = "16fa3cf"
+    ) -> None:
+        self.baseline = baseline
         self.quick = quick
         self.workdir = workdir
         self.skip_glances = skip_glances
@@ -108,6 +111,58 @@ class Bench:
             "ratio ours / psutil floor",
             [a / b for a, b in zip(ours, floor, strict=True)],
             "x",
+        )
+
+    # 1b. what the hostile-LAN protections cost at idle, against the code before them
+    def protections_cost(self) -> None:
+        print(
+            f"1b. Protections: idle CPU over {self.idle_seconds:.0f} s, 1 logged-in page, "
+            f"this tree against {self.baseline}",
+            flush=True,
+        )
+        import base64
+
+        from werkzeug.security import generate_password_hash
+
+        old = self.workdir / "baseline"
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", self.baseline], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "x"], cwd=old, input=archive, check=True)
+        password = "bench password 1"
+        config = self.workdir / "protected.toml"
+        config.write_text(f'password_hash = "{generate_password_hash(password)}"\n')
+        auth = "Basic " + base64.b64encode(f"ops:{password}".encode()).decode()
+        cpu: dict[str, list[float]] = {"old": [], "new": []}
+        for _ in range(self.repeat):
+            for name, tree in (("old", old), ("new", ROOT)):
+                logs = Path(tempfile.mkdtemp(dir=self.workdir)) / "logs"
+                server = ServerProcess(logs, "--config", str(config), cwd=tree).start()
+                client = RecordingClient()
+                try:
+                    client.connect(server.url, headers={"Authorization": auth})
+                    # A scraper too: /metrics with Basic every 5 s, as Prometheus would.
+                    meter = ProcessMeter(server.proc.pid)  # type: ignore[union-attr]
+                    meter.start()
+                    ends = time.monotonic() + self.idle_seconds
+                    while time.monotonic() < ends:
+                        requests.get(
+                            server.url + "/metrics", headers={"Authorization": auth}, timeout=5
+                        )
+                        time.sleep(5)
+                    cpu[name].append(meter.stop()[0])
+                finally:
+                    client.close()
+                    server.stop()
+        self.add("protections", f"server CPU before ({self.baseline})", cpu["old"], "%")
+        self.add("protections", "server CPU with the protections", cpu["new"], "%")
+        self.add(
+            "protections",
+            "ratio with / before",
+            [a / b for a, b in zip(cpu["new"], cpu["old"], strict=True)],
+            "x",
+            "target <= 1 (within today's CPU)",
         )
 
     # 2 and 3. idle cost and bytes per update, against Glances
@@ -376,20 +431,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter steps, for a trial run")
     parser.add_argument(
         "--only",
-        choices=["sampler", "idle", "fanout", "connect", "store"],
+        choices=["sampler", "protections", "idle", "fanout", "connect", "store"],
         action="append",
         help="run only these sections",
     )
     parser.add_argument("--skip-glances", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        default="16fa3cf",
+        help="git revision the protections are measured against (default: the last before them)",
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    sections = args.only or ["sampler", "idle", "fanout", "connect", "store"]
+    sections = args.only or ["sampler", "protections", "idle", "fanout", "connect", "store"]
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
-        bench = Bench(args.quick, Path(tmp), args.skip_glances)
+        bench = Bench(args.quick, Path(tmp), args.skip_glances, args.baseline)
         started = time.time()
         steps = {
             "sampler": bench.sampler_cost,
+            "protections": bench.protections_cost,
             "idle": bench.idle_cost,
             "fanout": bench.fan_out,
             "connect": bench.connect_cost,

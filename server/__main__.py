@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -18,6 +19,13 @@ log = logging.getLogger("dashboard")
 # eventlet's wsgi server refuses connections past max_size (1,024 by default):
 # a wall of dashboards must not be capped there.
 EVENTLET_MAX_CONNECTIONS = 10_000
+# A request line must come within this long of connecting (or of the last
+# request): a slowloris that sends nothing, or a byte now and then, is cut.
+REQUEST_LINE_TIMEOUT = 10.0
+# Any one read or write on a client socket. Engine.IO pings every 25 s, so a
+# live WebSocket always reads well within it; a client that stops reading its
+# answer is dropped after it.
+SOCKET_TIMEOUT = 60.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"python -m server: error: {exc}", file=sys.stderr)
         return 2
+    if config.private_files:
+        _make_private(config)
     if config.async_mode == "eventlet":
         _patch_eventlet()
 
@@ -69,6 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.stop()
         logging.shutdown()
     return 0
+
+
+def _make_private(config: Config) -> None:
+    """Files only for the service's user: new ones by the umask, old ones by chmod.
+
+    Host metrics, process names, the session key and the logs are not for
+    every local account to read.
+    """
+    os.umask(0o077)
+    for directory in (config.log_dir, config.data_dir):
+        if not os.path.isdir(directory):
+            continue
+        os.chmod(directory, 0o700)
+        for entry in os.scandir(directory):
+            if entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, 0o600)
 
 
 def _patch_eventlet() -> None:
@@ -171,6 +197,8 @@ def _serve(app: Any, listener: socket.socket, config: Config) -> None:
             _errors_to_log(app),
             log=logging.getLogger("dashboard.access"),
             max_size=EVENTLET_MAX_CONNECTIONS,
+            keepalive=REQUEST_LINE_TIMEOUT,
+            socket_timeout=SOCKET_TIMEOUT,
         )
     else:
         from werkzeug.serving import make_server

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from server.blocking import run_blocking
 from server.csv_export import history_csv_text
 from server.state import current_state as _state
 
@@ -28,24 +33,86 @@ def metrics() -> ResponseReturnValue:
     return jsonify(latest)
 
 
+# Longer ranges than the ring are read from disk in batches and streamed; a
+# few at once, the rest get 503: a flood of 7-day queries must not starve the 1 Hz.
+HEAVY_QUERIES = 4
+MAX_SECONDS = 10 * 366 * 86400
+_heavy = threading.BoundedSemaphore(HEAVY_QUERIES)
+
+
 @api.get("/api/history")
 def history() -> ResponseReturnValue:
-    step, samples = _history_query()
-    return jsonify({"step": step, "samples": samples})
+    query = _history_query()
+    if isinstance(query, tuple):
+        step, samples = query
+        return jsonify({"step": step, "samples": samples})
+
+    def body(step: int, batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
+        yield f'{{"step": {step}, "samples": ['
+        first = True
+        for batch in batches:
+            text = run_blocking(_json_items, batch)
+            if text:
+                yield text if first else "," + text
+                first = False
+        yield "]}"
+
+    return _stream(query, body, "application/json")
 
 
 @api.get("/api/history.csv")
 def history_csv() -> ResponseReturnValue:
-    step, samples = _history_query()
-    return Response(
-        history_csv_text(samples, step),
-        mimetype="text/csv",
-        headers={"Content-Disposition": "attachment; filename=history.csv"},
-    )
+    query = _history_query()
+
+    def body(step: int, batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
+        yield history_csv_text([], step)
+        for batch in batches:
+            yield run_blocking(history_csv_text, batch, step, False)
+
+    headers = {"Content-Disposition": "attachment; filename=history.csv"}
+    if isinstance(query, tuple):
+        step, samples = query
+        return Response(history_csv_text(samples, step), mimetype="text/csv", headers=headers)
+    return _stream(query, body, "text/csv", headers)
 
 
-def _history_query() -> tuple[int, list[dict[str, Any]]]:
-    """(step, samples) for ?seconds=N or ?start=&end=[&step=]; 400 on bad input."""
+def _json_items(samples: list[dict[str, Any]]) -> str:
+    return ",".join(json.dumps(s, separators=(",", ":")) for s in samples)
+
+
+@dataclasses.dataclass
+class _StoreQuery:
+    start: float
+    end: float
+    step: int
+
+
+def _stream(
+    query: _StoreQuery,
+    body: Callable[[int, Iterator[list[dict[str, Any]]]], Iterator[str]],
+    mimetype: str,
+    headers: dict[str, str] | None = None,
+) -> ResponseReturnValue:
+    if not _heavy.acquire(blocking=False):
+        response = jsonify(
+            {"error": f"{HEAVY_QUERIES} long history queries are running; try again shortly"}
+        )
+        response.status_code = 503
+        response.headers["Retry-After"] = "2"
+        return response
+    store = _state().store
+
+    def released() -> Iterator[str]:
+        try:
+            yield from body(query.step, store.iter_points(query.start, query.end, query.step))
+        finally:
+            _heavy.release()  # also when the client goes away mid-answer
+
+    return Response(released(), mimetype=mimetype, headers=headers)
+
+
+def _history_query() -> tuple[int, list[dict[str, Any]]] | _StoreQuery:
+    """The ring's (step, samples), or a query for the store; 400 on bad input."""
     state = _state()
     args = request.args
     now = time.time()
@@ -57,16 +124,14 @@ def _history_query() -> tuple[int, list[dict[str, Any]]]:
         if start >= end:
             abort(400, "start must be before end")
         wanted = _number("step", args.get("step"), default=0.0) or None
-        step = state.store.pick_step(start, wanted)
-        return step, state.store.points(start, end, step)
+        return _StoreQuery(start, end, state.store.pick_step(start, wanted))
     seconds = _seconds(args.get("seconds"), default=state.config.history_seconds)
     if "step" in args:
         abort(400, "step goes with start and end")
     if seconds <= state.config.history_seconds:
         return 1, state.sampler.history(seconds)  # the ring, in memory
     start = now - seconds
-    step = state.store.pick_step(start)
-    return step, state.store.points(start, now, step)
+    return _StoreQuery(start, now, state.store.pick_step(start))
 
 
 def _number(name: str, raw: str | None, default: float | None) -> float:
@@ -78,9 +143,9 @@ def _number(name: str, raw: str | None, default: float | None) -> float:
     try:
         value = float(raw)
     except ValueError:
-        abort(400, f"{name} must be {what}, got {raw!r}")
-    if not math.isfinite(value) or value < 0:
-        abort(400, f"{name} must be {what}, finite and not negative, got {raw!r}")
+        abort(400, f"{name} must be {what}, got {raw[:30]!r}")
+    if not math.isfinite(value) or not 0 <= value <= 1e11:
+        abort(400, f"{name} must be {what}, finite and not negative, got {raw[:30]!r}")
     return value
 
 
@@ -88,11 +153,11 @@ def _seconds(raw: str | None, default: int) -> int:
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = int(raw[:30])  # more digits than that is no number of seconds
     except ValueError:
-        abort(400, f"seconds must be a whole number of seconds, got {raw!r}")
-    if value <= 0:
-        abort(400, f"seconds must be positive, got {value}")
+        abort(400, f"seconds must be a whole number of seconds, got {raw[:30]!r}")
+    if not 0 < value <= MAX_SECONDS:
+        abort(400, f"seconds must be from 1 to {MAX_SECONDS}, got {raw[:30]!r}")
     return value
 
 

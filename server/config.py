@@ -26,29 +26,12 @@ class ConfigError(Exception):
 Parser = Callable[[Any], Any]
 
 
-def _integer(low: int, high: int) -> Parser:
-    def parse(raw: Any) -> int:
-        accepts = f"an integer from {low} to {high}"
+def _bounded(kind: type[int] | type[float], low: float, high: float, accepts: str) -> Parser:
+    def parse(raw: Any) -> Any:
         if isinstance(raw, bool):
             raise ValueError(accepts)
         try:
-            value = int(raw) if isinstance(raw, int) else int(str(raw).strip(), 10)
-        except ValueError:
-            raise ValueError(accepts) from None
-        if not low <= value <= high:
-            raise ValueError(accepts)
-        return value
-
-    return parse
-
-
-def _number(low: float, high: float) -> Parser:
-    def parse(raw: Any) -> float:
-        accepts = f"a number of seconds from {low:g} to {high:g}"
-        if isinstance(raw, bool):
-            raise ValueError(accepts)
-        try:
-            value = float(raw)
+            value = kind(raw) if isinstance(raw, int | float) else kind(str(raw).strip())
         except (TypeError, ValueError):
             raise ValueError(accepts) from None
         if not low <= value <= high:  # also rejects nan
@@ -56,6 +39,14 @@ def _number(low: float, high: float) -> Parser:
         return value
 
     return parse
+
+
+def _integer(low: int, high: int) -> Parser:
+    return _bounded(int, low, high, f"an integer from {low} to {high}")
+
+
+def _number(low: float, high: float) -> Parser:
+    return _bounded(float, low, high, f"a number of seconds from {low:g} to {high:g}")
 
 
 def _text(raw: Any) -> str:
@@ -76,16 +67,45 @@ def _boolean(raw: Any) -> bool:
 
 
 def _names(raw: Any) -> tuple[str, ...]:
-    """A TOML list of strings, or a comma-separated string (env, flags)."""
+    """A TOML list of strings, or a comma-separated string (env, flags); never "*"."""
     items = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
         raise ValueError("a list of names (in the environment: comma-separated)")
-    return tuple(i.strip() for i in items if i.strip())
+    names = tuple(i.strip() for i in items if i.strip())
+    if "*" in names:
+        # "*" would fail open: every Host (DNS rebinding) or every origin, with cookies.
+        raise ValueError("a list of names, each spelled out: '*' is not accepted")
+    return names
+
+
+def _some_names(raw: Any) -> tuple[str, ...]:
+    names = _names(raw)
+    if not names:
+        raise ValueError("a list of at least one name")
+    return names
+
+
+def _networks(raw: Any) -> tuple[str, ...]:
+    """Addresses or networks (CIDR), checked now so a typo is not a silent no-match."""
+    names = _names(raw)
+    for name in names:
+        try:
+            ipaddress.ip_network(name, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"addresses or networks, like 127.0.0.1 or 10.0.0.0/8: {name!r} is not"
+            ) from None
+    return names
 
 
 def _password_hash(raw: Any) -> str:
-    if not isinstance(raw, str) or (raw and not raw.startswith(("scrypt:", "pbkdf2:"))):
-        raise ValueError("a hash from `python -m server hash-password` (scrypt:... or pbkdf2:...)")
+    from server.access.passwords import hash_problem
+
+    if not isinstance(raw, str):
+        raise ValueError("a hash from `python -m server hash-password`")
+    problem = hash_problem(raw)
+    if problem:
+        raise ValueError(f"a hash from `python -m server hash-password` ({problem})")
     return raw
 
 
@@ -136,7 +156,7 @@ class Config:
         False, _boolean, "true to serve a non-loopback address without a password"
     )
     allowed_hosts: tuple[str, ...] = setting(
-        ("localhost", "127.0.0.1", "::1"), _names, "Host names served, comma-separated"
+        ("localhost", "127.0.0.1", "::1"), _some_names, "Host names served, comma-separated"
     )
     cors_origins: tuple[str, ...] = setting(
         (), _names, "other origins allowed to connect, comma-separated"
@@ -149,6 +169,20 @@ class Config:
     )
     proxy_hops: int = setting(
         0, _integer(0, 5), "trusted reverse proxies in front (1 behind Nginx) for X-Forwarded-*"
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        _networks,
+        "peers whose X-Forwarded-* is believed (addresses or networks), comma-separated",
+    )
+    session_idle_seconds: int = setting(
+        8 * 3600, _integer(60, 366 * 86400), "a login ends after this long unused"
+    )
+    session_lifetime_seconds: int = setting(
+        7 * 86400, _integer(60, 366 * 86400), "a login ends this long after it began"
+    )
+    private_files: bool = setting(
+        True, _boolean, "data and log files 0600, their directories 0700 (false: the umask's)"
     )
     # Only from the TOML file's [users] table: name = "password hash".
     users: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -246,6 +280,14 @@ def load(
                     + ", ".join([*PARSERS, "alerts", "users"])
                 )
             raw[name] = (value, config_path)
+    known_env = {"DASHBOARD_CONFIG", *("DASHBOARD_" + name.upper() for name in PARSERS)}
+    for env_name in sorted(environ):
+        # A misspelt variable must not be silently ignored: it may be the password.
+        if env_name.startswith("DASHBOARD_") and env_name not in known_env:
+            raise ConfigError(
+                f"environment variable {env_name!r} is not a setting; known: "
+                + ", ".join(sorted(known_env))
+            )
     for name in PARSERS:
         env_name = "DASHBOARD_" + name.upper()
         if env_name in environ:
@@ -254,6 +296,11 @@ def load(
             raw[name] = (flags[name], "--" + name.replace("_", "-"))
 
     for name, (value, source) in raw.items():
+        if isinstance(value, str) and not value.strip() and name != "cors_origins":
+            # Empty is never "off": DASHBOARD_PASSWORD_HASH= must not turn the login off.
+            raise ConfigError(
+                f"setting {name!r} (from {source}) is empty; leave it out to get its default"
+            )
         try:
             values[name] = PARSERS[name](value)
         except ValueError as exc:
@@ -289,12 +336,21 @@ def is_loopback(host: str) -> bool:
 
 
 def _check_exposure(config: Config) -> None:
-    """Safe by default: a LAN-facing address needs a password, or a deliberate choice."""
-    if is_loopback(config.host) or config.allow_anonymous:
+    """Safe by default: a dashboard other machines reach needs a password, or a choice.
+
+    Other machines reach it through a non-loopback bind, or through a proxy
+    in front (proxy_hops > 0), whose peer address is loopback.
+    """
+    if config.allow_anonymous or config.password_hash or config.users:
         return
-    if not (config.password_hash or config.users):
+    if not is_loopback(config.host):
         raise ConfigError(
             f"setting 'host': {config.host} is not a loopback address and no password is set; "
             "set password_hash (python -m server hash-password) or users, "
             "or allow_anonymous = true to serve it open on purpose"
+        )
+    if config.proxy_hops:
+        raise ConfigError(
+            "setting 'proxy_hops': behind a proxy the dashboard is served to other machines "
+            "and no password is set; set password_hash or users, or allow_anonymous = true"
         )

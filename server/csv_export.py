@@ -11,14 +11,15 @@ from typing import Any
 from server.series import STORED
 
 
-def history_csv_text(samples: Iterable[dict[str, Any]], step: int) -> str:
+def history_csv_text(samples: Iterable[dict[str, Any]], step: int, header: bool = True) -> str:
     """Every stored series with its min and max; a raw sample's min and max are itself."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    header = ["ts", "time_utc", "step", "n"]
-    for series in STORED:
-        header += [str(series.column), f"{series.column}_min", f"{series.column}_max"]
-    writer.writerow(header)
+    if header:
+        names = ["ts", "time_utc", "step", "n"]
+        for series in STORED:
+            names += [str(series.column), f"{series.column}_min", f"{series.column}_max"]
+        writer.writerow(names)
     for sample in samples:
         bands = sample.get("bands") or {}
         row: list[Any] = [

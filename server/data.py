@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import psutil
 
+from server.blocking import Pending
+
 log = logging.getLogger("dashboard.data")
 
 T = TypeVar("T")
@@ -240,10 +242,57 @@ def is_real_filesystem(mount: str, device: str, fstype: str) -> bool:
         return True  # always shown, even as a container's overlay
     if fstype in PSEUDO_FSTYPES or fstype in NETWORK_FSTYPES or not device.startswith("/dev/"):
         return False
-    if device.startswith("/dev/loop") or mount.startswith("/snap/"):
-        return False
-    # A bind-mounted file (a container's /etc/hosts) is not a filesystem to watch.
-    return os.path.isdir(mount)
+    return not (device.startswith("/dev/loop") or mount.startswith("/snap/"))
+
+
+NOT_A_DIRECTORY = "not a directory"
+GONE = "gone"
+
+
+def _probe(mount: str) -> Any:
+    """Everything that touches a mount, in one call made off the loop."""
+    if not os.path.isdir(mount):
+        # A bind-mounted file (a container's /etc/hosts) is not a filesystem to
+        # watch; a path that vanished was unmounted since the table was read.
+        return GONE if not os.path.lexists(mount) else NOT_A_DIRECTORY
+    return psutil.disk_usage(mount)
+
+
+class MountWatch:
+    """Asks each mount for its usage in a pool thread, with a deadline.
+
+    A filesystem can hang (a dead NFS or FUSE server): its stat never
+    returns. Then the mount is "not answering": its call goes on in its
+    thread, and the mount is not asked again until that call has returned,
+    so a hung mount holds one thread, never one per tick, and never the loop.
+    """
+
+    def __init__(self, deadline: float = 0.5, max_hung: int = 8) -> None:
+        self.deadline = deadline
+        self.max_hung = max_hung
+        self._hung: dict[str, Pending] = {}
+
+    def usage(self, mount: str) -> tuple[Any, bool]:
+        """(the probe's result, answering); raises what the probe raised."""
+        hung = self._hung.get(mount)
+        if hung is not None:
+            if not hung.done:
+                return None, False
+            del self._hung[mount]
+            log.warning("filesystem %s answers again", mount)
+        if len(self._hung) >= self.max_hung:
+            return None, False  # too many hung already: no thread more for this one
+        pending = Pending(_probe, mount)
+        if not pending.wait(self.deadline):
+            self._hung[mount] = pending
+            log.warning(
+                "filesystem %s is not answering (no answer within %.1f s); "
+                "it is skipped until it answers",
+                mount,
+                self.deadline,
+            )
+            return None, False
+        return pending.result(), True
 
 
 class DynamicData:
@@ -258,6 +307,7 @@ class DynamicData:
         self._ticks = 0
         self._processes: list[dict[str, Any]] | None = []
         self._reader = FailureLog()
+        self._mounts = MountWatch()
         self._cpu_count = psutil.cpu_count(logical=True) or 1
         self._boot_time = self._reader.read("boot_time", psutil.boot_time)
         # cpu_percent's first call only sets a baseline and returns 0.0: prime it.
@@ -331,11 +381,13 @@ class DynamicData:
             if part.device in seen_devices and part.mountpoint != "/":
                 continue  # the same device bind-mounted again
             seen_devices.add(part.device)
-            usage = self._reader.read(
-                f"disk {part.mountpoint}", functools.partial(psutil.disk_usage, part.mountpoint)
+            probe = self._reader.read(
+                f"disk {part.mountpoint}", functools.partial(self._mounts.usage, part.mountpoint)
             )
-            if usage is None and not os.path.exists(part.mountpoint):
-                continue  # unmounted between reading the mount table and now
+            # A probe that raised (FailureLog logged why) did answer, with an error.
+            usage, answering = probe if probe is not None else (None, True)
+            if usage in (GONE, NOT_A_DIRECTORY):
+                continue
             disks.append(
                 {
                     "mount": part.mountpoint,
@@ -345,6 +397,7 @@ class DynamicData:
                     "total": None if usage is None else usage.total,
                     "used": None if usage is None else usage.used,
                     "free": None if usage is None else usage.free,
+                    "answering": answering,
                 }
             )
         return disks

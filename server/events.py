@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import request
-from flask_socketio import SocketIO, emit
+from flask import request, session
+from flask_socketio import ConnectionRefusedError, SocketIO, emit
 
+from server.blocking import Busy
 from server.state import DashboardState
 
 log = logging.getLogger("dashboard.events")
@@ -15,12 +16,27 @@ log = logging.getLogger("dashboard.events")
 def register(socketio: SocketIO, state: DashboardState) -> None:
     login = state.access.login
     caps = state.access.caps
+    # Socket ids by login session, so that a logout closes that login's streams.
+    by_session: dict[str, set[str]] = {}
+
+    def close_streams(session_id: str) -> None:
+        for sid in by_session.pop(session_id, set()):
+            socketio.server.disconnect(sid, namespace="/")
+
+    login.sessions.on_end.append(close_streams)
 
     @socketio.on("connect")
     def on_connect(auth: object = None) -> None:
         address = request.remote_addr or "?"
         # Raises ConnectionRefusedError: the client gets a connect_error saying why.
-        caps.admit(address, authorized=login.user(request) is not None)
+        try:
+            user = login.user(request)
+        except Busy as exc:
+            raise ConnectionRefusedError(f"the server is {exc}; try again shortly") from None
+        caps.admit(address, authorized=user is not None)
+        session_id = session.get("sid")
+        if isinstance(session_id, str):
+            by_session.setdefault(session_id, set()).add(request.sid)  # type: ignore[attr-defined]
         # DEBUG: with thousands of pages a line each would be the log's bulk;
         # the count is in the footer and in /metrics.
         log.debug("client %s connected (%d connected)", request.remote_addr, state.clients)
@@ -37,4 +53,9 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
     @socketio.on("disconnect")
     def on_disconnect(reason: object = None) -> None:
         caps.release(request.remote_addr or "?")
+        session_id = session.get("sid")
+        if isinstance(session_id, str) and session_id in by_session:
+            by_session[session_id].discard(request.sid)  # type: ignore[attr-defined]
+            if not by_session[session_id]:
+                del by_session[session_id]
         log.debug("client %s disconnected (%d connected)", request.remote_addr, state.clients)

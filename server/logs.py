@@ -12,7 +12,13 @@ from server.config import Config, ConfigError
 
 # Loggers that report per-client trouble (bad packets, dropped sockets): a
 # misbehaving client must not write a traceback per packet.
-NOISY_LOGGERS = ("engineio.server", "socketio.server", "eventlet.wsgi.server", "werkzeug")
+NOISY_LOGGERS = (
+    "engineio.server",
+    "socketio.server",
+    "eventlet.wsgi.server",
+    "werkzeug",
+    "server.app",  # Flask's app.logger: unexpected errors, one traceback a window
+)
 
 
 class RateLimitFilter(logging.Filter):
@@ -49,6 +55,34 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c != 9}
+
+
+class EscapeFilter(logging.Filter):
+    """Control characters in a message (a newline, an ANSI escape) as \\xNN.
+
+    Client-supplied strings reach some lines raw (eventlet's access line has
+    the request line as sent): none of them may forge a line or a colour.
+    Tracebacks are left as they are: they come from the code, not a client.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = message.translate(_CONTROL)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True
+
+
+def _escape_every_handler() -> None:
+    escape = EscapeFilter()
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if not any(isinstance(f, EscapeFilter) for f in handler.filters):
+                handler.addFilter(escape)
+
+
 def setup_logging(config: Config) -> None:
     """Load the logging config with log_dir substituted; keep existing loggers."""
     try:
@@ -73,3 +107,4 @@ def setup_logging(config: Config) -> None:
     limiter = RateLimitFilter()
     for name in NOISY_LOGGERS:
         logging.getLogger(name).addFilter(limiter)
+    _escape_every_handler()

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from server.blocking import run_blocking
@@ -272,6 +272,39 @@ class HistoryStore:
                 return tier
         return 60
 
+    def iter_points(
+        self, start: float, end: float, step: int, batch: int = 2000
+    ) -> Iterator[list[Sample]]:
+        """points() in batches, each read (and decoded) off the hub: memory stays bounded."""
+        table = "raw" if step == 1 else TIER_TABLES[step]
+        columns = "ts, sample" if step == 1 else "*"
+        low = start if step == 1 else math.floor(start / step) * step
+        operator = ">="
+        while True:
+            rows = run_blocking(
+                self._decoded,
+                f"SELECT {columns} FROM {table} WHERE ts {operator} ? AND ts <= ? "
+                f"ORDER BY ts LIMIT {int(batch)}",
+                (low, end),
+                step,
+            )
+            if not rows:
+                return
+            yield rows
+            if len(rows) < batch:
+                return
+            low, operator = rows[-1]["ts"], ">"
+
+    def _decoded(self, query: str, args: tuple[Any, ...], step: int) -> list[Sample]:
+        try:
+            rows = self._read(query, args)
+        except sqlite3.Error as exc:
+            self._warn("read", f"history store read failed: {exc}")
+            return []
+        if step == 1:
+            return [json.loads(row["sample"]) for row in rows]
+        return [_point(row, step) for row in rows]
+
     def points(self, start: float, end: float, step: int) -> list[Sample]:
         if step == 1:
             rows = self.read(
@@ -308,6 +341,7 @@ def _point(row: sqlite3.Row, step: int) -> Sample:
                 "total": None,
                 "used": None,
                 "free": None,
+                "answering": None,
             }
         ],
         "disk_io": {"read_bps": None, "write_bps": None},

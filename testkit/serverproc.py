@@ -27,8 +27,14 @@ class ServerProcess:
     """`python -m server` on 127.0.0.1; stopped by its own PID only."""
 
     def __init__(
-        self, log_dir: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        log_dir: Path,
+        *args: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
+        self.cwd = cwd
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
@@ -51,7 +57,7 @@ class ServerProcess:
         with open(self.console, "a") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "server", *self.args],
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -67,3 +67,33 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPro
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def hung_mount(tmp_path: Path) -> Iterator[str]:
+    """A real FUSE mount whose server never answers: any stat on it blocks.
+
+    Its source is named /dev/hung, so it looks like a real disk. Closing the
+    /dev/fuse descriptor at the end aborts the connection (blocked calls get
+    ENOTCONN), and the mount is then detached.
+    """
+    import ctypes
+
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        reason = "a FUSE mount needs root and /dev/fuse"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"under CI: {reason}")
+        pytest.skip(reason)
+    libc = ctypes.CDLL(None, use_errno=True)
+    target = tmp_path / "hung"
+    target.mkdir()
+    descriptor = os.open("/dev/fuse", os.O_RDWR)
+    options = f"fd={descriptor},rootmode=40000,user_id=0,group_id=0".encode()
+    if libc.mount(b"/dev/hung", str(target).encode(), b"fuse", 0, options) != 0:
+        os.close(descriptor)
+        pytest.fail(f"mount: {os.strerror(ctypes.get_errno())}")
+    try:
+        yield str(target)
+    finally:
+        os.close(descriptor)
+        libc.umount2(str(target).encode(), 2)  # MNT_DETACH

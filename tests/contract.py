@@ -65,6 +65,7 @@ def check_sample(sample: dict[str, Any], with_processes: bool = True) -> None:
     assert any(d["mount"] == "/" for d in sample["disks"])
     for disk in sample["disks"]:
         assert set(disk) >= {"mount", "device", "fstype", "percent", "total", "used", "free"}
+        assert disk.get("answering") in (True, False, None)  # None: a downsampled point
         _percent_or_null(disk["percent"])
         for key in ("total", "used", "free"):
             _size_or_null(disk[key])

@@ -1,4 +1,4 @@
-"""Webhook receivers on loopback: one that records, one that fails, one that hangs."""
+"""Webhook receivers on loopback: one that records, fails, hangs, redirects or drips."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ class Receiver:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode
         self.bodies: list[Any] = []
+        self.headers: list[dict[str, str]] = []
+        self.outcome: dict[str, int] = {}  # the sender's stats, for the tests to read
         self.attempts = 0
         self.release = threading.Event()  # ends a hanging handler
         outer = self
@@ -23,6 +25,20 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 outer.attempts += 1
+                outer.headers.append(dict(self.headers))
+                if outer.mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                    self.end_headers()
+                    return
+                if outer.mode == "drip":  # a header line a second, never done
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    for i in range(60):
+                        if outer.release.wait(1):
+                            return
+                        self.wfile.write(f"X-Drip-{i}: x\r\n".encode())
+                        self.wfile.flush()
+                    return
                 if outer.mode == "hang":
                     outer.release.wait(30)
                     return

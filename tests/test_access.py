@@ -14,6 +14,7 @@ from werkzeug.security import generate_password_hash
 from server.access.connections import ConnectionCaps
 from server.app import create_app
 from server.config import Config
+from server.state import current_state
 
 PASSWORD = "correct horse battery"
 
@@ -124,3 +125,48 @@ def test_connection_caps_count_and_release() -> None:
     caps.release("10.0.0.1")
     assert caps.connected == 2
     caps.admit("10.0.0.3", authorized=True)
+
+
+def test_sessions_end_when_idle_and_when_old(guarded: tuple[Flask, SocketIO]) -> None:
+    app = guarded[0]
+    with app.app_context():
+        sessions = current_state().access.login.sessions
+    now = [1_800_000_000.0]
+    sessions._clock = lambda: now[0]
+    client = app.test_client()
+    client.post("/login", data={"user": "ops", "password": PASSWORD})
+    now[0] += sessions.idle - 10
+    assert client.get("/api/static").status_code == 200  # used: the idle clock restarts
+    now[0] += sessions.idle - 10
+    assert client.get("/api/static").status_code == 200
+    now[0] += sessions.idle + 1
+    assert client.get("/api/static").status_code == 401  # unused too long
+
+    client.post("/login", data={"user": "ops", "password": PASSWORD})
+    for _ in range(sessions.lifetime // (sessions.idle - 60) + 1):
+        now[0] += sessions.idle - 60
+        client.get("/api/static")
+    assert client.get("/api/static").status_code == 401  # older than its lifetime
+
+
+def test_an_unknown_user_is_checked_like_a_known_one() -> None:
+    from server.access.passwords import Credentials
+
+    known = generate_password_hash("x" * 12, method="pbkdf2:sha256:100000")
+    credentials = Credentials(users={"alice": known})
+    # The dummy an unknown name is checked against has the real hashes' method and cost.
+    assert credentials._dummy.startswith("pbkdf2:sha256:100000$")
+    assert not credentials.check("mallory", "x" * 12)
+    assert credentials.check("alice", "x" * 12)
+
+
+def test_cross_origin_posts_are_refused(guarded: tuple[Flask, SocketIO]) -> None:
+    client = guarded[0].test_client()
+    form = {"user": "ops", "password": PASSWORD}
+    evil = {"Origin": "http://evil.example"}
+    assert client.post("/login", data=form, headers=evil).status_code == 403
+    assert client.get("/api/static").status_code == 401
+    same = client.post("/login", data=form, headers={"Origin": "http://localhost"})
+    assert same.status_code == 303
+    assert client.post("/logout", headers=evil).status_code == 403
+    assert client.get("/api/static").status_code == 200  # still logged in

@@ -56,11 +56,16 @@ def test_login_limiter() -> None:
     limiter = LoginLimiter(attempts=3, window=60, clock=lambda: now[0])
     for _ in range(3):
         assert limiter.retry_after("10.0.0.1") == 0
-        limiter.failed("10.0.0.1")
+        assert limiter.attempt("10.0.0.1") == 0  # counted on arrival
+    assert limiter.attempt("10.0.0.1") == 60  # the 4th is refused, and not counted
     assert limiter.retry_after("10.0.0.1") == 60
     assert limiter.retry_after("10.0.0.2") == 0  # per address
     now[0] += 61
     assert limiter.retry_after("10.0.0.1") == 0
+    assert limiter.attempt("10.0.0.1") == 0
+    limiter.succeeded("10.0.0.1")  # a right password is forgiven
+    for _ in range(3):
+        assert limiter.attempt("10.0.0.1") == 0
 
 
 def test_host_allowed() -> None:
@@ -73,28 +78,25 @@ def test_host_allowed() -> None:
     assert not host_allowed("localhost.evil.example", allowed)
     assert not host_allowed("", allowed)
     assert not host_allowed(None, allowed)
-    assert host_allowed("anything", ["*"])
+    assert not host_allowed("anything", ["*"])  # "*" is no wildcard (refused at start too)
 
 
-def test_hash_password_command() -> None:
-    result = subprocess.run(
+def hash_password(typed: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "server", "hash-password"],
         cwd=ROOT,
-        input="correct horse battery\n",
+        input=typed + "\n",
         text=True,
         capture_output=True,
         timeout=30,
     )
+
+
+def test_hash_password_command() -> None:
+    result = hash_password("correct horse battery")
     assert result.returncode == 0, result.stderr
     printed = result.stdout.strip()
     assert printed.startswith(("scrypt:", "pbkdf2:"))
     assert check_password_hash(printed, "correct horse battery")
-    short = subprocess.run(
-        [sys.executable, "-m", "server", "hash-password"],
-        cwd=ROOT,
-        input="short\n",
-        text=True,
-        capture_output=True,
-        timeout=30,
-    )
+    short = hash_password("short")
     assert short.returncode == 2 and "at least 8" in short.stderr

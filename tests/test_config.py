@@ -51,8 +51,8 @@ def test_priority_file_then_env_then_flags(tmp_path: Path) -> None:
         (["--retention-10s", "x"], {}, "retention_10s", "an integer"),
         (["--retention-1m", "0"], {}, "retention_1m", "an integer"),
         (["--history-max-mb", "0"], {}, "history_max_mb", "an integer from 1"),
-        (["--data-dir", " "], {}, "data_dir", "a non-empty string"),
-        (["--history-path", ""], {}, "history_path", "a non-empty string"),
+        (["--data-dir", " "], {}, "data_dir", "is empty"),
+        (["--history-path", ""], {}, "history_path", "is empty"),
         (["--top-processes", "-1"], {}, "top_processes", "an integer from 0"),
     ],
 )
@@ -120,3 +120,34 @@ def test_readme_settings_table_is_the_declarations() -> None:
 
     readme = (ROOT / "README.md").read_text()
     assert settings_table() in readme, "README's settings table is stale: make settings-table"
+
+
+GOOD_HASH = "scrypt:32768:8:1$abcdefgh$" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        ([], {"DASHBOARD_PASSWORDHASH": GOOD_HASH}, "DASHBOARD_PASSWORDHASH"),
+        ([], {"DASHBOARD_PASSWORD_HASH": ""}, "'password_hash'"),
+        (["--proxy-hops", "1"], {}, "'proxy_hops'"),
+        (["--password-hash", "scrypt:abc$x$y"], {}, "'password_hash'"),
+        (["--password-hash", "scrypt:1024:8:1$salt$" + "ab" * 32], {}, "'password_hash'"),
+        (["--password-hash", "pbkdf2:sha256:1000$salt$" + "ab" * 32], {}, "'password_hash'"),
+        (["--cors-origins", "*"], {}, "'cors_origins'"),
+        (["--allowed-hosts", "localhost,*"], {}, "'allowed_hosts'"),
+        (["--trusted-proxies", "nginx"], {}, "'trusted_proxies'"),
+    ],
+)
+def test_settings_that_would_fail_open_stop_the_start(
+    argv: list[str], env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(argv, environ=env)
+    assert named in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_full_hash_and_a_proxy_with_a_login_are_accepted() -> None:
+    config = load(["--proxy-hops", "1", "--password-hash", GOOD_HASH], environ={})
+    assert config.proxy_hops == 1 and config.password_hash == GOOD_HASH
+    assert load(["--proxy-hops", "1", "--allow-anonymous", "true"], environ={}).proxy_hops == 1

@@ -62,7 +62,17 @@ def test_sample_matches_the_contract() -> None:
     mounts = [d["mount"] for d in sample["disks"]]
     assert "/" in mounts
     for disk in sample["disks"]:
-        assert set(disk) == {"mount", "device", "fstype", "percent", "total", "used", "free"}
+        assert set(disk) == {
+            "mount",
+            "device",
+            "fstype",
+            "percent",
+            "total",
+            "used",
+            "free",
+            "answering",
+        }
+        assert disk["answering"] is True
         assert_percent(disk["percent"])
         assert disk["used"] <= disk["total"]
     for rates in (sample["disk_io"].values(), sample["net"].values()):
@@ -140,7 +150,6 @@ def test_interface_that_disappears_gives_no_negative_rate(monkeypatch: pytest.Mo
         ("/run", "tmpfs", "tmpfs", False),
         ("/var/lib/docker/overlay2/x", "overlay", "overlay", False),
         ("/proc", "proc", "proc", False),
-        ("/etc/hosts", "/dev/vda", "ext4", False),  # a bind-mounted file
     ],
 )
 def test_real_filesystems(mount: str, device: str, fstype: str, real: bool) -> None:
@@ -161,6 +170,27 @@ def test_disk_unmounted_between_ticks(monkeypatch: pytest.MonkeyPatch, tmp_path:
     disks = dynamic.sample()["disks"]
     assert [d["mount"] for d in disks] == ["/"]
     assert disks[0]["percent"] is not None
+
+
+def test_a_bind_mounted_file_is_not_a_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    parts = [Part("overlay", "/", "overlay", "rw"), Part("/dev/vda", str(hosts), "ext4", "rw")]
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: parts)
+    assert [d["mount"] for d in DynamicData(top_processes=0).sample()["disks"]] == ["/"]
+
+
+def test_a_hung_filesystem_is_skipped_until_it_answers(hung_mount: str) -> None:
+    dynamic = DynamicData(top_processes=0)
+    started = time.monotonic()
+    first = {d["mount"]: d for d in dynamic.sample()["disks"]}
+    assert time.monotonic() - started < 2  # one deadline, not forever
+    assert first[hung_mount]["answering"] is False and first[hung_mount]["percent"] is None
+    assert first["/"]["answering"] is True and first["/"]["percent"] is not None
+    started = time.monotonic()
+    second = {d["mount"]: d for d in dynamic.sample()["disks"]}
+    assert time.monotonic() - started < 0.3  # not asked again while its call hangs
+    assert second[hung_mount]["answering"] is False
 
 
 def test_unreadable_disk_is_listed_with_nulls(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,18 +97,17 @@ def test_puppet_parser_validate_and_lint() -> None:
     assert linted.stdout.strip() == ""
 
 
-def test_puppet_apply_noop_of_site_pp() -> None:
+def apply_noop(*what: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`puppet apply --noop` with the project's modules; exit 2 means changes, not failure."""
     puppet = require_binary("puppet")
-    result = run(
-        puppet,
-        "apply",
-        "--noop",
-        "--detailed-exitcodes",
-        "--color=false",
-        "--modulepath",
-        str(PUPPET / "modules"),
-        str(PUPPET / "manifests" / "site.pp"),
-        env={"FACTER_dashboard_source": str(ROOT)},
+    modules = str(PUPPET / "modules")
+    noop = ("apply", "--noop", "--detailed-exitcodes", "--color=false", "--modulepath", modules)
+    return run(puppet, *noop, *what, env=env)
+
+
+def test_puppet_apply_noop_of_site_pp() -> None:
+    result = apply_noop(
+        str(PUPPET / "manifests" / "site.pp"), env={"FACTER_dashboard_source": str(ROOT)}
     )
     # --detailed-exitcodes: 0 nothing to do, 2 changes; 1, 4 and 6 are failures.
     assert result.returncode in (0, 2), result.stdout + result.stderr
@@ -165,28 +164,10 @@ def test_vagrantfile_validates() -> None:
 
 
 def test_module_requires_a_password_unless_anonymous_on_purpose() -> None:
-    puppet = require_binary("puppet")
-    modules = str(PUPPET / "modules")
-    bare = run(
-        puppet,
-        "apply",
-        "--noop",
-        "--color=false",
-        "--modulepath",
-        modules,
-        "-e",
-        f"class {{ 'dashboard': source_dir => '{ROOT}' }}",
-    )
-    assert bare.returncode != 0
+    bare = apply_noop("-e", f"class {{ 'dashboard': source_dir => '{ROOT}' }}")
+    assert bare.returncode not in (0, 2)
     assert "set password_hash" in bare.stdout + bare.stderr
-    secured = run(
-        puppet,
-        "apply",
-        "--noop",
-        "--detailed-exitcodes",
-        "--color=false",
-        "--modulepath",
-        modules,
+    secured = apply_noop(
         "-e",
         f"class {{ 'dashboard': source_dir => '{ROOT}', "
         "password_hash => 'scrypt:32768:8:1$abc$def' }",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 
@@ -82,3 +83,39 @@ def test_unreachable_receiver_is_logged_not_raised(caplog: pytest.LogCaptureFixt
         wait_until(lambda: sender.stats()["failed"] == 1)
     sender.stop()
     assert "Connection refused" in caplog.text or "URLError" in caplog.text
+
+
+def send_one(mode: str, timeout: float = 2, credentials: str = "") -> tuple[Receiver, float]:
+    """One alert to a receiver in `mode`; (the receiver, seconds until the outcome)."""
+    receiver = Receiver(mode)
+    url = receiver.url.replace("http://", f"http://{credentials}")
+    sender = WebhookSender([url], timeout=timeout, retries=0)
+    sender.start()
+    try:
+        started = time.monotonic()
+        sender.send(ALERT)
+        wait_until(lambda: sum(sender.stats().values()), timeout=10)
+        receiver.outcome = sender.stats()
+        return receiver, time.monotonic() - started
+    finally:
+        sender.stop()
+        receiver.close()
+
+
+def test_a_redirect_is_not_followed_and_counts_as_failed() -> None:
+    receiver, _ = send_one("redirect")
+    assert receiver.outcome == {"delivered": 0, "failed": 1, "dropped": 0}
+    assert receiver.attempts == 1
+
+
+def test_a_dripping_receiver_is_cut_at_the_overall_deadline() -> None:
+    receiver, took = send_one("drip", timeout=1.5)
+    assert receiver.outcome["failed"] == 1
+    assert took < 4  # not 60 s of one header a second
+
+
+def test_credentials_in_the_url_become_http_basic() -> None:
+    receiver, _ = send_one("ok", credentials="hook%20user:s3cr%40t@")
+    expected = "Basic " + base64.b64encode(b"hook user:s3cr@t").decode()
+    assert receiver.headers[0]["Authorization"] == expected
+    assert receiver.outcome["delivered"] == 1

@@ -12,10 +12,9 @@ import dataclasses
 from typing import Any
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from server.access.connections import ConnectionCaps
-from server.access.hosts import HostGuard
+from server.access.connections import ConnectionCaps, HandshakeLimiter, TokenBucket
+from server.access.hosts import HostGuard, TrustedProxies
 from server.access.login import Login, SessionInterface, login_pages, require_login, secret_key
 from server.access.refused import log_refusal
 from server.config import Config
@@ -29,16 +28,18 @@ class Access:
 
 def install(app: Flask, config: Config) -> Access:
     """Put the access checks in front of `app` (call after SocketIO has wrapped it)."""
+    key = secret_key(config)
     access = Access(
-        Login(config), ConnectionCaps(config.max_connections, config.max_connections_per_ip)
+        Login(config, key), ConnectionCaps(config.max_connections, config.max_connections_per_ip)
     )
     app.extensions["dashboard_login"] = access.login
-    app.secret_key = secret_key(config)
+    app.secret_key = key
     app.session_interface = SessionInterface()
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="dashboard_session",
+        DASHBOARD_CORS_ORIGINS=tuple(config.cors_origins),
     )
     app.register_blueprint(login_pages)
     app.before_request(require_login)
@@ -46,10 +47,15 @@ def install(app: Flask, config: Config) -> Access:
     if config.host not in ("0.0.0.0", "::") and config.host not in allowed:
         allowed.append(config.host)
     wsgi: Any = HostGuard(app.wsgi_app, allowed, log_refusal)
-    if config.proxy_hops:
-        # Behind Nginx: the client's address, scheme and Host from X-Forwarded-*.
-        wsgi = ProxyFix(
-            wsgi, x_for=config.proxy_hops, x_proto=config.proxy_hops, x_host=config.proxy_hops
-        )
+    # Pages reconnect with backoff: a burst as large as the per-address cap,
+    # then two a second, is far above what a wall of real pages needs.
+    wsgi = HandshakeLimiter(
+        wsgi,
+        per_address=TokenBucket(burst=max(config.max_connections_per_ip, 20), rate=2),
+        in_all=TokenBucket(burst=1000, rate=200),
+    )
+    # Behind Nginx: the client's address, scheme and Host from X-Forwarded-*,
+    # believed only from the peers listed in trusted_proxies.
+    wsgi = TrustedProxies(wsgi, config.trusted_proxies, config.proxy_hops)
     app.wsgi_app = wsgi  # type: ignore[method-assign]
     return access

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 from flask_socketio import ConnectionRefusedError
 
@@ -49,3 +53,62 @@ class ConnectionCaps:
             else:
                 self._per_ip.pop(address, None)
             self._total = max(self._total - 1, 0)
+
+
+class TokenBucket:
+    """`burst` at once, then `rate` a second, per key; bounded in keys."""
+
+    def __init__(self, burst: float, rate: float, clock: Callable[[], float] = time.monotonic):
+        self.burst = burst
+        self.rate = rate
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return False
+            self._buckets[key] = (tokens - 1, now)
+            if len(self._buckets) > 10_000:
+                del self._buckets[next(iter(self._buckets))]
+            return True
+
+
+class HandshakeLimiter:
+    """WSGI middleware: Engine.IO handshakes (a /socket.io/ request with no sid) capped
+    per address and in all, before Engine.IO allocates a session for them.
+    """
+
+    def __init__(self, app: Any, per_address: TokenBucket, in_all: TokenBucket) -> None:
+        self.app = app
+        self.per_address = per_address
+        self.in_all = in_all
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/socket.io") and "sid=" not in environ.get("QUERY_STRING", ""):
+            address = environ.get("REMOTE_ADDR") or "?"
+            if not self.per_address.take(address):
+                return _too_many(address, "Engine.IO handshakes from this address", start_response)
+            if not self.in_all.take("*"):
+                return _too_many(address, "Engine.IO handshakes in all", start_response)
+        return self.app(environ, start_response)
+
+
+def _too_many(address: str, what: str, start_response: Any) -> list[bytes]:
+    log_refusal(address, f"too many {what}")
+    body = json.dumps({"error": f"too many {what}; try again shortly"}).encode()
+    start_response(
+        "429 Too Many Requests",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Retry-After", "5"),
+        ],
+    )
+    return [body]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from werkzeug.middleware.proxy_fix import ProxyFix
+
 
 def host_allowed(host_header: str | None, allowed: Iterable[str]) -> bool:
-    """Is the Host header (port stripped) one of the allowed names? '*' allows any."""
+    """Is the Host header (port stripped) one of the allowed names?"""
     if not host_header:
         return False
     host = host_header.strip().lower()
@@ -17,7 +20,7 @@ def host_allowed(host_header: str | None, allowed: Iterable[str]) -> bool:
         host = host.partition(":")[0]
     for name in allowed:
         name = name.lower()
-        if name == "*" or host == name or (name.startswith(".") and host.endswith(name)):
+        if host == name or (name.startswith(".") and host.endswith(name)):
             return True
     return False
 
@@ -47,3 +50,30 @@ class HostGuard:
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+
+class TrustedProxies:
+    """WSGI middleware: X-Forwarded-* only from the proxies listed in trusted_proxies.
+
+    From any other peer those headers are dropped, so a client on the LAN
+    cannot pick its own address (to dodge a per-address limit) or Host.
+    """
+
+    def __init__(self, app: Any, networks: Iterable[str], hops: int) -> None:
+        self.app = app
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops) if hops else None
+
+    def trusted(self, address: str | None) -> bool:
+        try:
+            peer = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(peer in network for network in self.networks)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.fixed is not None and self.trusted(environ.get("REMOTE_ADDR")):
+            return self.fixed(environ, start_response)
+        for key in [k for k in environ if k.startswith("HTTP_X_FORWARDED_")]:
+            del environ[key]
+        return self.app(environ, start_response)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import json
 import os
 import secrets
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 
@@ -32,7 +36,8 @@ from flask.typing import ResponseReturnValue
 
 from server.access.passwords import Credentials
 from server.access.refused import log_refusal
-from server.config import Config
+from server.blocking import BoundedPool, Busy, KeyedLock, run_blocking
+from server.config import Config, ConfigError
 
 login_pages = Blueprint("guard", __name__)
 
@@ -54,7 +59,11 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
 
 
 class LoginLimiter:
-    """At most `attempts` failed logins per address per `window` seconds."""
+    """At most `attempts` login attempts per address per `window` seconds.
+
+    An attempt counts when it arrives, before its password is checked, so
+    requests sent together cannot race past the limit; a success is forgiven.
+    """
 
     def __init__(
         self, attempts: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
@@ -62,30 +71,40 @@ class LoginLimiter:
         self.attempts = attempts
         self.window = window
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._tries: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, address: str) -> deque[float]:
-        failures = self._failures.setdefault(address, deque())
+        tries = self._tries.setdefault(address, deque())
         cutoff = self._clock() - self.window
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        return failures
+        while tries and tries[0] < cutoff:
+            tries.popleft()
+        return tries
 
     def retry_after(self, address: str) -> float:
         """Seconds until `address` may try again; 0 if it may now."""
         with self._lock:
-            failures = self._recent(address)
-            if len(failures) < self.attempts:
+            tries = self._recent(address)
+            if len(tries) < self.attempts:
                 return 0.0
-            return max(failures[0] + self.window - self._clock(), 0.1)
+            return max(tries[0] + self.window - self._clock(), 0.1)
 
-    def failed(self, address: str) -> None:
+    def attempt(self, address: str) -> float:
+        """Count an attempt now; 0 if it may go on, else the seconds to wait (not counted)."""
         with self._lock:
-            self._recent(address).append(self._clock())
-            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
-                oldest = next(iter(self._failures))
-                del self._failures[oldest]
+            tries = self._recent(address)
+            if len(tries) >= self.attempts:
+                return max(tries[0] + self.window - self._clock(), 0.1)
+            tries.append(self._clock())
+            if len(self._tries) > 10_000:  # bounded memory under a spray of addresses
+                del self._tries[next(iter(self._tries))]
+            return 0.0
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            tries = self._recent(address)
+            if tries:
+                tries.pop()
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -95,29 +114,147 @@ class SessionInterface(SecureCookieSessionInterface):
         return bool(request and request.is_secure)
 
 
-class Login:
-    """Who is logged in: a session, or HTTP Basic, checked against the settings."""
+class Sessions:
+    """Logins that end: on logout, on a password change or removal, and by age.
 
-    def __init__(self, config: Config) -> None:
+    The signed cookie carries a session id, the user, when it began and when
+    it was last used, and a fingerprint of the user's password hash: a new
+    hash (or no user) no longer matches, across restarts. Logged-out ids are
+    kept in data_dir until they would have expired anyway.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: Credentials,
+        key: bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.idle = config.session_idle_seconds
+        self.lifetime = config.session_lifetime_seconds
+        self._credentials = credentials
+        self._key = key
+        self._clock = clock
+        self._path = os.path.join(config.data_dir, "revoked_sessions.json")
+        self._revoked: dict[str, float] = self._load()
+        self._lock = threading.Lock()
+        self.on_end: list[Callable[[str], None]] = []  # e.g. close that session's sockets
+
+    def fingerprint(self, user: str) -> str | None:
+        stored = self._credentials.stored(user)
+        if not stored:
+            return None
+        return hmac.new(self._key, stored.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def begin(self, user: str) -> None:
+        now = self._clock()
+        session.clear()
+        session.update(
+            sid=secrets.token_urlsafe(18), user=user, fp=self.fingerprint(user), iat=now, seen=now
+        )
+
+    def user(self) -> str | None:
+        """The user of this request's session, if it is still valid."""
+        user, sid = session.get("user"), session.get("sid")
+        if not isinstance(user, str) or not isinstance(sid, str):
+            return None
+        now = self._clock()
+        began, seen = session.get("iat"), session.get("seen")
+        if not isinstance(began, int | float) or not isinstance(seen, int | float):
+            return None
+        if now - began > self.lifetime or now - seen > self.idle or sid in self._revoked:
+            return None
+        if session.get("fp") != self.fingerprint(user):
+            return None
+        if now - seen > 60:  # refresh the idle clock, at most once a minute
+            session["seen"] = now
+        return user
+
+    def end(self) -> None:
+        sid, began = session.get("sid"), session.get("iat")
+        session.clear()
+        if not isinstance(sid, str) or not isinstance(began, int | float):
+            return
+        now = self._clock()
+        with self._lock:
+            self._revoked = {s: t for s, t in self._revoked.items() if t > now}
+            self._revoked[sid] = began + self.lifetime
+            revoked = dict(self._revoked)
+        run_blocking(_write_private_json, self._path, revoked)
+        for callback in self.on_end:
+            callback(sid)
+
+    def _load(self) -> dict[str, float]:
+        try:
+            with open(self._path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            # Unreadable: fail closed for what it held by refusing to start.
+            raise ConfigError(f"setting 'data_dir': {self._path!r} is not readable JSON") from None
+        now = self._clock()
+        return {str(k): float(v) for k, v in data.items() if float(v) > now}
+
+
+def _write_private_json(path: str, data: object) -> None:
+    temporary = path + ".tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(temporary, path)
+
+
+class Login:
+    """Who is logged in: a session, or HTTP Basic, checked against the settings.
+
+    Password checks are slow on purpose, so they run in a bounded pool off
+    the event loop, one at a time per client address; a good Basic password
+    is remembered for a minute under a keyed hash (never the password).
+    """
+
+    BASIC_CACHE_SECONDS = 60.0
+
+    def __init__(self, config: Config, key: bytes) -> None:
         self.credentials = Credentials(config.password_hash, config.users)
         self.limiter = LoginLimiter()
+        self.sessions = Sessions(config, self.credentials, key)
+        self.pool = BoundedPool(size=4, deadline=10.0)
+        self._per_address = KeyedLock()
+        self._key = key
+        self._basic_ok: dict[bytes, tuple[str, float]] = {}
+
+    def verify(self, address: str, user: str, password: str) -> bool:
+        """Check a password whose attempt was counted; raises Busy if no slot in time."""
+        with self._per_address.hold(address, timeout=self.pool.deadline):
+            if self.pool.run(self.credentials.check, user, password):
+                self.limiter.succeeded(address)
+                return True
+            return False
 
     def user(self, req: Request) -> str | None:
         """The logged-in user of this request (session or Basic), else None."""
         if not self.credentials.required:
             return "anonymous"
-        user = session.get("user")
-        if isinstance(user, str):
+        user = self.sessions.user()
+        if user is not None:
             return user
         basic = basic_credentials(req.headers.get("Authorization"))
         if basic is None:
             return None
+        key = hmac.new(self._key, "\0".join(basic).encode(), hashlib.sha256).digest()
+        cached = self._basic_ok.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
         address = req.remote_addr or "?"
-        if self.limiter.retry_after(address):
+        if self.limiter.attempt(address):
+            log_refusal(address, "login limit (HTTP Basic)")
             return None
-        if self.credentials.check(*basic):
+        if self.verify(address, *basic):
+            if len(self._basic_ok) >= 1024:
+                self._basic_ok.clear()
+            self._basic_ok[key] = (basic[0], time.monotonic() + self.BASIC_CACHE_SECONDS)
             return basic[0]
-        self.limiter.failed(address)
         log_refusal(address, "wrong HTTP Basic credentials")
         return None
 
@@ -145,28 +282,54 @@ def _login() -> Login:
     return login
 
 
+def _busy(exc: Busy) -> Response:
+    response = jsonify({"error": f"the server is {exc}; try again shortly"})
+    response.status_code = 503
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 def require_login() -> ResponseReturnValue | None:
     if request.endpoint in OPEN_ENDPOINTS:
         return None
-    if _login().user(request) is not None:
-        return None
+    try:
+        if _login().user(request) is not None:
+            return None
+    except Busy as exc:
+        return _busy(exc)
     address = request.remote_addr or "?"
     if request.path == "/":
         return render_template("login.html", error=None), 401
-    log_refusal(address, f"{request.method} {request.path} without credentials")
+    log_refusal(address, f"{request.method} {request.path!r} without credentials")
     response = jsonify({"error": "authentication required: log in or use HTTP Basic"})
     response.status_code = 401
     response.headers["WWW-Authenticate"] = 'Basic realm="dashboard", charset="UTF-8"'
     return response
 
 
+def _foreign_origin() -> bool:
+    """A POST from a page of another origin (login or logout CSRF)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a browser's cross-site form: those always send Origin
+    allowed = current_app.config.get("DASHBOARD_CORS_ORIGINS", ())
+    return origin not in allowed and urllib.parse.urlsplit(origin).netloc != request.host
+
+
 @login_pages.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    login_state = _login()
     if request.method == "GET":
         return render_template("login.html", error=None)
     address = request.remote_addr or "?"
-    wait = login_state.limiter.retry_after(address)
+    if _foreign_origin():
+        log_refusal(address, f"login from another origin {request.headers.get('Origin')!r}")
+        return jsonify({"error": "cross-origin login refused"}), 403
+    state = _login()
+    if not state.credentials.required:
+        state.sessions.begin(request.form.get("user", "")[:200] or "user")
+        return redirect("/", code=303)
+    # Counted before the body is even read: requests sent together cannot race the limit.
+    wait = state.limiter.attempt(address)
     if wait:
         log_refusal(address, "login rate limit")
         response = Response(
@@ -175,18 +338,23 @@ def login() -> ResponseReturnValue:
         )
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    user = request.form.get("user", "")
-    password = request.form.get("password", "")
-    if not login_state.credentials.required or login_state.credentials.check(user, password):
-        session.clear()
-        session["user"] = user or "user"
+    user = request.form.get("user", "")[:200]
+    password = request.form.get("password", "")[:1024]
+    try:
+        right = state.verify(address, user, password)
+    except Busy as exc:
+        return _busy(exc)
+    if right:
+        state.sessions.begin(user or "user")
         return redirect("/", code=303)
-    login_state.limiter.failed(address)
     log_refusal(address, "wrong password at /login")
     return render_template("login.html", error="Wrong user or password."), 401
 
 
 @login_pages.post("/logout")
 def logout() -> ResponseReturnValue:
-    session.clear()
+    if _foreign_origin():
+        log_refusal(request.remote_addr or "?", "logout from another origin")
+        return jsonify({"error": "cross-origin logout refused"}), 403
+    _login().sessions.end()
     return redirect("/login", code=303)

@@ -7,15 +7,16 @@ other receivers. Under eventlet, the threads and sockets are green.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.client
 import json
 import logging
 import queue
+import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,22 +48,16 @@ class _Receiver:
 
     def _deliver(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
+        error = ""
         for attempt in range(self.retries + 1):
             try:
-                request = urllib.request.Request(
-                    self.url,
-                    data=body,
-                    method="POST",
-                    headers={
-                        "Content-Type": "application/json",
-                        "User-Agent": "host-dashboard-webhook",
-                    },
-                )
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read(1024)
-                self.delivered += 1
-                return
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+                status = self._post(body)
+                if 200 <= status < 300:
+                    self.delivered += 1
+                    return
+                # 3xx too: a redirect is not followed (it could point anywhere).
+                error = f"HTTP {status}" + (" (redirects are not followed)" if status < 400 else "")
+            except (OSError, ValueError, http.client.HTTPException) as exc:
                 error = describe_error(exc)
             if attempt < self.retries:
                 time.sleep(self.backoff * 2**attempt)
@@ -75,6 +70,40 @@ class _Receiver:
             payload.get("rule"),
             payload.get("level"),
         )
+
+    def _post(self, body: bytes) -> int:
+        """POST once; the whole exchange ends within `timeout`, however the receiver drips."""
+        url = urllib.parse.urlsplit(self.url)
+        kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        connection = kind(url.hostname or "", url.port, timeout=self.timeout)
+        headers = {"Content-Type": "application/json", "User-Agent": "host-dashboard-webhook"}
+        if url.username is not None:  # https://user:pass@host/ : HTTP Basic, as users expect
+            pair = (
+                f"{urllib.parse.unquote(url.username)}:{urllib.parse.unquote(url.password or '')}"
+            )
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        cut = threading.Event()
+        deadline = threading.Timer(self.timeout, _cut, (connection, cut))
+        deadline.start()
+        try:
+            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read(1024)
+        finally:
+            deadline.cancel()
+            connection.close()
+        if cut.is_set():  # what was read before the cut may look whole: it is not
+            raise TimeoutError(f"no whole answer within {self.timeout:g} s")
+        return response.status
+
+
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """The overall deadline: shut the socket, so a read in progress ends at once."""
+    cut.set()
+    if connection.sock is not None:
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_RDWR)
 
 
 def _redact(url: str) -> str:

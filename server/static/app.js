@@ -267,7 +267,7 @@
       }
       card.querySelector(".value").textContent = pct(d.percent);
       card.querySelector(".meter span").style.width = (d.percent || 0) + "%";
-      card.querySelector(".sub").textContent = bytes(d.used) + " of " + bytes(d.total);
+      card.querySelector(".sub").textContent = d.answering === false ? "not answering" : bytes(d.used) + " of " + bytes(d.total);
       setCard(card, d.percent, diskRule(d.mount));
 
       const row = document.createElement("tr");
