@@ -34,8 +34,8 @@ lint: $(STAMP)  ## ruff and mypy only
 	$(PY) -m ruff format --check $(CODE)
 	$(PY) -m mypy $(CODE)
 
-settings-table: $(STAMP)  ## print the README's settings table from the declarations
-	@$(PY) -c "from server.config import settings_table; print(settings_table(), end='')"
+settings-table: $(STAMP)  ## write the README's settings table from the declarations
+	$(PY) scripts/settings-table.py
 
 bench: $(STAMP)  ## measure cost and fan-out; prints a table, writes bench/results/
 	$(PY) -m bench

@@ -34,11 +34,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.access.passwords import hash_password_command
 
         return hash_password_command(args[1:])
+    command = args[0] if args and args[0] in COMMANDS else None
+    named = command in NAMED and len(args) > 1 and not args[1].startswith("-")
+    names = args[1:2] if named else []
     try:
-        config = load(args)
+        config = load(args[(1 if command else 0) + len(names) :])
+        if command == "agent":
+            return _agent(config)
     except ConfigError as exc:
         print(f"python -m server: error: {exc}", file=sys.stderr)
         return 2
+    if command is not None:
+        from server.fleet.tokens import agents_command
+
+        return agents_command(command, names, config)
     if config.private_files:
         _make_private(config)
     if config.async_mode == "eventlet":
@@ -79,6 +88,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.stop()
         logging.shutdown()
     return 0
+
+
+COMMANDS = ("agent", "add-agent", "list-agents", "remove-agent")
+NAMED = ("add-agent", "remove-agent")
+
+
+def _agent(config: Config) -> int:
+    """Only the sampler and the link to the hub: no Flask, no eventlet, no port."""
+    from server.fleet.agent import run
+    from server.logs import setup_logging
+
+    if config.private_files:
+        _make_private(config)
+    setup_logging(config)
+    return run(config)
 
 
 def _make_private(config: Config) -> None:

@@ -1,4 +1,8 @@
-"""REST: JSON views of the state the Sampler keeps. Nothing here samples."""
+"""REST: JSON views of the state the hub keeps. Nothing here samples.
+
+The paths without a host (/api/static, ...) mean the hub's own host, as
+before the fleet; /api/hosts/<id>/... mean that host.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +19,53 @@ from flask.typing import ResponseReturnValue
 
 from server.blocking import run_blocking
 from server.csv_export import history_csv_text
+from server.fleet.hosts import Host
 from server.state import current_state as _state
 
 api = Blueprint("api", __name__)
 
 
+def _host(host_id: str | None) -> Host:
+    fleet = _state().fleet
+    host = fleet.local if host_id is None else fleet.get(host_id)
+    if host is None:
+        abort(404, "no such host in this fleet")
+    return host
+
+
+@api.get("/api/hosts")
+def hosts() -> ResponseReturnValue:
+    """Every host, worst first: id, name, state, last sample age, and its tile."""
+    tiles = _state().fleet.summary()["hosts"]
+    return jsonify(
+        {
+            "hosts": [
+                {
+                    "id": t["id"],
+                    "name": t["name"],
+                    "state": t["state"],
+                    "last_sample_age": t["age"],
+                    "summary": t,
+                }
+                for t in tiles
+            ]
+        }
+    )
+
+
 @api.get("/api/static")
-def static() -> ResponseReturnValue:
-    return jsonify(_state().static.as_dict())
+@api.get("/api/hosts/<host_id>/static")
+def static(host_id: str | None = None) -> ResponseReturnValue:
+    host = _host(host_id)
+    if host.static is None:
+        abort(503, "this host has not reported its facts yet")
+    return jsonify(host.static)
 
 
 @api.get("/api/metrics")
-def metrics() -> ResponseReturnValue:
-    latest = _state().sampler.latest
+@api.get("/api/hosts/<host_id>/metrics")
+def metrics(host_id: str | None = None) -> ResponseReturnValue:
+    latest = _host(host_id).latest
     if latest is None:
         abort(503, "no sample has been taken yet")
     return jsonify(latest)
@@ -41,8 +79,9 @@ _heavy = threading.BoundedSemaphore(HEAVY_QUERIES)
 
 
 @api.get("/api/history")
-def history() -> ResponseReturnValue:
-    query = _history_query()
+@api.get("/api/hosts/<host_id>/history")
+def history(host_id: str | None = None) -> ResponseReturnValue:
+    query = _history_query(_host(host_id))
     if isinstance(query, tuple):
         step, samples = query
         return jsonify({"step": step, "samples": samples})
@@ -61,8 +100,9 @@ def history() -> ResponseReturnValue:
 
 
 @api.get("/api/history.csv")
-def history_csv() -> ResponseReturnValue:
-    query = _history_query()
+@api.get("/api/hosts/<host_id>/history.csv")
+def history_csv(host_id: str | None = None) -> ResponseReturnValue:
+    query = _history_query(_host(host_id))
 
     def body(step: int, batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
         yield history_csv_text([], step)
@@ -82,6 +122,7 @@ def _json_items(samples: list[dict[str, Any]]) -> str:
 
 @dataclasses.dataclass
 class _StoreQuery:
+    host: str
     start: float
     end: float
     step: int
@@ -104,14 +145,15 @@ def _stream(
 
     def released() -> Iterator[str]:
         try:
-            yield from body(query.step, store.iter_points(query.start, query.end, query.step))
+            points = store.iter_points(query.start, query.end, query.step, host=query.host)
+            yield from body(query.step, points)
         finally:
             _heavy.release()  # also when the client goes away mid-answer
 
     return Response(released(), mimetype=mimetype, headers=headers)
 
 
-def _history_query() -> tuple[int, list[dict[str, Any]]] | _StoreQuery:
+def _history_query(host: Host) -> tuple[int, list[dict[str, Any]]] | _StoreQuery:
     """The ring's (step, samples), or a query for the store; 400 on bad input."""
     state = _state()
     args = request.args
@@ -124,14 +166,14 @@ def _history_query() -> tuple[int, list[dict[str, Any]]] | _StoreQuery:
         if start >= end:
             abort(400, "start must be before end")
         wanted = _number("step", args.get("step"), default=0.0) or None
-        return _StoreQuery(start, end, state.store.pick_step(start, wanted))
+        return _StoreQuery(host.id, start, end, state.store.pick_step(start, wanted))
     seconds = _seconds(args.get("seconds"), default=state.config.history_seconds)
     if "step" in args:
         abort(400, "step goes with start and end")
     if seconds <= state.config.history_seconds:
-        return 1, state.sampler.history(seconds)  # the ring, in memory
+        return 1, host.history(seconds)  # the ring, in memory
     start = now - seconds
-    return _StoreQuery(start, now, state.store.pick_step(start))
+    return _StoreQuery(host.id, start, now, state.store.pick_step(start))
 
 
 def _number(name: str, raw: str | None, default: float | None) -> float:
@@ -162,8 +204,9 @@ def _seconds(raw: str | None, default: int) -> int:
 
 
 @api.get("/api/alerts")
-def alerts() -> ResponseReturnValue:
-    return jsonify(_state().alerts.snapshot())
+@api.get("/api/hosts/<host_id>/alerts")
+def alerts(host_id: str | None = None) -> ResponseReturnValue:
+    return jsonify(_host(host_id).alerts.snapshot())
 
 
 @api.get("/healthz")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from typing import Any
+
 from flask import Flask
 from flask_socketio import SocketIO
 
@@ -10,11 +14,35 @@ from server.alerts.notify import AlertNotifier
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
 from server.alerts.webhooks import WebhookSender
+from server.blocking import run_blocking
 from server.config import Config
 from server.data import DynamicData, OwnUsage, StaticData
+from server.fleet.hosts import Fleet, Host
+from server.fleet.hub import AgentLink
+from server.fleet.tokens import AgentTokens
 from server.state import DashboardState
 from server.store import HistoryStore, Retention
 from server.worker import Sampler
+
+TOKENS_EVERY = 5  # ticks between looks at the agents file (add-agent, remove-agent)
+
+
+class _Labelled:
+    """The sample source with the host's id in each sample."""
+
+    def __init__(self, source: DynamicData, host_id: str) -> None:
+        self.source = source
+        self.host_id = host_id
+
+    def sample(self) -> dict[str, Any]:
+        sample = self.source.sample()
+        sample["host"] = self.host_id
+        return sample
+
+
+def host_id_of(hostname: str) -> str:
+    """The hub's own id in the fleet: its hostname, as a URL-safe name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", hostname)[:64].strip("-.") or "local"
 
 
 def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
@@ -25,7 +53,8 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     socketio = SocketIO(
         app,
         async_mode=config.async_mode,
-        # Clients only ever send handshakes and pings: refuse anything large.
+        # Pages send only handshakes and pings; an agent's batch of samples
+        # stays well under this. Anything larger closes that connection.
         max_http_buffer_size=64 * 1024,
         # Same origin only, unless other origins are listed on purpose; never
         # "*" (the session cookie is a credential).
@@ -35,8 +64,8 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         engineio_logger=False,
     )
 
-    def broadcast(event: str, data: object) -> None:
-        socketio.emit(event, data)
+    def to_room(room: str) -> Any:
+        return lambda event, data: socketio.emit(event, data, to=room)
 
     static = StaticData.collect(
         interval=config.interval,
@@ -44,9 +73,8 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         version=__version__,
         levels=page_levels(config.alerts),
     )
-    alerts = AlertEngine(
-        config.alerts, interval=config.interval, cores=static.cpu.get("logical") or 1
-    )
+    local_id = host_id_of(static.hostname)
+    static = dataclasses.replace(static, host=local_id)
     webhooks = WebhookSender(
         config.alerts.webhooks,
         timeout=config.alerts.webhook_timeout,
@@ -58,6 +86,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
             raw=config.retention_raw, tier_10s=config.retention_10s, tier_1m=config.retention_1m
         ),
         max_bytes=config.history_max_mb * 1024 * 1024,
+        local_host=local_id,
     )
     store.open()
     own = OwnUsage()
@@ -66,23 +95,61 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     def server_stats() -> dict[str, object]:
         return {**own.read(), "clients": gates.caps.connected}
 
+    def make_notifier(host_id: str, cores: int) -> AlertNotifier:
+        engine = AlertEngine(config.alerts, interval=config.interval, cores=cores)
+        return AlertNotifier(engine, to_room(f"host:{host_id}"), webhooks, host=host_id)
+
+    local_notifier = make_notifier(local_id, static.cpu.get("logical") or 1)
+    ticks = [0]
+
+    def fleet_tick(sample: dict[str, Any]) -> None:
+        """Once a second, after the hub's own sample: states, tiles, the agents file."""
+        fleet.local.seen(sample)
+        fleet.judge()
+        if fleet.viewers:  # no page, no tiles to send
+            socketio.emit("fleet", fleet.summary(), to="fleet")
+        ticks[0] += 1
+        if ticks[0] % TOKENS_EVERY == 0 and run_blocking(tokens.reload):
+            link.revoke_missing()
+
     sampler = Sampler(
-        DynamicData(top_processes=config.top_processes),
-        broadcast=broadcast,
+        _Labelled(DynamicData(top_processes=config.top_processes), local_id),
+        broadcast=to_room(f"host:{local_id}"),
         interval=config.interval,
         history_seconds=config.history_seconds,
         server_stats=server_stats,
-        observers=[AlertNotifier(alerts, broadcast, webhooks), store.add],
+        observers=[local_notifier, store.add, fleet_tick],
     )
     sampler.preload(store.recent(config.history_seconds))
+
+    def make_host(host_id: str) -> Host:
+        return Host(host_id, make_notifier(host_id, 1), config.interval, config.history_seconds)
+
+    local = Host(local_id, local_notifier, config.interval, config.history_seconds, sampler)
+    local.static = static.as_dict()
+    fleet = Fleet(local, make_host, lambda event, data, room: socketio.emit(event, data, to=room))
+    tokens = AgentTokens(config.data_dir)
+    for name in tokens.names:  # the agents' recent history, for their pages after a restart
+        fleet.ensure(name).preload(store.recent(config.history_seconds, host=name))
+
+    def publish(host: Host, sample: dict[str, Any]) -> None:
+        socketio.emit("metrics", sample, to=f"host:{host.id}")
+        if host.static and host.alerts.cores == 1:
+            host.alerts.cores = (host.static.get("cpu") or {}).get("logical") or 1
+        host.notifier(sample)
+
+    link = AgentLink(fleet, tokens, publish, lambda host, s: store.add(s, host=host.id))
+    socketio.server.register_namespace(link)
     state = DashboardState(
         config=config,
         static=static,
         sampler=sampler,
-        alerts=alerts,
+        alerts=local_notifier.engine,
         webhooks=webhooks,
         store=store,
         access=gates,
+        fleet=fleet,
+        link=link,
     )
     state.registry = metrics_export.build_registry(state)
     app.extensions["dashboard"] = state

@@ -7,6 +7,7 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,21 @@ def _networks(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def _url(raw: Any) -> str:
+    text = _text(raw)
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("an http:// or https:// URL, like https://hub.example.net")
+    return text.rstrip("/")
+
+
+def _token(raw: Any) -> str:
+    text = _text(raw)
+    if not 20 <= len(text) <= 200:
+        raise ValueError("a token from `python -m server add-agent NAME` on the hub")
+    return text
+
+
 def _password_hash(raw: Any) -> str:
     from server.access.passwords import hash_problem
 
@@ -180,6 +196,19 @@ class Config:
     )
     session_lifetime_seconds: int = setting(
         7 * 86400, _integer(60, 366 * 86400), "a login ends this long after it began"
+    )
+    hub_url: str = setting(
+        "", _url, "as an agent: the hub's URL (normally its Nginx), https:// verified"
+    )
+    hub_token: str = setting("", _token, "as an agent: its token (python -m server add-agent)")
+    hub_ca_file: str = setting("", _text, "as an agent: a CA file to verify an https hub with")
+    agent_buffer_seconds: int = setting(
+        900, _integer(10, 86400), "as an agent: seconds of samples kept while the hub is away"
+    )
+    fleet_view: str = setting(
+        "auto",
+        _choice("auto", "fleet", "host"),
+        "/ shows: auto (the fleet once >1 host), fleet, host",
     )
     private_files: bool = setting(
         True, _boolean, "data and log files 0600, their directories 0700 (false: the umask's)"
@@ -304,7 +333,7 @@ def load(
         try:
             values[name] = PARSERS[name](value)
         except ValueError as exc:
-            shown = "(hidden)" if name == "password_hash" else repr(value)
+            shown = "(hidden)" if name in ("password_hash", "hub_token") else repr(value)
             raise ConfigError(
                 f"setting {name!r} (from {source}) must be {exc}, got {shown}"
             ) from None

@@ -116,6 +116,7 @@ class StaticData:
     version: str
     # Per alert rule, the warning and critical levels the page colours cards with.
     levels: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    host: str = ""  # this host's id in the fleet
 
     @classmethod
     def collect(

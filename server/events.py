@@ -1,11 +1,16 @@
-"""Socket.IO handlers: greet each new client with `static`, then `history`."""
+"""Socket.IO handlers for pages: greet each with what its view shows, then join its room.
+
+A host page (the default: the hub's own host, or `auth: {"host": id}`) gets
+that host's `static`, `history` and `alerts`, then its room's `metrics`. The
+fleet page (`auth: {"view": "fleet"}`) gets `fleet` tiles once a second.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from flask import request, session
-from flask_socketio import ConnectionRefusedError, SocketIO, emit
+from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
 from server.blocking import Busy
 from server.state import DashboardState
@@ -40,19 +45,33 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
         # DEBUG: with thousands of pages a line each would be the log's bulk;
         # the count is in the footer and in /metrics.
         log.debug("client %s connected (%d connected)", request.remote_addr, state.clients)
-        static = state.static.as_dict()
+        view = auth if isinstance(auth, dict) else {}
+        sid: str = request.sid  # type: ignore[attr-defined]
+        if view.get("view") == "fleet":
+            emit("fleet", state.fleet.summary(sparks=True))
+            join_room("fleet")
+            state.fleet.viewers.add(sid)
+            return
+        wanted = view.get("host", state.fleet.local.id)
+        host = state.fleet.get(wanted) if isinstance(wanted, str) else None
+        if host is None:
+            caps.release(address)
+            raise ConnectionRefusedError("no such host in this fleet")
+        static = host.static or {"host": host.id, "hostname": host.id}
 
         def greet(history: list[dict[str, object]]) -> None:
             emit("static", static)
             emit("history", {"samples": history})
-            emit("alerts", state.alerts.snapshot())
+            emit("alerts", host.alerts.snapshot())
+            join_room(f"host:{host.id}")
 
-        # Under the sampler's lock: no `metrics` can slip in before `history`.
-        state.sampler.send_history(greet)
+        # Under the host's publish lock: no `metrics` can slip in before `history`.
+        host.greet(greet)
 
     @socketio.on("disconnect")
     def on_disconnect(reason: object = None) -> None:
         caps.release(request.remote_addr or "?")
+        state.fleet.viewers.discard(request.sid)  # type: ignore[attr-defined]
         session_id = session.get("sid")
         if isinstance(session_id, str) and session_id in by_session:
             by_session[session_id].discard(request.sid)  # type: ignore[attr-defined]

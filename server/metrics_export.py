@@ -33,6 +33,7 @@ class _Families:
 
     def __init__(self) -> None:
         self.families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self.base: dict[str, str] = {}  # labels on every metric added (the host)
 
     def gauge(
         self, name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
@@ -52,6 +53,7 @@ class _Families:
         value: float | None,
         labels: dict[str, str],
     ) -> None:
+        labels = {**self.base, **{k: str(v or "") for k, v in labels.items()}}
         family = self.families.get(name)
         if family is None:
             family = self.families[name] = kind(name, doc, labels=sorted(labels))
@@ -63,8 +65,7 @@ def _exported(series: Series, value: Any) -> float | None:
     return _ratio(value) if series.unit == PERCENT else value
 
 
-def _sample_families(sample: dict[str, Any]) -> Iterator[Metric]:
-    f = _Families()
+def _sample_families(f: _Families, sample: dict[str, Any]) -> None:
     g = f.gauge
     for series in SERIES:  # the declared series, scalar ones first
         if series.prometheus and not series.per_disk:
@@ -121,7 +122,6 @@ def _sample_families(sample: dict[str, Any]) -> Iterator[Metric]:
             _ratio(proc.get("memory_percent")),
             labels,
         )
-    yield from f.families.values()
 
 
 class DashboardCollector(Collector):
@@ -133,9 +133,19 @@ class DashboardCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         state = self.state
         sampler = state.sampler
-        latest = sampler.latest
-        if latest is not None:
-            yield from _sample_families(latest)
+        samples = _Families()
+        for host in list(state.fleet.hosts.values()):
+            latest = host.latest
+            samples.base = {"host": host.id}
+            samples.gauge(
+                "dashboard_host_state",
+                "1 for the state each host of the fleet is in.",
+                1,
+                {"state": host.state},
+            )
+            if latest is not None:
+                _sample_families(samples, latest)
+        yield from samples.families.values()
         f = _Families()
         f.gauge("node_boot_time_seconds", "Boot time, epoch seconds.", state.static.boot_time)
         f.gauge(
@@ -186,4 +196,5 @@ def build_registry(state: DashboardState) -> CollectorRegistry:
 
 @metrics_export.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(current_state().registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: Flask would add a second charset to it.
+    return Response(generate_latest(current_state().registry), content_type=CONTENT_TYPE_LATEST)

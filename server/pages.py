@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from server.fleet.hosts import Host
 from server.state import current_state
 
 pages = Blueprint("pages", __name__)
@@ -21,7 +32,32 @@ CSP = (
 
 @pages.get("/")
 def index() -> ResponseReturnValue:
-    return render_template("index.html", static=current_state().static)
+    """The fleet once the hub knows more than one host (or as fleet_view says), else the host."""
+    state = current_state()
+    view = state.config.fleet_view
+    if view == "fleet" or (view == "auto" and len(state.fleet.hosts) > 1):
+        return render_template("fleet.html", interval=state.config.interval)
+    return _host_page(state.fleet.local, own=True)
+
+
+@pages.get("/host/<host_id>")
+def host_page(host_id: str) -> ResponseReturnValue:
+    host = current_state().fleet.get(host_id)
+    if host is None:
+        abort(404, "no such host in this fleet")
+    return _host_page(host, own=False)
+
+
+def _host_page(host: Host, own: bool) -> ResponseReturnValue:
+    state = current_state()
+    return render_template(
+        "index.html",
+        static=host.static or {"hostname": host.id, "interval": state.config.interval},
+        host_id="" if own else host.id,  # "": the page of old, the hub's own host
+        history_url=url_for("api.history", host_id=None if own else host.id),
+        fleet=len(state.fleet.hosts) > 1,
+        version=state.static.version,
+    )
 
 
 def _json_error(exc: HTTPException) -> ResponseReturnValue:
@@ -36,7 +72,9 @@ def _unexpected(exc: Exception) -> ResponseReturnValue:
 def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: with no-referrer a browser sends `Origin: null`
+    # on the page's own form posts, and the login's Origin check needs the real one.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     if request.endpoint != "static":
         # Host facts and history: never kept by a browser or a shared cache.

@@ -12,6 +12,8 @@ from server.alerts.rules import AlertEngine
 from server.alerts.webhooks import WebhookSender
 from server.config import Config
 from server.data import StaticData
+from server.fleet.hosts import Fleet
+from server.fleet.hub import AgentLink
 from server.store import HistoryStore
 from server.worker import Sampler
 
@@ -25,6 +27,8 @@ class DashboardState:
     webhooks: WebhookSender
     store: HistoryStore
     access: Access
+    fleet: Fleet
+    link: AgentLink
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
 
     @property

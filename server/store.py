@@ -1,5 +1,7 @@
 """History on disk: SQLite (WAL) with three tiers, written in batches off the tick.
 
+Every row has its host: the hub keeps its agents' history beside its own.
+
 - raw:   every sample (as in `history`), kept `retention_raw` seconds (1 h);
 - 10 s:  average, min and max of each series, kept `retention_10s` (24 h);
 - 1 min: the same per minute, kept `retention_1m` (7 days).
@@ -54,13 +56,33 @@ def _schema() -> str:
     aggregates = ", ".join(f"{n}_avg REAL, {n}_min REAL, {n}_max REAL" for n in COLUMNS)
     for table in TIER_TABLES.values():
         tiers += (
-            f"CREATE TABLE IF NOT EXISTS {table} "
-            f"(ts INTEGER PRIMARY KEY, n INTEGER, {aggregates});\n"
+            f"CREATE TABLE IF NOT EXISTS {table} (host TEXT NOT NULL, ts INTEGER, "
+            f"n INTEGER, {aggregates}, PRIMARY KEY (host, ts)) WITHOUT ROWID;\n"
         )
     return (
-        "CREATE TABLE IF NOT EXISTS raw "
-        f"(ts REAL PRIMARY KEY, seq INTEGER, sample TEXT NOT NULL, {columns});\n" + tiers
+        "CREATE TABLE IF NOT EXISTS raw (host TEXT NOT NULL, ts REAL, seq INTEGER, "
+        f"sample TEXT NOT NULL, {columns}, PRIMARY KEY (host, ts)) WITHOUT ROWID;\n" + tiers
     )
+
+
+def _migrate(db: sqlite3.Connection, host: str) -> None:
+    """A database from before the fleet (no host column): its rows become `host`'s, in place."""
+    columns = [row[1] for row in db.execute("PRAGMA table_info(raw)")]
+    if not columns or "host" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    for table in ("raw", *TIER_TABLES.values()):
+        db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+    db.executescript(_schema())  # executescript commits: start the transaction again
+    db.execute("BEGIN IMMEDIATE")
+    for table in ("raw", *TIER_TABLES.values()):
+        names = ", ".join(r[1] for r in db.execute(f"PRAGMA table_info(old_{table})"))
+        db.execute(
+            f"INSERT INTO {table} (host, {names}) SELECT ?, {names} FROM old_{table}", (host,)
+        )
+        db.execute(f"DROP TABLE old_{table}")
+    db.execute("COMMIT")
+    log.info("history database migrated in place: its rows are host %s", host)
 
 
 def _fold_sql(step: int) -> str:
@@ -68,9 +90,9 @@ def _fold_sql(step: int) -> str:
     names = ", ".join(f"{n}_avg, {n}_min, {n}_max" for n in COLUMNS)
     values = ", ".join(f"avg({n}), min({n}), max({n})" for n in COLUMNS)
     return (
-        f"INSERT OR REPLACE INTO {table} (ts, n, {names}) "
-        f"SELECT CAST(ts / {step} AS INTEGER) * {step} AS bucket, count(*), {values} "
-        f"FROM raw WHERE ts >= ? AND ts < ? GROUP BY bucket"
+        f"INSERT OR REPLACE INTO {table} (host, ts, n, {names}) "
+        f"SELECT host, CAST(ts / {step} AS INTEGER) * {step} AS bucket, count(*), {values} "
+        f"FROM raw WHERE host = ? AND ts >= ? AND ts < ? GROUP BY bucket"
     )
 
 
@@ -82,15 +104,17 @@ class HistoryStore:
         batch_seconds: float = 2.0,
         max_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
+        local_host: str = "local",
     ) -> None:
         self.path = path
+        self.local_host = local_host  # the host of rows from before the fleet, and the default
         self.retention = retention or Retention()
         self.batch_seconds = batch_seconds
         self.max_bytes = max_bytes
         self._clock = clock
-        self._pending: deque[Sample] = deque()
+        self._pending: deque[tuple[str, Sample]] = deque()
         self._db: sqlite3.Connection | None = None
-        self._fold_from: dict[int, float] = {}
+        self._fold_from: dict[tuple[str, int], float] = {}  # (host, step) -> first unfolded
         self._last_retention = 0.0
         self._last_warning: dict[str, float] = {}
         self._stop = threading.Event()
@@ -114,13 +138,19 @@ class HistoryStore:
                 aside,
             )
             self._db = self._connect_checked()
-        for step, table in TIER_TABLES.items():
-            row = self._db.execute(f"SELECT max(ts) FROM {table}").fetchone()
-            if row[0] is not None:
-                self._fold_from[step] = row[0] + step
-            else:
-                first = self._db.execute("SELECT min(ts) FROM raw").fetchone()[0]
-                self._fold_from[step] = math.floor(first / step) * step if first else 0.0
+        hosts = [row[0] for row in self._db.execute("SELECT DISTINCT host FROM raw")]
+        for host in hosts:
+            for step, table in TIER_TABLES.items():
+                last = self._db.execute(
+                    f"SELECT max(ts) FROM {table} WHERE host = ?", (host,)
+                ).fetchone()[0]
+                if last is not None:
+                    self._fold_from[host, step] = last + step
+                else:
+                    first = self._db.execute(
+                        "SELECT min(ts) FROM raw WHERE host = ?", (host,)
+                    ).fetchone()[0]
+                    self._fold_from[host, step] = math.floor(first / step) * step
 
     def _connect_checked(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -133,6 +163,7 @@ class HistoryStore:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {result}")
+            _migrate(db, self.local_host)
             db.executescript(_schema())
         except sqlite3.DatabaseError:
             db.close()
@@ -149,13 +180,14 @@ class HistoryStore:
 
     # ---- writing
 
-    def add(self, sample: Sample) -> None:
+    def add(self, sample: Sample, host: str | None = None) -> None:
         """Called in the tick: only an append (a deque append is thread-safe).
 
         What is kept is the sample as in `history`: not the process table or
-        the server's own cost, which are of the moment.
+        the server's own cost, which are of the moment. A sample already kept
+        for its host and time (an agent's replay) is left as it was.
         """
-        self._pending.append(history_view(sample))
+        self._pending.append((host or self.local_host, history_view(sample)))
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -200,33 +232,43 @@ class HistoryStore:
             self._last_warning[key] = now
             log.warning("%s (repeats at most every %.0f s)", message, LOG_EVERY)
 
-    def _write(self, batch: list[Sample], now: float) -> str | None:
+    def _write(self, batch: list[tuple[str, Sample]], now: float) -> str | None:
         """One transaction: the batch, the completed buckets, retention. In a pool thread."""
         db = self._db
         assert db is not None
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                f"INSERT OR REPLACE INTO raw (ts, seq, sample, {', '.join(COLUMNS)}) "
-                f"VALUES (?, ?, ?{', ?' * len(COLUMNS)})",
+                f"INSERT OR IGNORE INTO raw (host, ts, seq, sample, {', '.join(COLUMNS)}) "
+                f"VALUES (?, ?, ?, ?{', ?' * len(COLUMNS)})",
                 [
                     (
+                        host,
                         s["ts"],
                         s.get("seq"),
                         json.dumps(s, separators=(",", ":")),
                         *(series.value(s) for series in STORED),
                     )
-                    for s in batch
+                    for host, s in batch
                 ],
             )
-            if batch:
-                latest = max(s["ts"] for s in batch)
+            spans: dict[str, tuple[float, float]] = {}
+            for host, s in batch:
+                low, high = spans.get(host, (s["ts"], s["ts"]))
+                spans[host] = (min(low, s["ts"]), max(high, s["ts"]))
+            for host, (earliest, latest) in spans.items():
                 for step in TIER_TABLES:
-                    # Fold only buckets that are over: the current one still grows.
+                    # Fold only buckets that are over (the current one still
+                    # grows), from the first unfolded one or the earliest a
+                    # replay touched: a fold recomputes its buckets from raw.
+                    start = min(
+                        self._fold_from.get((host, step), math.inf),
+                        math.floor(earliest / step) * step,
+                    )
                     until = math.floor(latest / step) * step
-                    if until > self._fold_from[step]:
-                        db.execute(_fold_sql(step), (self._fold_from[step], until))
-                        self._fold_from[step] = until
+                    if until > start:
+                        db.execute(_fold_sql(step), (host, start, until))
+                        self._fold_from[host, step] = until
             if now - self._last_retention >= 60:
                 db.execute("DELETE FROM raw WHERE ts < ?", (now - self.retention.raw,))
                 for step, table in TIER_TABLES.items():
@@ -258,9 +300,13 @@ class HistoryStore:
             self._warn("read", f"history store read failed: {exc}")
             return []
 
-    def recent(self, seconds: float) -> list[Sample]:
+    def recent(self, seconds: float, host: str | None = None) -> list[Sample]:
         """Raw samples of the last `seconds`, oldest first: to refill the ring."""
-        rows = self.read("SELECT sample FROM raw WHERE ts > ? ORDER BY ts", self._clock() - seconds)
+        rows = self.read(
+            "SELECT sample FROM raw WHERE host = ? AND ts > ? ORDER BY ts",
+            host or self.local_host,
+            self._clock() - seconds,
+        )
         return [json.loads(row["sample"]) for row in rows]
 
     def pick_step(self, start: float, step: float | None = None) -> int:
@@ -273,7 +319,7 @@ class HistoryStore:
         return 60
 
     def iter_points(
-        self, start: float, end: float, step: int, batch: int = 2000
+        self, start: float, end: float, step: int, batch: int = 2000, host: str | None = None
     ) -> Iterator[list[Sample]]:
         """points() in batches, each read (and decoded) off the hub: memory stays bounded."""
         table = "raw" if step == 1 else TIER_TABLES[step]
@@ -283,9 +329,9 @@ class HistoryStore:
         while True:
             rows = run_blocking(
                 self._decoded,
-                f"SELECT {columns} FROM {table} WHERE ts {operator} ? AND ts <= ? "
+                f"SELECT {columns} FROM {table} WHERE host = ? AND ts {operator} ? AND ts <= ? "
                 f"ORDER BY ts LIMIT {int(batch)}",
-                (low, end),
+                (host or self.local_host, low, end),
                 step,
             )
             if not rows:
@@ -305,18 +351,9 @@ class HistoryStore:
             return [json.loads(row["sample"]) for row in rows]
         return [_point(row, step) for row in rows]
 
-    def points(self, start: float, end: float, step: int) -> list[Sample]:
-        if step == 1:
-            rows = self.read(
-                "SELECT sample FROM raw WHERE ts >= ? AND ts <= ? ORDER BY ts", start, end
-            )
-            return [json.loads(row["sample"]) for row in rows]
-        rows = self.read(
-            f"SELECT * FROM {TIER_TABLES[step]} WHERE ts >= ? AND ts <= ? ORDER BY ts",
-            math.floor(start / step) * step,
-            end,
-        )
-        return [_point(row, step) for row in rows]
+    def points(self, start: float, end: float, step: int, host: str | None = None) -> list[Sample]:
+        """All points of a range at once (tests, the bench); answers stream iter_points()."""
+        return [p for batch in self.iter_points(start, end, step, host=host) for p in batch]
 
 
 def _point(row: sqlite3.Row, step: int) -> Sample:

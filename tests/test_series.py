@@ -46,9 +46,14 @@ def test_store_columns_and_points_follow_the_declaration(tmp_path: Path) -> None
     store.flush()
     db = sqlite3.connect(store.path)
     columns = [row[1] for row in db.execute("PRAGMA table_info(raw)")]
-    assert columns == ["ts", "seq", "sample", *[s.column for s in STORED]]
+    assert columns == ["host", "ts", "seq", "sample", *[s.column for s in STORED]]
     tier = [row[1] for row in db.execute("PRAGMA table_info(points_10s)")]
-    assert tier == ["ts", "n", *[f"{s.column}_{k}" for s in STORED for k in ("avg", "min", "max")]]
+    assert tier == [
+        "host",
+        "ts",
+        "n",
+        *[f"{s.column}_{k}" for s in STORED for k in ("avg", "min", "max")],
+    ]
     db.close()
     points = store.points(T0, T0 + 20, 10)
     first = samples[:10]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -166,3 +167,54 @@ def test_the_store_keeps_samples_as_in_history(tmp_path: Path) -> None:
     store.stop()
     assert len(kept) == 1 and "processes" not in kept[0] and "server" not in kept[0]
     assert kept[0]["cpu"] == sample["cpu"] and kept[0]["seq"] == 1
+
+
+def test_a_database_from_before_the_fleet_migrates_in_place(tmp_path: Path) -> None:
+    from server.store import COLUMNS
+
+    path = tmp_path / "history.sqlite3"
+    old = sqlite3.connect(path)
+    aggregates = ", ".join(f"{n}_avg REAL, {n}_min REAL, {n}_max REAL" for n in COLUMNS)
+    old.executescript(
+        f"CREATE TABLE raw (ts REAL PRIMARY KEY, seq INTEGER, sample TEXT NOT NULL, "
+        f"{', '.join(c + ' REAL' for c in COLUMNS)});"
+        f"CREATE TABLE points_10s (ts INTEGER PRIMARY KEY, n INTEGER, {aggregates});"
+        f"CREATE TABLE points_1m (ts INTEGER PRIMARY KEY, n INTEGER, {aggregates});"
+    )
+    rng = random.Random(1)
+    for i in range(30):
+        sample = synthetic_sample(T0 + i, i + 1, rng)
+        old.execute(
+            "INSERT INTO raw (ts, seq, sample, cpu_percent) VALUES (?, ?, ?, ?)",
+            (sample["ts"], i + 1, json.dumps(sample), sample["cpu"]["percent"]),
+        )
+    old.commit()
+    old.close()
+    clock = [T0 + 40]
+    store = HistoryStore(str(path), clock=lambda: clock[0], local_host="hub")
+    store.open()
+    kept = store.points(T0, T0 + 40, 1, host="hub")
+    assert [p["seq"] for p in kept] == list(range(1, 31))
+    assert store.points(T0, T0 + 40, 1, host="other") == []
+    store.add(synthetic_sample(T0 + 31, 31, rng), host="agent-1")
+    store.flush()
+    assert len(store.points(T0, T0 + 40, 1, host="agent-1")) == 1
+    store.stop()
+
+
+def test_a_replay_is_kept_once_and_refolds_its_buckets(tmp_path: Path) -> None:
+    clock = [T0 + 120]
+    store = make_store(tmp_path, clock)
+    rng = random.Random(2)
+    samples = [synthetic_sample(T0 + i, i + 1, rng) for i in range(100)]
+    for sample in samples[50:]:
+        store.add(sample, host="b")
+    store.flush()
+    for sample in samples:  # the replay: the first half is new, the second a repeat
+        store.add(sample, host="b")
+    store.flush()
+    raw = store.points(T0, T0 + 100, 1, host="b")
+    assert [p["ts"] for p in raw] == [s["ts"] for s in samples]  # once each, in order
+    tens = store.points(T0, T0 + 100, 10, host="b")
+    assert [p["n"] for p in tens[:9]] == [10] * 9  # the replayed buckets are whole
+    store.stop()

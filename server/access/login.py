@@ -312,8 +312,11 @@ def _foreign_origin() -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return False  # not a browser's cross-site form: those always send Origin
+    # "null" (a sandboxed frame, a no-referrer page) is refused: it could be anyone.
     allowed = current_app.config.get("DASHBOARD_CORS_ORIGINS", ())
-    return origin not in allowed and urllib.parse.urlsplit(origin).netloc != request.host
+    return origin not in allowed and (
+        origin == "null" or urllib.parse.urlsplit(origin).netloc != request.host
+    )
 
 
 @login_pages.route("/login", methods=["GET", "POST"])

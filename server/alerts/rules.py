@@ -15,6 +15,7 @@ from server.alerts.settings import AlertSettings, AnomalySettings
 from server.series import WATCHED, Levels, lookup
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
+HOST_DOWN = "host_down"  # the fleet's alert for a host that stopped reporting
 RANK = {OK: 0, WARNING: 1, CRITICAL: 2}
 
 Sample = Mapping[str, Any]
@@ -195,7 +196,7 @@ class AlertEngine:
         cores: int,
     ) -> None:
         self.settings = settings
-        self._cores = max(cores, 1)
+        self.cores = max(cores, 1)  # for load per core; an agent's is known from its static
         self._rules: dict[str, ThresholdRule] = {}
         self._anomalies: list[AnomalyRule] = []
         if settings.enabled:
@@ -221,7 +222,7 @@ class AlertEngine:
         if not self.settings.enabled:
             return []
         now = float(sample.get("ts") or 0.0)
-        values = _values(sample, self._cores)
+        values = _values(sample, self.cores)
         changes = []
         for rule in [r for r in self._rules.values() if not r.name.startswith("disk:")]:
             changes.append(rule.evaluate(values[rule.metric], now))
@@ -231,10 +232,21 @@ class AlertEngine:
             changes.append(anomaly.evaluate(values[anomaly.metric], now))
         alerts = [a for a in changes if a is not None]
         for alert in alerts:
-            self._record(alert)
+            self.record(alert)
         return alerts
 
-    def _record(self, alert: Alert) -> None:
+    def counts(self) -> list[int]:
+        """How many checks are ok, warning and critical (the fleet tile's ring)."""
+        levels = [r.level for r in self._rules.values()] + [a.level for a in self._anomalies]
+        levels += [a["level"] for a in self.active.values() if a["rule"] == HOST_DOWN]
+        return [levels.count(OK), levels.count(WARNING), levels.count(CRITICAL)]
+
+    def worst(self) -> str:
+        """The worst level among the active alerts."""
+        return max((a["level"] for a in self.active.values()), key=RANK.__getitem__, default=OK)
+
+    def record(self, alert: Alert) -> None:
+        """Keep a change: active while not ok, and among the recent ones."""
         if alert["level"] == OK:
             self.active.pop(alert["rule"], None)
         else:

@@ -202,7 +202,7 @@
     for (const b of document.querySelectorAll("#ranges button")) {
       b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === seconds));
     }
-    return fetch("api/history?seconds=" + seconds, { credentials: "same-origin" })
+    return fetch(document.body.dataset.history + "?seconds=" + seconds, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
       .then((body) => {
         if (ask !== rangeRequest) return; // a newer choice won
@@ -446,7 +446,10 @@
     }
   }
 
+  const hostId = document.body.dataset.host;
   const socket = io({
+    // A host of the fleet; none: the hub's own, as before the fleet.
+    auth: hostId ? { host: hostId } : {},
     transports: ["websocket", "polling"],
     reconnectionDelay: 1000,
     reconnectionDelayMax: 10000,

@@ -1,0 +1,1 @@
+"""The fleet: agents that report to a hub, and the hub's per-host state."""

@@ -1,0 +1,193 @@
+"""`python -m server agent`: this machine's sampler and a link to the hub. No Flask, no port.
+
+The agent connects out (python-socketio's client, WebSocket only) to the
+hub's `/agent` namespace with its token, sends its `static` on every
+connect, and each sample as it is taken. Samples wait in a bounded buffer
+until the hub acknowledges them; after a reconnect every unacknowledged one
+goes again, oldest first, so the hub's history has no gap (the hub keeps
+each (host, time) once). Past `agent_buffer_seconds` the oldest go, and how
+many is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections import deque
+from types import FrameType
+from typing import Any
+
+import socketio
+
+from server import __version__
+from server.config import Config, ConfigError
+from server.data import DynamicData, StaticData
+from server.fleet.protocol import MAX_BATCH, NAMESPACE
+from server.worker import Sampler
+
+log = logging.getLogger("dashboard.agent")
+
+Sample = dict[str, Any]
+
+
+class Link:
+    """The buffer of samples not yet acknowledged, and the one thread that sends them."""
+
+    def __init__(self, config: Config, static: dict[str, Any]) -> None:
+        self.url = config.hub_url
+        self.token = config.hub_token
+        self.static = static
+        self.buffer: deque[Sample] = deque(
+            maxlen=max(1, math.ceil(config.agent_buffer_seconds / config.interval))
+        )
+        self.acked = -math.inf  # ts of the newest sample the hub has kept
+        self.sent = -math.inf  # ts of the newest sample sent since the last connect
+        self.dropped = 0
+        self._dropped_logged = 0.0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._last_error: tuple[str, float] = ("", 0.0)
+        ssl_verify: bool | str = config.hub_ca_file or True
+        self.sio = socketio.Client(
+            reconnection=True,
+            reconnection_attempts=0,  # forever
+            reconnection_delay=1,
+            reconnection_delay_max=30,
+            randomization_factor=0.5,  # jitter: a fleet does not come back in step
+            ssl_verify=ssl_verify,
+            handle_sigint=False,
+        )
+        self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        self.sio.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
+        self._sender = threading.Thread(target=self._send_loop, name="agent-send", daemon=True)
+        self._connector = threading.Thread(target=self._connect, name="agent-link", daemon=True)
+
+    # ---- the sampler's side
+
+    def add(self, event: str, sample: Sample) -> None:
+        """The Sampler's broadcast: keep the sample and wake the sender."""
+        sample = {k: v for k, v in sample.items() if k != "server"}
+        with self._lock:
+            if len(self.buffer) == self.buffer.maxlen:
+                self.dropped += 1
+            self.buffer.append(sample)
+        now = time.monotonic()
+        if self.dropped and now - self._dropped_logged >= 60:
+            self._dropped_logged = now
+            log.warning(
+                "hub unreachable for longer than the buffer holds: %d oldest samples dropped",
+                self.dropped,
+            )
+        self._wake.set()
+
+    # ---- the link
+
+    def start(self) -> None:
+        self._sender.start()
+        self._connector.start()
+
+    def _connect(self) -> None:
+        try:
+            # retry: a first connect that fails is retried like a lost link.
+            self.sio.connect(
+                self.url,
+                auth={"token": self.token},
+                transports=["websocket"],
+                namespaces=[NAMESPACE],
+                wait_timeout=10,
+                retry=True,
+            )
+        except Exception as exc:  # the client gives up only when told to stop
+            if not self._stop.is_set():
+                log.error("agent link to %s ended: %s", self.url, exc)
+
+    def _on_connect(self) -> None:
+        log.info("connected to the hub at %s", self.url)
+        self.sio.emit("static", self.static, namespace=NAMESPACE)
+        with self._lock:
+            self.sent = self.acked  # what the hub did not acknowledge goes again
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, reason: Any = None) -> None:
+        self._connected.clear()
+        log.warning("lost the hub (%s); buffering and reconnecting", reason)
+
+    def _on_connect_error(self, data: Any = None) -> None:
+        message = data.get("message") if isinstance(data, dict) else str(data)
+        now = time.monotonic()
+        if message != self._last_error[0] or now - self._last_error[1] >= 60:
+            self._last_error = (str(message), now)
+            log.error("the hub at %s refused this agent: %s", self.url, message)
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while self._connected.is_set() and not self._stop.is_set():
+                with self._lock:
+                    batch = [s for s in self.buffer if s["ts"] > self.sent][:MAX_BATCH]
+                if not batch:
+                    break
+                try:
+                    answer = self.sio.call("samples", batch, namespace=NAMESPACE, timeout=10)
+                except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+                    break  # the link is going; the next connect sends these again
+                self._acknowledged(batch, answer)
+
+    def _acknowledged(self, batch: list[Sample], answer: Any) -> None:
+        with self._lock:
+            self.sent = batch[-1]["ts"]
+            newest = answer.get("ts") if isinstance(answer, dict) else None
+            if isinstance(newest, int | float):
+                self.acked = max(self.acked, newest)
+                while self.buffer and self.buffer[0]["ts"] <= self.acked:
+                    self.buffer.popleft()
+            elif isinstance(answer, dict) and "error" in answer:
+                log.error("the hub refused a batch: %s", answer["error"])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.sio.disconnect()
+
+
+def run(config: Config) -> int:
+    """The agent's main loop; returns at SIGTERM or SIGINT."""
+    if not config.hub_url or not config.hub_token:
+        raise ConfigError(
+            "setting 'hub_url'/'hub_token': an agent needs both (the token from add-agent)"
+        )
+    static = StaticData.collect(
+        interval=config.interval, history_seconds=config.history_seconds, version=__version__
+    )
+    # The hub names this host by its token: the static goes without a name of its own.
+    link = Link(config, {k: v for k, v in static.as_dict().items() if k != "host"})
+    sampler = Sampler(
+        DynamicData(top_processes=config.top_processes),
+        broadcast=link.add,
+        interval=config.interval,
+        history_seconds=60,  # the hub keeps the history; this ring is not read
+    )
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    link.start()
+    sampler.start()
+    log.info("agent of %s reporting to %s", static.hostname, config.hub_url)
+    while not stopping.wait(1.0):
+        pass
+    log.info("agent stopping")
+    sampler.stop()
+    link.stop()
+    return 0

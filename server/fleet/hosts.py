@@ -1,0 +1,264 @@
+"""Per-host state at the hub: recent samples, alerts, and the state a tile shows.
+
+States, worst first: `down` (its link closed and did not come back within
+10 s, or it was stale for 30 s), `stale` (no sample for 3 intervals), `crit`,
+`warn`, `ok` (from its active alerts). The hub's own machine is a host like
+the others; its samples come from the in-process Sampler.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from server.alerts.notify import AlertNotifier
+from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
+from server.worker import Sampler, history_view
+
+Sample = dict[str, Any]
+
+STATES = ("down", "stale", "crit", "warn", "ok")  # worst first
+RANK = {state: rank for rank, state in enumerate(STATES)}
+STALE_INTERVALS = 3
+DOWN_AFTER_CLOSE = 10.0
+DOWN_AFTER_STALE = 30.0
+LEVEL_STATE = {CRITICAL: "crit", "warning": "warn", OK: "ok"}
+SPARK_STEP = 10.0  # seconds per point of a tile's CPU sparkline (15 min: 90 points)
+
+
+class Host:
+    """One host of the fleet: an agent's, or the hub's own (backed by its Sampler)."""
+
+    def __init__(
+        self,
+        host_id: str,
+        notifier: AlertNotifier,
+        interval: float,
+        history_seconds: int,
+        sampler: Sampler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = host_id
+        self.notifier = notifier
+        self.interval = interval
+        self.static: dict[str, Any] | None = None
+        self.sampler = sampler  # the hub's own host only
+        self._clock = clock
+        self._ring: deque[Sample] = deque(maxlen=max(1, math.ceil(history_seconds / interval)))
+        self._latest: Sample | None = None
+        self._last_sample_at: float | None = None
+        self.connected = sampler is not None
+        self.closed_at: float | None = None if sampler is not None else clock()
+        self.state = "ok" if sampler is not None else "down"
+        self._stale_since: float | None = None
+        self.spark: deque[float | None] = deque(maxlen=90)
+        self._spark_next = 0.0
+        # Held while a sample is published and while a page is greeted, so a
+        # page never gets a `metrics` older than its `history`.
+        self.lock = threading.Lock()
+
+    @property
+    def alerts(self) -> AlertEngine:
+        return self.notifier.engine
+
+    @property
+    def name(self) -> str:
+        """The name on its tile: an agent's is the one it was added under."""
+        return str((self.static or {}).get("hostname") or self.id) if self.sampler else self.id
+
+    # ---- samples
+
+    @property
+    def latest(self) -> Sample | None:
+        return self.sampler.latest if self.sampler else self._latest
+
+    def last_sample_age(self) -> float | None:
+        if self.sampler:
+            return self.sampler.last_sample_age()
+        return None if self._last_sample_at is None else self._clock() - self._last_sample_at
+
+    def history(self, seconds: float | None = None) -> list[Sample]:
+        if self.sampler:
+            return self.sampler.history(seconds)
+        samples = list(self._ring)
+        if seconds is None or not samples:
+            return samples
+        cutoff = samples[-1]["ts"] - seconds
+        return [s for s in samples if s["ts"] > cutoff]
+
+    def greet(self, send: Callable[[list[Sample]], None]) -> None:
+        """Give `send` the history while no sample of this host can be published."""
+        if self.sampler:
+            self.sampler.send_history(send)
+            return
+        with self.lock:
+            samples = list(self._ring)
+            if samples and self._latest is not None:
+                samples[-1] = self._latest
+            send(samples)
+
+    def take(self, sample: Sample, publish: Callable[[Sample], None]) -> bool:
+        """An agent's sample: live (published, True) or a replay kept in order (False)."""
+        with self.lock:
+            latest = self._latest
+            if latest is not None and sample["ts"] <= latest["ts"]:
+                self._insert(history_view(sample))
+                return False
+            self._latest = sample
+            self._last_sample_at = self._clock()
+            self._ring.append(history_view(sample))
+            publish(sample)
+        return True
+
+    def _insert(self, sample: Sample) -> None:
+        """A replayed sample into the ring, in time order, once."""
+        stamps = [s["ts"] for s in self._ring]
+        where = bisect.bisect_left(stamps, sample["ts"])
+        if where < len(stamps) and stamps[where] == sample["ts"]:
+            return  # already here
+        if len(self._ring) == self._ring.maxlen:
+            if where == 0:
+                return  # older than all the ring keeps
+            self._ring.popleft()
+            where -= 1
+        self._ring.insert(where, sample)
+
+    def seen(self, sample: Sample) -> None:
+        """After each live sample (either kind of host): the sparkline's point."""
+        cpu = (sample.get("cpu") or {}).get("percent")
+        ts = float(sample.get("ts") or 0)
+        if ts >= self._spark_next:
+            self.spark.append(cpu)
+            self._spark_next = math.floor(ts / SPARK_STEP) * SPARK_STEP + SPARK_STEP
+
+    def preload(self, samples: list[Sample]) -> None:
+        """The stored recent history, after a hub restart."""
+        with self.lock:
+            for sample in samples:
+                self._ring.append(history_view(sample))
+                self.seen(sample)
+
+    # ---- state
+
+    def link(self, connected: bool) -> None:
+        self.connected = connected
+        self.closed_at = None if connected else self._clock()
+
+    def judge(self) -> str:
+        """This host's state now."""
+        now = self._clock()
+        age = self.last_sample_age()
+        stale = age is None or age > STALE_INTERVALS * self.interval
+        if stale:
+            self._stale_since = self._stale_since or now
+        else:
+            self._stale_since = None
+        if not self.connected and self.closed_at is not None:
+            if now - self.closed_at >= DOWN_AFTER_CLOSE:
+                return "down"
+        if stale:
+            assert self._stale_since is not None
+            return "down" if now - self._stale_since >= DOWN_AFTER_STALE else "stale"
+        return LEVEL_STATE.get(self.alerts.worst(), "ok")
+
+    def down_alert(self, down: bool) -> dict[str, Any] | None:
+        """The `host_down` alert that a change into or out of `down` raises or clears."""
+        active = HOST_DOWN in self.alerts.active
+        if down == active:
+            return None
+        age = self.last_sample_age()
+        alert = {
+            "rule": HOST_DOWN,
+            "metric": "host.last_sample_age",
+            "level": CRITICAL if down else OK,
+            "previous": OK if down else CRITICAL,
+            "value": None if age is None else round(age, 1),
+            "threshold": DOWN_AFTER_CLOSE,
+            "ts": round(time.time(), 3),
+        }
+        self.alerts.record(alert)
+        return alert
+
+    def tile(self) -> dict[str, Any]:
+        """What the fleet page shows of this host (small: it goes out every second)."""
+        sample = self.latest or {}
+        disks = [d.get("percent") for d in sample.get("disks") or []]
+        fullest = max((p for p in disks if p is not None), default=None)
+        age = self.last_sample_age()
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "age": None if age is None else round(age, 1),
+            "cpu": (sample.get("cpu") or {}).get("percent"),
+            "mem": (sample.get("memory") or {}).get("percent"),
+            "disk": fullest,
+            "alerts": self.alerts.counts(),
+        }
+
+
+class Fleet:
+    """Every host the hub knows, by id; judges their states once a second."""
+
+    def __init__(
+        self,
+        local: Host,
+        make_host: Callable[[str], Host],
+        emit: Callable[[str, Any, str], None],
+    ) -> None:
+        self.local = local
+        self._make_host = make_host
+        self._emit = emit  # (event, data, room)
+        self.hosts: dict[str, Host] = {local.id: local}
+        self.viewers: set[str] = set()  # Socket.IO ids of the open fleet pages
+        self._lock = threading.Lock()
+
+    def get(self, host_id: str) -> Host | None:
+        return self.hosts.get(host_id)
+
+    def ensure(self, host_id: str) -> Host:
+        with self._lock:
+            host = self.hosts.get(host_id)
+            if host is None:
+                host = self.hosts[host_id] = self._make_host(host_id)
+            return host
+
+    def forget(self, host_id: str) -> None:
+        """An agent removed from the hub: no tile, no alerts."""
+        if host_id != self.local.id:
+            with self._lock:
+                self.hosts.pop(host_id, None)
+
+    def judge(self) -> None:
+        """Each host's state; a change is a `host_state` event, down or back an alert."""
+        for host in list(self.hosts.values()):
+            state = host.judge()
+            if state == host.state:
+                continue
+            previous, host.state = host.state, state
+            change = {"host": host.id, "state": state, "previous": previous, "ts": time.time()}
+            self._emit("host_state", change, "fleet")
+            self._emit("host_state", change, f"host:{host.id}")
+            alert = host.down_alert(state == "down")
+            if alert is not None:
+                host.notifier.tell(alert)
+
+    def summary(self, sparks: bool = False) -> dict[str, Any]:
+        """The `fleet` payload: every tile, worst first, and the count by state."""
+        tiles = sorted(
+            (h.tile() for h in list(self.hosts.values())),
+            key=lambda t: (RANK[t["state"]], t["name"]),
+        )
+        counts = {state: 0 for state in STATES}
+        for tile in tiles:
+            counts[tile["state"]] += 1
+        payload: dict[str, Any] = {"hosts": tiles, "counts": counts}
+        if sparks:
+            payload["sparks"] = {h.id: list(h.spark) for h in list(self.hosts.values())}
+            payload["spark_step"] = SPARK_STEP
+        return payload

@@ -1,0 +1,221 @@
+"""The hub's side of the agents' link: the `/agent` Socket.IO namespace.
+
+An agent's identity is its token's, never its payload's. What an agent sends
+is checked and bounded before it touches any state: at most 64 KiB a message
+(Engine.IO's cap), a rate per agent, a shape per sample. Each refusal is
+logged at most once a minute per address (or host) and kind. The handlers
+are python-socketio's own, without a Flask request context per message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+from server.access.connections import TokenBucket
+from server.fleet.hosts import Fleet, Host
+from server.fleet.protocol import MAX_BATCH, NAMESPACE
+from server.fleet.tokens import AgentTokens
+from server.series import SERIES
+
+log = logging.getLogger("dashboard.fleet")
+
+Sample = dict[str, Any]
+SAMPLE_KEYS = frozenset(
+    ["ts", "seq", "cpu", "memory", "swap", "disks", "disk_io", "net", "load", "uptime",
+     "processes", "host"]
+)  # fmt: skip
+STATIC_KEYS = frozenset(
+    ["hostname", "fqdn", "os", "cpu", "memory_total", "swap_total", "addresses", "boot_time",
+     "interval", "history_seconds", "version", "levels", "host"]
+)  # fmt: skip
+OLDEST = 8 * 86400  # seconds: older samples than an agent can buffer are refused
+
+
+class LogOnce:
+    """A log line per key at most once a `period`; the rest are counted."""
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.period = period
+        self._last: dict[tuple[str, str], float] = {}
+        self.counts: dict[str, int] = {}
+
+    def warn(self, who: str, kind: str, message: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        now = time.monotonic()
+        key = (who, kind)
+        if now - self._last.get(key, -math.inf) >= self.period:
+            if len(self._last) > 10_000:
+                self._last.clear()
+            self._last[key] = now
+            log.warning("agent %r: %s (at most once a minute)", who, message)
+
+
+def _number(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def sample_problem(data: Any, now: float) -> str | None:
+    """What is wrong with an agent's sample, or None. Checks what the hub will read."""
+    if not isinstance(data, dict) or not set(data) <= SAMPLE_KEYS:
+        return "a sample is a table of the contract's keys"
+    ts = data.get("ts")
+    if not isinstance(ts, int | float) or not now - OLDEST <= ts <= now + 300:
+        return "ts must be epoch seconds, not in the future or older than 8 days"
+    if not (data.get("seq") is None or isinstance(data.get("seq"), int)):
+        return "seq must be an integer"
+    for key in ("cpu", "memory", "swap", "disk_io", "net"):
+        part = data.get(key)
+        if part is not None and not (isinstance(part, dict) and len(part) <= 8):
+            return f"{key} must be a table"
+        for name, value in (part or {}).items():
+            if name != "per_core" and not _number(value):
+                return f"{key}.{name} must be a number or null"
+    cores = (data.get("cpu") or {}).get("per_core")
+    if cores is not None and not (
+        isinstance(cores, list) and len(cores) <= 1024 and all(_number(c) for c in cores)
+    ):
+        return "cpu.per_core must be a list of numbers"
+    load = data.get("load")
+    if load is not None and not (isinstance(load, list) and len(load) <= 3):
+        return "load must be a list of 3 numbers"
+    disks = data.get("disks") or []
+    if not isinstance(disks, list) or len(disks) > 64:
+        return "disks must be a list of at most 64"
+    for disk in disks:
+        if not isinstance(disk, dict) or not isinstance(disk.get("mount"), str):
+            return "a disk is a table with a mount"
+        if len(disk["mount"]) > 512 or not all(
+            _number(disk.get(k)) for k in ("percent", "total", "used", "free")
+        ):
+            return "a disk's sizes must be numbers"
+    processes = data.get("processes")
+    if processes is not None and not (
+        isinstance(processes, list)
+        and len(processes) <= 100
+        and all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) and len(p["name"]) <= 256
+            for p in processes
+        )
+    ):
+        return "processes must be a list of at most 100 named processes"
+    if not all(_number(s.value(data)) for s in SERIES):
+        return "a series is not a number"
+    return None
+
+
+class AgentLink(socketio.Namespace):  # type: ignore[misc]
+    """Agents connect here with their token; samples come in as `samples` batches."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        tokens: AgentTokens,
+        publish: Callable[[Host, Sample], None],
+        keep: Callable[[Host, Sample], None],
+        max_rate: float = 10.0,
+    ) -> None:
+        super().__init__(NAMESPACE)
+        self.fleet = fleet
+        self.tokens = tokens
+        self._publish = publish  # a live sample: to its room, its alerts
+        self._keep = keep  # every accepted sample: to the store
+        self._rate = TokenBucket(burst=6 * max_rate, rate=max_rate)
+        self.hosts_by_sid: dict[str, str] = {}
+        self.refusals = LogOnce()
+        self.accepted = 0
+
+    def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        address = str(environ.get("REMOTE_ADDR") or "?")
+        token = auth.get("token") if isinstance(auth, dict) else None
+        host_id = self.tokens.host_of(token)
+        if host_id is None:
+            self.refusals.warn(address, "token", "refused: unknown or revoked token")
+            raise socketio.exceptions.ConnectionRefusedError(
+                "unknown or revoked agent token: make one on the hub with add-agent NAME"
+            )
+        if host_id == self.fleet.local.id:
+            self.refusals.warn(address, "name", f"refused: {host_id!r} is the hub's own name")
+            raise socketio.exceptions.ConnectionRefusedError(
+                f"agent name {host_id!r} is the hub's own host; add the agent under another name"
+            )
+        for old, other in list(self.hosts_by_sid.items()):
+            if other == host_id:  # the agent came back before its old link timed out
+                self.hosts_by_sid.pop(old, None)
+                self.disconnect(old)
+        self.hosts_by_sid[sid] = host_id
+        self.fleet.ensure(host_id).link(True)
+        log.info("agent %s connected from %s", host_id, address)
+
+    def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        host_id = self.hosts_by_sid.pop(sid, None)
+        host = self.fleet.get(host_id) if host_id else None
+        if host is not None and host_id not in self.hosts_by_sid.values():
+            host.link(False)
+            log.info("agent %s disconnected (%s)", host_id, reason)
+
+    def on_static(self, sid: str, data: Any) -> bool:
+        host = self._host(sid)
+        if host is None:
+            return False
+        if not isinstance(data, dict) or not set(data) <= STATIC_KEYS:
+            self.refusals.warn(host.id, "malformed", "static refused: not the contract's shape")
+            return False
+        if data.get("host") not in (None, host.id):
+            self.refusals.warn(host.id, "claims", f"claims to be host {data.get('host')!r}")
+            return False
+        host.static = {**data, "host": host.id}
+        return True
+
+    def on_samples(self, sid: str, batch: Any) -> dict[str, Any]:
+        """Accept a batch, oldest first; the answer acknowledges the newest kept."""
+        host = self._host(sid)
+        if host is None:
+            return {"error": "not connected as an agent"}
+        if not self._rate.take(host.id):
+            self.refusals.warn(host.id, "rate", "sends too fast: messages dropped")
+            return {"error": "too many messages: slow down"}
+        if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_BATCH:
+            self.refusals.warn(host.id, "malformed", "a batch is a list of 1 to 60 samples")
+            return {"error": "a batch is a list of 1 to 60 samples"}
+        now = time.time()
+        newest = None
+        for sample in batch:
+            problem = sample_problem(sample, now)
+            if problem is None and sample.get("host") not in (None, host.id):
+                self.refusals.warn(host.id, "claims", f"claims host {sample.get('host')!r}")
+                return {"error": "a sample's host is its token's"}
+            if problem is not None:
+                self.refusals.warn(host.id, "malformed", f"sample refused: {problem}")
+                return {"error": problem}
+            sample["host"] = host.id
+            if host.take(sample, functools.partial(self._publish, host)):
+                host.seen(sample)
+            self._keep(host, sample)
+            self.accepted += 1
+            newest = sample["ts"]
+        return {"ts": newest}
+
+    def _host(self, sid: str) -> Host | None:
+        host_id = self.hosts_by_sid.get(sid)
+        return self.fleet.get(host_id) if host_id else None
+
+    def revoke_missing(self) -> None:
+        """After the tokens file changed: close the links of removed agents."""
+        names = set(self.tokens.names)
+        for sid, host_id in list(self.hosts_by_sid.items()):
+            if host_id not in names:
+                log.warning("agent %s removed: its link is closed", host_id)
+                self.hosts_by_sid.pop(sid, None)
+                self.disconnect(sid)
+        for host_id in list(self.fleet.hosts):
+            if host_id != self.fleet.local.id and host_id not in names:
+                self.fleet.forget(host_id)

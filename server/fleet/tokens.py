@@ -1,0 +1,121 @@
+"""Agent tokens: made once, shown once, kept only as a hash; the host's identity.
+
+A token is 32 random bytes, so a plain SHA-256 of it is as good as a slow
+KDF and costs a microsecond: an agent's connect never burdens the hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+
+from server.config import Config, ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+class AgentTokens:
+    """data_dir/agents.json: {name: {"hash": sha256 hex, "added": epoch}}."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.path = os.path.join(data_dir, "agents.json")
+        self._by_hash: dict[str, str] = {}
+        self._names: dict[str, dict[str, object]] = {}
+        self._mtime: float | None = None
+        self.reload()
+
+    def reload(self) -> bool:
+        """Read the file again if it changed; True if it did. Call off the event loop."""
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime and (mtime is not None or not self._names):
+            return False
+        self._mtime = mtime
+        self._names = self._read()
+        self._by_hash = {str(v["hash"]): name for name, v in self._names.items()}
+        return True
+
+    def _read(self) -> dict[str, dict[str, object]]:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"setting 'data_dir': {self.path!r} is not usable: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"setting 'data_dir': {self.path!r} is not a table of agents")
+        return {str(k): v for k, v in data.items() if isinstance(v, dict) and "hash" in v}
+
+    def host_of(self, token: object) -> str | None:
+        """The agent name a token belongs to, or None."""
+        if not isinstance(token, str) or not 20 <= len(token) <= 200:
+            return None
+        return self._by_hash.get(token_hash(token))
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._names)
+
+    def add(self, name: str) -> str:
+        if not NAME.match(name):
+            raise ValueError("a name of letters, digits, '.', '_' or '-', at most 64")
+        if name in self._names:
+            raise ValueError(f"agent {name!r} exists; remove-agent it first to make a new token")
+        token = secrets.token_urlsafe(32)
+        self._names[name] = {"hash": token_hash(token), "added": round(time.time())}
+        self._write()
+        return token
+
+    def remove(self, name: str) -> None:
+        if self._names.pop(name, None) is None:
+            raise ValueError(f"no agent named {name!r}")
+        self._write()
+
+    def _write(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        temporary = self.path + ".tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(self._names, handle, indent=1)
+        os.replace(temporary, self.path)
+
+
+def agents_command(command: str, args: Sequence[str], config: Config) -> int:
+    """`add-agent NAME`, `list-agents`, `remove-agent NAME` on the hub's data_dir."""
+    tokens = AgentTokens(config.data_dir)
+    try:
+        if command == "list-agents":
+            for name in tokens.names:
+                print(name)
+            return 0
+        if len(args) != 1:
+            print(f"python -m server {command}: give one agent NAME", file=sys.stderr)
+            return 2
+        if command == "add-agent":
+            token = tokens.add(args[0])
+            print(token)
+            print(
+                f"agent {args[0]!r} added: this token is shown once; on the agent set "
+                "hub_token to it (DASHBOARD_HUB_TOKEN)",
+                file=sys.stderr,
+            )
+            return 0
+        tokens.remove(args[0])
+        print(f"agent {args[0]!r} removed: its token is refused from now on", file=sys.stderr)
+        return 0
+    except ValueError as exc:
+        print(f"python -m server {command}: error: {exc}", file=sys.stderr)
+        return 2

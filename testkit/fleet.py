@@ -1,0 +1,104 @@
+"""Agents as real processes, and network namespaces for agents with addresses of their own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from testkit.serverproc import ROOT
+
+
+class AgentProcess:
+    """`python -m server agent`, optionally inside a network namespace; stopped by its PID."""
+
+    def __init__(
+        self, workdir: Path, name: str, token: str, hub_url: str, netns: str | None = None
+    ) -> None:
+        self.name = name
+        self.workdir = workdir / name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.args = [
+            sys.executable, "-m", "server", "agent",
+            "--hub-url", hub_url,
+            "--log-dir", str(self.workdir / "logs"),
+            "--data-dir", str(self.workdir / "data"),
+            "--top-processes", "0",
+        ]  # fmt: skip
+        if netns:
+            self.args = ["ip", "netns", "exec", netns, *self.args]
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")},
+            "DASHBOARD_HUB_TOKEN": token,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AgentProcess:
+        with open(self.workdir / "console.txt", "ab") as out:
+            self.proc = subprocess.Popen(
+                self.args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        path = self.workdir / "logs" / "dashboard.log"
+        return path.read_text() if path.exists() else ""
+
+
+class Netns:
+    """A network namespace joined to this one by a veth pair: 10.231.N.1 here, .2 there.
+
+    10.231.0.0/16 lives only on these veth pairs, inside this machine. Removed
+    by remove(), pass or fail (removing the namespace removes both ends).
+    """
+
+    def __init__(self, index: int) -> None:
+        self.name = f"dashtest{os.getpid()}-{index}"
+        self.outer = f"10.231.{index}.1"
+        self.inner = f"10.231.{index}.2"
+        self._veth = f"dt{os.getpid() % 100000}v{index}"
+
+    def create(self) -> Netns:
+        peer = self._veth + "p"
+        for command in (
+            ["ip", "netns", "add", self.name],
+            ["ip", "link", "add", self._veth, "type", "veth", "peer", "name", peer],
+            ["ip", "link", "set", peer, "netns", self.name],
+            ["ip", "addr", "add", f"{self.outer}/24", "dev", self._veth],
+            ["ip", "link", "set", self._veth, "up"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.name,
+                "ip",
+                "addr",
+                "add",
+                f"{self.inner}/24",
+                "dev",
+                peer,
+            ],
+            ["ip", "netns", "exec", self.name, "ip", "link", "set", peer, "up"],
+            ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"],
+        ):
+            subprocess.run(command, check=True, capture_output=True, timeout=10)
+        return self
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", self._veth], capture_output=True, timeout=10)

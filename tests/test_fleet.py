@@ -1,0 +1,336 @@
+"""The fleet end to end: a hub and 20 real agent processes, some in network namespaces.
+
+One hub and its agents serve the whole module; the tests run in file order
+and each leaves the fleet whole (every agent reporting) for the next.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import socketio
+from werkzeug.security import generate_password_hash
+
+from server.fleet.tokens import AgentTokens
+from testkit.chromium import Chromium
+from testkit.fleet import AgentProcess, Netns
+from testkit.serverproc import ServerProcess
+from testkit.wait import wait_until
+from tests.conftest import require_binary
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.e2e
+
+AGENTS = 20
+NETNS_AGENTS = 3
+PASSWORD = "fleet password 1"
+BASIC = "Basic " + base64.b64encode(f"ops:{PASSWORD}".encode()).decode()
+
+
+class Fleet:
+    def __init__(self, hub: ServerProcess, agents: dict[str, AgentProcess], receiver: Receiver):
+        self.hub = hub
+        self.agents = agents
+        self.receiver = receiver
+        self.tokens: AgentTokens = AgentTokens(str(hub.data_dir))
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return requests.get(self.hub.url + path, headers={"Authorization": BASIC}, timeout=10, **kw)
+
+
+class FleetWatcher:
+    """A Socket.IO client on the fleet view that keeps every `fleet` event with its time."""
+
+    def __init__(self, url: str) -> None:
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+        self.sio = socketio.Client(reconnection_delay=0.5, reconnection_delay_max=2)
+        self.sio.on("fleet", self._record)
+        self.sio.connect(
+            url,
+            auth={"view": "fleet"},
+            headers={"Authorization": BASIC},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+
+    def _record(self, data: dict[str, Any]) -> None:
+        with self.lock:
+            self.events.append((time.monotonic(), data))
+
+    def tiles(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return {t["id"]: t for t in self.events[-1][1]["hosts"]} if self.events else {}
+
+    def since(self, start: float) -> list[dict[str, Any]]:
+        with self.lock:
+            return [data for at, data in self.events if at >= start]
+
+    def close(self) -> None:
+        self.sio.disconnect()
+
+
+def can_make_netns() -> bool:
+    return os.geteuid() == 0 and (os.path.exists("/usr/sbin/ip") or os.path.exists("/sbin/ip"))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    work = tmp_path_factory.mktemp("fleet")
+    receiver = Receiver("ok")
+    namespaces = [Netns(i + 1) for i in range(NETNS_AGENTS)] if can_make_netns() else []
+    created: list[Netns] = []
+    hub: ServerProcess | None = None
+    agents: dict[str, AgentProcess] = {}
+    try:
+        for ns in namespaces:
+            created.append(ns.create())
+        allowed = ["localhost", "127.0.0.1", *[ns.outer for ns in created]]
+        config = work / "hub.toml"
+        config.write_text(
+            f'password_hash = "{generate_password_hash(PASSWORD)}"\n'
+            f"allowed_hosts = {json.dumps(allowed)}\n"
+            f"[alerts]\nwebhooks = [{json.dumps(receiver.url)}]\nwebhook_retries = 0\n"
+        )
+        # On every address when agents come from namespaces (a password is set).
+        bind = ["--host", "0.0.0.0"] if created else []
+        hub = ServerProcess(work / "hub" / "logs", "--config", str(config), *bind)
+        tokens = AgentTokens(str(hub.data_dir))
+        for i in range(AGENTS):
+            name = f"agent-{i + 1:02d}"
+            inside = created[i] if i < len(created) else None
+            url = f"http://{inside.outer}:{hub.port}" if inside else hub.url
+            agents[name] = AgentProcess(
+                work, name, tokens.add(name), url, netns=inside.name if inside else None
+            )
+        hub.start()
+        for agent in agents.values():
+            agent.start()
+        yield Fleet(hub, agents, receiver)
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        if hub is not None:
+            hub.stop()
+        for ns in created:
+            ns.remove()
+        receiver.close()
+
+
+def all_ok(watcher: FleetWatcher, count: int = AGENTS + 1) -> bool:
+    tiles = watcher.tiles()
+    return len(tiles) == count and all(t["state"] == "ok" for t in tiles.values())
+
+
+def test_every_agent_appears_on_the_fleet_view(fleet: Fleet) -> None:
+    watcher = FleetWatcher(fleet.hub.url)
+    try:
+        wait_until(lambda: all_ok(watcher), timeout=30, what="21 hosts ok")
+        started = time.monotonic()
+        time.sleep(3)
+        # Each agent's tile moves every second: its age stays under two intervals.
+        for event in watcher.since(started):
+            for tile in event["hosts"]:
+                assert tile["age"] is not None and tile["age"] < 2.5, tile
+        hosts = fleet.get("/api/hosts").json()["hosts"]
+        assert {h["id"] for h in hosts} >= set(fleet.agents)
+        payload = len(json.dumps(watcher.since(started)[-1], separators=(",", ":")))
+        assert payload / (AGENTS + 1) <= 150, f"{payload / (AGENTS + 1):.0f} bytes per host"
+    finally:
+        watcher.close()
+
+
+def test_agents_in_namespaces_have_their_own_addresses(fleet: Fleet) -> None:
+    if not can_make_netns():
+        pytest.skip("network namespaces need root; the agents used loopback")
+    log = (fleet.hub.log_dir / "dashboard.log").read_text()
+    for i in range(NETNS_AGENTS):
+        assert f"agent agent-{i + 1:02d} connected from 10.231.{i + 1}.2" in log
+
+
+def test_an_agent_page_has_its_own_static_history_and_metrics(fleet: Fleet) -> None:
+    static = fleet.get("/api/hosts/agent-04/static").json()
+    assert static["host"] == "agent-04" and static["cpu"]["logical"] >= 1
+    latest = fleet.get("/api/hosts/agent-04/metrics").json()
+    assert latest["host"] == "agent-04" and latest["cpu"]["percent"] is not None
+    history = fleet.get("/api/hosts/agent-04/history?seconds=60").json()["samples"]
+    assert len(history) >= 3 and all(s["host"] == "agent-04" for s in history)
+    assert fleet.get("/api/hosts/nobody/static").status_code == 404
+    # The old paths still mean the hub's own host.
+    assert fleet.get("/api/static").json()["host"] not in fleet.agents
+    text = fleet.get("/metrics").text
+    assert re.search(r'dashboard_cpu_usage_ratio\{host="agent-04"\} ', text)
+
+
+def test_the_fleet_page_in_chromium(fleet: Fleet) -> None:
+    browser = Chromium(require_binary("chromium", "chromium-browser"))
+    try:
+        browser.navigate(fleet.hub.url + "/login")
+        browser.wait_for("!!document.querySelector('input[name=password]')")
+        browser.evaluate(
+            f"document.querySelector('input[name=password]').value = {json.dumps(PASSWORD)};"
+            "document.querySelector('form').submit()"
+        )
+        browser.wait_for(f"document.body.dataset.hosts === '{AGENTS + 1}'", timeout=20)
+        assert browser.evaluate("document.querySelectorAll('.tile').length") == AGENTS + 1
+        assert browser.evaluate("document.title") == "Fleet · dashboard"
+        browser.evaluate(
+            "[...document.querySelectorAll('.tile')]"
+            ".find(t => t.querySelector('.tile-name').textContent === 'agent-05').click()"
+        )
+        browser.wait_for("location.pathname === '/host/agent-05'")
+        browser.wait_for("document.body.dataset.status === 'live'")
+        browser.wait_for(
+            "window.__dashboardPlots && window.__dashboardPlots.cpu.data[0].length >= 3"
+        )
+        before = browser.evaluate("window.__dashboardPlots.cpu.data[0].length")
+        browser.wait_for(f"window.__dashboardPlots.cpu.data[0].length > {before}", timeout=5)
+        assert browser.evaluate("document.getElementById('hostname').textContent")
+    finally:
+        browser.close()
+
+
+def test_a_killed_agent_goes_stale_then_down_and_comes_back(fleet: Fleet) -> None:
+    watcher = FleetWatcher(fleet.hub.url)
+    victim = fleet.agents["agent-07"]
+    try:
+        wait_until(lambda: all_ok(watcher), timeout=20)
+        killed = time.monotonic()
+        victim.kill()
+        wait_until(lambda: watcher.tiles()["agent-07"]["state"] == "stale", timeout=5)
+        assert time.monotonic() - killed <= 3.5 + 1.0  # 3 intervals, and a fleet tick
+        wait_until(lambda: watcher.tiles()["agent-07"]["state"] == "down", timeout=20)
+        assert time.monotonic() - killed <= 15
+        alerts = fleet.get("/api/hosts/agent-07/alerts").json()["active"]
+        assert any(a["rule"] == "host_down" and a["host"] == "agent-07" for a in alerts)
+        wait_until(
+            lambda: any(b.get("rule") == "host_down" for b in fleet.receiver.bodies), timeout=10
+        )
+        hook = next(b for b in fleet.receiver.bodies if b.get("rule") == "host_down")
+        assert hook["host"] == "agent-07" and hook["level"] == "critical"
+        # The other 19 kept updating every second all along.
+        for event in watcher.since(killed):
+            for tile in event["hosts"]:
+                if tile["id"] != "agent-07":
+                    assert tile["state"] == "ok" and tile["age"] < 2.5, tile
+        back = time.monotonic()
+        victim.start()
+        wait_until(lambda: watcher.tiles()["agent-07"]["state"] == "ok", timeout=10)
+        assert time.monotonic() - back <= 5 + 3  # 5 s, and a cold Python start on 2 cores
+        log = (fleet.hub.log_dir / "dashboard.log").read_text()
+        assert "alert host_down CRITICAL" in log and "on host agent-07" in log
+    finally:
+        watcher.close()
+
+
+def history_rows(fleet: Fleet, host: str, start: float, end: float) -> list[float]:
+    params = {"start": start, "end": end}
+    samples = fleet.get(f"/api/hosts/{host}/history", params=params).json()["samples"]
+    return [s["ts"] for s in samples]
+
+
+def test_a_hub_outage_is_replayed_without_gaps_or_duplicates(fleet: Fleet) -> None:
+    outage = 60.0
+    before = FleetWatcher(fleet.hub.url)
+    wait_until(lambda: all_ok(before), timeout=20)
+    before.close()
+    time.sleep(4)  # every agent has a few samples stored before the outage
+    began = time.time()
+    fleet.hub.stop()
+    time.sleep(outage)
+    fleet.hub.start()
+    ended = time.time()
+    watcher = FleetWatcher(fleet.hub.url)
+    try:
+        wait_until(lambda: all_ok(watcher), timeout=60, what="every agent back")
+        time.sleep(3)  # the last replayed batches
+        for name in fleet.agents:
+            stamps = history_rows(fleet, name, began - 5, ended + 5)
+            assert len(stamps) == len(set(stamps)), f"{name}: duplicates"
+            gaps = [b - a for a, b in itertools.pairwise(stamps)]
+            assert stamps and max(gaps) <= 2.0, f"{name}: a gap of {max(gaps):.1f} s"
+            assert stamps[0] <= began - 3 and stamps[-1] >= ended + 3, name
+    finally:
+        watcher.close()
+
+
+def mallory(fleet: Fleet, token: str) -> tuple[socketio.Client, list[str]]:
+    errors: list[str] = []
+    client = socketio.Client(reconnection=False)
+    client.on("connect_error", lambda data: errors.append(str(data)), namespace="/agent")
+    with contextlib.suppress(socketio.exceptions.ConnectionError):
+        client.connect(
+            fleet.hub.url,
+            auth={"token": token},
+            namespaces=["/agent"],
+            transports=["websocket"],
+            wait_timeout=5,
+        )
+    return client, errors
+
+
+def sample(host: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"ts": time.time(), "seq": 1, "cpu": {"percent": 1.0}}
+    if host:
+        data["host"] = host
+    return data
+
+
+def test_bad_agents_are_refused_and_the_fleet_goes_on(fleet: Fleet) -> None:
+    watcher = FleetWatcher(fleet.hub.url)
+    try:
+        wait_until(lambda: all_ok(watcher), timeout=20)
+        started = time.monotonic()
+        # A wrong token, twice: refused with a reason, logged once.
+        for _ in range(2):
+            client, errors = mallory(fleet, "x" * 43)
+            assert not client.connected and "unknown or revoked" in " ".join(errors)
+        # A valid token whose payload claims another host, malformed samples,
+        # an oversized message, and a flood.
+        token = fleet.tokens.add("mallory")
+        time.sleep(6)  # the hub reads the agents file every few seconds
+        client, errors = mallory(fleet, token)
+        assert client.connected, errors
+        claim = client.call("samples", [sample("agent-02")], namespace="/agent", timeout=5)
+        assert "host" in claim["error"]
+        for bad in ("not a list", [{"ts": "soon"}], [{"ts": time.time(), "evil": 1}]):
+            assert "error" in client.call("samples", bad, namespace="/agent", timeout=5)
+        answers = []
+        for _ in range(300):  # as fast as it goes: ~1,000 a second here
+            answers.append(client.call("samples", [sample()], namespace="/agent", timeout=5))
+        limited = [a for a in answers if "too many" in a.get("error", "")]
+        assert len(limited) > 200, answers[-3:]
+        client.emit("samples", [{"ts": time.time(), "pad": "x" * 100_000}], namespace="/agent")
+        wait_until(lambda: not client.connected, timeout=10, what="oversized message closes")
+        # Revoked: its token is refused from now on.
+        fleet.tokens.remove("mallory")
+        time.sleep(6)
+        again, errors = mallory(fleet, token)
+        assert not again.connected and "unknown or revoked" in " ".join(errors)
+        # Every real agent kept its 1 Hz throughout.
+        for event in watcher.since(started):
+            for tile in event["hosts"]:
+                if tile["id"] in fleet.agents:
+                    assert tile["state"] == "ok" and tile["age"] < 2.5, tile
+        log = (fleet.hub.log_dir / "dashboard.log").read_text()
+        for kind in ("unknown or revoked token", "claims host", "sends too fast"):
+            assert log.count(kind) == 1, (kind, log.count(kind))
+        malformed = [
+            line
+            for line in log.splitlines()
+            if "agent 'mallory'" in line and ("a batch is" in line or "sample refused" in line)
+        ]
+        assert len(malformed) == 1, malformed  # one line per kind
+    finally:
+        watcher.close()
