@@ -158,9 +158,9 @@ class Host:
             self._stale_since = self._stale_since or now
         else:
             self._stale_since = None
-        if not self.connected and self.closed_at is not None:
-            if now - self.closed_at >= DOWN_AFTER_CLOSE:
-                return "down"
+        closed = None if self.connected or self.closed_at is None else now - self.closed_at
+        if closed is not None and closed >= DOWN_AFTER_CLOSE:
+            return "down"
         if stale:
             assert self._stale_since is not None
             return "down" if now - self._stale_since >= DOWN_AFTER_STALE else "stale"
