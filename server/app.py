@@ -96,7 +96,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         return {**own.read(), "clients": gates.caps.connected}
 
     def make_notifier(host_id: str, cores: int) -> AlertNotifier:
-        engine = AlertEngine(config.alerts, interval=config.interval, cores=cores)
+        engine = AlertEngine(config.alerts, interval=config.interval, cores=cores, host=host_id)
         return AlertNotifier(engine, to_room(f"host:{host_id}"), webhooks, host=host_id)
 
     local_notifier = make_notifier(local_id, static.cpu.get("logical") or 1)

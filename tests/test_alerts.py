@@ -233,3 +233,16 @@ def test_defaults() -> None:
     assert settings.rules["cpu"].for_seconds == 30
     assert (settings.rules["disk"].warning, settings.rules["disk"].critical) == (80, 90)
     assert settings.anomaly is not None and settings.webhooks == ()
+
+
+def test_a_rule_limited_to_some_hosts_is_left_out_elsewhere() -> None:
+    settings = parse_settings(
+        {"cpu": {"warning": 10, "critical": 20, "for_seconds": 0, "hosts": ["db-1"]}}
+    )
+    busy = {"ts": 1.0, "cpu": {"percent": 50.0}, "disks": []}
+    on_db = AlertEngine(settings, interval=1, cores=1, host="db-1").evaluate(busy)
+    on_web = AlertEngine(settings, interval=1, cores=1, host="web-1").evaluate(busy)
+    assert [a["rule"] for a in on_db] == ["cpu"]
+    assert [a["rule"] for a in on_web] == []
+    with pytest.raises(AlertSettingsError, match=r"alerts\.cpu\.hosts"):
+        parse_settings({"cpu": {"hosts": "db-1"}})

@@ -194,14 +194,17 @@ class AlertEngine:
         settings: AlertSettings,
         interval: float,
         cores: int,
+        host: str | None = None,
     ) -> None:
         self.settings = settings
+        # Rules limited to some hosts of the fleet are left out on the others.
+        self._off = {r for r, hosts in settings.rule_hosts.items() if host not in hosts}
         self.cores = max(cores, 1)  # for load per core; an agent's is known from its static
         self._rules: dict[str, ThresholdRule] = {}
         self._anomalies: list[AnomalyRule] = []
         if settings.enabled:
             for name, thresholds in settings.rules.items():
-                if name != "disk":
+                if name != "disk" and name not in self._off:
                     self._rules[name] = ThresholdRule(name, WATCHED[name].metric, thresholds)
             if settings.anomaly is not None:
                 self._anomalies = [
@@ -226,7 +229,7 @@ class AlertEngine:
         changes = []
         for rule in [r for r in self._rules.values() if not r.name.startswith("disk:")]:
             changes.append(rule.evaluate(values[rule.metric], now))
-        for disk in sample.get("disks") or []:
+        for disk in [] if "disk" in self._off else sample.get("disks") or []:
             changes.append(self._disk_rule(disk["mount"]).evaluate(disk.get("percent"), now))
         for anomaly in self._anomalies:
             changes.append(anomaly.evaluate(values[anomaly.metric], now))
@@ -242,8 +245,9 @@ class AlertEngine:
         return [levels.count(OK), levels.count(WARNING), levels.count(CRITICAL)]
 
     def worst(self) -> str:
-        """The worst level among the active alerts."""
-        return max((a["level"] for a in self.active.values()), key=RANK.__getitem__, default=OK)
+        """The worst level among the active alerts on the host's metrics (down is a state)."""
+        levels = [a["level"] for a in self.active.values() if a["rule"] != HOST_DOWN]
+        return max(levels, key=RANK.__getitem__, default=OK)
 
     def record(self, alert: Alert) -> None:
         """Keep a change: active while not ok, and among the recent ones."""

@@ -34,6 +34,8 @@ class AlertSettings:
     webhook_timeout: float = 5.0
     webhook_retries: int = 3
     recent: int = 50  # resolved and past alerts kept for the panel
+    # Rule name -> the fleet's hosts it is limited to (absent: every host).
+    rule_hosts: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 # Rule name -> default levels, from the series declaration.
@@ -60,6 +62,12 @@ def _number(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> 
             f"setting 'alerts.{name}' must be from {low:g} to {high:g}, got {value!r}"
         )
     return float(value)
+
+
+def _host_list(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(h, str) for h in value):
+        raise AlertSettingsError(f"setting 'alerts.{name}.hosts' must be a list of host names")
+    return tuple(value)
 
 
 def _thresholds(name: str, table: Any, base: Levels) -> Levels:
@@ -94,10 +102,13 @@ def parse_settings(table: Mapping[str, Any] | None) -> AlertSettings:
     table = dict(table or {})
     rules = dict(DEFAULTS)
     overrides: dict[str, Levels] = {}
+    rule_hosts: dict[str, tuple[str, ...]] = {}
     for name in DEFAULTS:
         if name not in table:
             continue
         section = dict(table.pop(name))
+        if "hosts" in section:
+            rule_hosts[name] = _host_list(name, section.pop("hosts"))
         if name == "disk":
             # [alerts.disk."/var"] tables override the disk rule for one mount.
             for mount in [k for k, v in section.items() if isinstance(v, Mapping)]:
@@ -132,6 +143,7 @@ def parse_settings(table: Mapping[str, Any] | None) -> AlertSettings:
             )
         )
     return AlertSettings(
+        rule_hosts=rule_hosts,
         enabled=enabled,
         rules=rules,
         disk_overrides=disk_overrides,

@@ -85,6 +85,7 @@ class AgentTokens:
         self._write()
 
     def _write(self) -> None:
+        self._by_hash = {str(v["hash"]): name for name, v in self._names.items()}
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         temporary = self.path + ".tmp"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

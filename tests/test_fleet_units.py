@@ -1,0 +1,171 @@
+"""server/fleet/ in-process: tokens, a host's state on a fake clock, sample checks, the buffer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.alerts.notify import AlertNotifier
+from server.alerts.rules import AlertEngine
+from server.alerts.settings import parse_settings
+from server.alerts.webhooks import WebhookSender
+from server.config import Config
+from server.fleet.agent import Link
+from server.fleet.hosts import Fleet, Host
+from server.fleet.hub import sample_problem
+from server.fleet.tokens import AgentTokens
+from testkit.serverproc import ROOT
+
+
+def test_tokens_are_shown_once_and_kept_as_hashes(tmp_path: Path) -> None:
+    tokens = AgentTokens(str(tmp_path))
+    token = tokens.add("web-1")
+    assert tokens.host_of(token) == "web-1"
+    text = (tmp_path / "agents.json").read_text()
+    assert token not in text and "web-1" in text
+    assert stat.S_IMODE(os.stat(tmp_path / "agents.json").st_mode) == 0o600
+    assert tokens.host_of(token[:-1] + "x") is None and tokens.host_of(None) is None
+    with pytest.raises(ValueError, match="exists"):
+        tokens.add("web-1")
+    with pytest.raises(ValueError, match="name"):
+        tokens.add("../etc")
+    other = AgentTokens(str(tmp_path))  # the hub's copy sees the removal after a reload
+    tokens.remove("web-1")
+    time.sleep(0.01)
+    os.utime(tmp_path / "agents.json")
+    assert other.reload() and other.host_of(token) is None
+
+
+def test_the_agents_commands(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "server", *args, "--data-dir", str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    added = run("add-agent", "db-1")
+    assert added.returncode == 0 and len(added.stdout.strip()) >= 40
+    assert "shown once" in added.stderr
+    assert run("list-agents").stdout.split() == ["db-1"]
+    assert run("add-agent", "db-1").returncode == 2
+    assert run("remove-agent", "db-1").returncode == 0
+    assert run("list-agents").stdout.strip() == ""
+    assert run("remove-agent", "db-1").returncode == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_host(clock: Clock, host_id: str = "web-1") -> Host:
+    engine = AlertEngine(parse_settings(None), interval=1.0, cores=1, host=host_id)
+    notifier = AlertNotifier(engine, lambda e, d: None, WebhookSender([]), host=host_id)
+    return Host(host_id, notifier, interval=1.0, history_seconds=60, clock=clock)
+
+
+def test_a_host_goes_stale_then_down_and_back(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    host = make_host(clock)
+    events: list[tuple[str, Any, str]] = []
+    local = make_host(clock, "hub")
+    fleet = Fleet(local, lambda i: make_host(clock, i), lambda e, d, r: events.append((e, d, r)))
+    fleet.hosts["web-1"] = host
+    host.link(True)
+    host.take({"ts": 1.0, "cpu": {"percent": 5.0}}, lambda s: None)
+    fleet.judge()
+    assert host.state == "ok"
+    clock.now += 3.5
+    fleet.judge()
+    assert host.state == "stale"
+    host.link(False)  # the link closes: down 10 s later
+    clock.now += 10
+    with caplog.at_level(logging.ERROR, logger="dashboard.alerts"):
+        fleet.judge()
+    assert host.state == "down"
+    assert "host_down" in host.alerts.active
+    assert "alert host_down CRITICAL" in caplog.text and "on host web-1" in caplog.text
+    states = [
+        d["state"]
+        for e, d, r in events
+        if e == "host_state" and r == "fleet" and d["host"] == "web-1"
+    ]
+    assert states == ["ok", "stale", "down"]
+    host.link(True)
+    host.take({"ts": 20.0, "cpu": {"percent": 5.0}}, lambda s: None)
+    fleet.judge()
+    assert host.state == "ok" and "host_down" not in host.alerts.active
+    summary = fleet.summary()
+    assert [t["id"] for t in summary["hosts"]] == ["hub", "web-1"]  # the hub: no sample, down
+    assert summary["counts"] == {"down": 1, "stale": 0, "crit": 0, "warn": 0, "ok": 1}
+
+
+def test_a_replay_fills_the_ring_in_order_once() -> None:
+    host = make_host(Clock())
+    published: list[float] = []
+    for ts in (1.0, 2.0, 5.0):
+        assert host.take({"ts": ts}, lambda s: published.append(s["ts"]))
+    for ts in (3.0, 4.0, 2.0):  # late ones, and one it has
+        assert not host.take({"ts": ts}, lambda s: published.append(s["ts"]))
+    assert [s["ts"] for s in host.history()] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert published == [1.0, 2.0, 5.0]  # only live samples go to the pages
+
+
+@pytest.mark.parametrize(
+    ("sample", "problem"),
+    [
+        ({"ts": "now"}, "ts"),
+        ({"ts": 1.0}, "ts"),  # older than any buffer
+        ({"ts": None, "extra": 1}, "keys"),
+        ({"ts": "T", "seq": "one"}, "seq"),
+        ({"ts": "T", "cpu": {"percent": "high"}, "seq": 1}, "cpu.percent"),
+        ({"ts": "T", "disks": [{"mount": "/", "percent": "x"}]}, "sizes"),
+        ({"ts": "T", "processes": [{"pid": 1}] * 101}, "processes"),
+        ({"ts": "T", "load": [1, 2, 3, 4]}, "load"),
+    ],
+)
+def test_sample_problems(sample: dict[str, Any], problem: str) -> None:
+    now = time.time()
+    sample = {k: (now if v == "T" else v) for k, v in sample.items()}
+    found = sample_problem(sample, now)
+    assert found is not None
+    assert problem in found or (problem == "keys" and "contract's keys" in found)
+
+
+def test_a_good_sample_has_no_problem() -> None:
+    import random
+
+    from testkit.synthetic import synthetic_sample
+
+    sample = synthetic_sample(time.time(), 7, random.Random(1))
+    sample["processes"] = [{"pid": 1, "name": "x", "cpu_percent": 1.0, "memory_percent": 0.1}]
+    assert sample_problem(sample, time.time()) is None
+
+
+def test_the_agent_buffer_is_bounded_and_says_what_it_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = Config(
+        hub_url="http://127.0.0.1:9", hub_token="t" * 43, agent_buffer_seconds=10, interval=1.0
+    )
+    link = Link(config, {"hostname": "x"})
+    with caplog.at_level(logging.WARNING, logger="dashboard.agent"):
+        for i in range(15):
+            link.add("metrics", {"ts": float(i), "server": {"cpu": 1}})
+    assert [s["ts"] for s in link.buffer] == [float(i) for i in range(5, 15)]
+    assert all("server" not in s for s in link.buffer)  # the hub's own cost is not sent
+    assert link.dropped == 5
+    assert "5 oldest samples dropped" in caplog.text or "1 oldest samples dropped" in caplog.text
+    link._acknowledged(list(link.buffer)[:4], {"ts": 8.0})
+    assert [s["ts"] for s in link.buffer] == [float(i) for i in range(9, 15)]
