@@ -27,6 +27,7 @@ import requests
 
 from bench import glances
 from bench.cost import ProcessMeter, psutil_floor_tick, sampler_tick
+from server.fleet.tokens import token_hash
 from server.store import HistoryStore
 from testkit.serverproc import ROOT, ServerProcess
 from testkit.sioclient import RecordingClient, open_socket
@@ -311,6 +312,128 @@ class Bench:
         finally:
             server.stop()
 
+    # 6. the fleet: a hub with simulated agents, and a real agent's own cost
+    def fleet_cost(self) -> None:
+        counts = [100, 500] if self.quick else [100, 500, 1000]
+        seconds = 20 if self.quick else 40
+        print(f"6. Fleet: a hub and N simulated agents at 1 Hz, {seconds} s each", flush=True)
+        for count in counts:
+            f = self.fleet_once(count, seconds)
+            self.add("fleet", f"N={count}: samples acknowledged", [f["acked_ratio"]], "%",
+                     "target: nothing dropped")  # fmt: skip
+            self.add("fleet", f"N={count}: hub CPU", [f["cpu"]], "%",
+                     "target: 1,000 agents inside one core" if count == 1000 else "")  # fmt: skip
+            self.add("fleet", f"N={count}: hub CPU per agent sample", [f["us_per_sample"]], "µs")
+            self.add("fleet", f"N={count}: hub RSS", [f["rss"]], "MiB")
+            self.add("fleet", f"N={count}: agent to page delay p99", [f["delay_p99_ms"]], "ms",
+                     "target < 500 ms")  # fmt: skip
+            self.add("fleet", f"N={count}: fleet page bytes per host per second",
+                     [f["fleet_bytes_per_host"]], "B", "target <= 150")  # fmt: skip
+        self.agent_cost()
+
+    def fleet_once(self, count: int, seconds: float) -> dict[str, Any]:
+        import socketio
+
+        from server.fleet.tokens import AgentTokens
+
+        data = Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
+        tokens = AgentTokens(str(data))
+        lines = []
+        for i in range(count):
+            name = f"sim-{i:04d}"
+            token = f"bench-token-{i:04d}-" + "x" * 24
+            tokens._names[name] = {"hash": token_hash(token), "added": 0}
+            lines.append(f"{name} {token}")
+        tokens._write()
+        token_file = data / "tokens.txt"
+        token_file.write_text("\n".join(lines) + "\n")
+        server = self.server("--async-mode", "eventlet", data_dir=data)
+        ramp = count / 150
+        load = subprocess.Popen(
+            [sys.executable, "-m", "bench.agentload", server.url, str(token_file),
+             str(seconds + 5)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(ramp + 5)  # every agent connected and sending
+            delays: list[float] = []
+            page = socketio.Client()
+            page.on("metrics", lambda d: delays.append(time.time() - d["ts"]))
+            page.connect(server.url, auth={"host": "sim-0000"}, transports=["websocket"])
+            fleet_bytes: list[int] = []
+            wall = socketio.Client()
+            wall.on(
+                "fleet", lambda d: fleet_bytes.append(len(json.dumps(d, separators=(",", ":"))))
+            )
+            wall.connect(server.url, auth={"view": "fleet"}, transports=["websocket"])
+            meter = ProcessMeter(server.proc.pid)  # type: ignore[union-attr]
+            meter.start()
+            time.sleep(seconds - 5)
+            cpu, rss = meter.stop()
+            page.disconnect()
+            wall.disconnect()
+            out, _ = load.communicate(timeout=seconds + ramp + 120)
+            result = json.loads(out.strip().splitlines()[-1])
+        finally:
+            if load.poll() is None:
+                load.kill()
+            server.stop()
+        if result["errors"]:
+            print(f"  agent errors: {result['errors']}")
+        window = seconds - 5
+        hosts = count + 1
+        return {
+            "acked_ratio": 100 * result["acked"] / max(result["sent"], 1),
+            "cpu": cpu,
+            "us_per_sample": cpu / 100 * window / max(count * window, 1) * 1e6,
+            "rss": rss,
+            "delay_p99_ms": 1000 * statistics.quantiles(delays, n=100)[98]
+            if len(delays) > 2
+            else 0.0,
+            "fleet_bytes_per_host": statistics.median(fleet_bytes) / hosts if fleet_bytes else 0.0,
+        }
+
+    def agent_cost(self) -> None:
+        """A real agent on this host, against today's single-host server sampling alone."""
+        from server.fleet.tokens import AgentTokens
+
+        data = Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
+        token = AgentTokens(str(data)).add("bench-agent")
+        hub = self.server("--async-mode", "eventlet", data_dir=data)
+        agent_cpu, agent_rss, single_cpu, single_rss = [], [], [], []
+        try:
+            for _ in range(self.repeat):
+                logs = Path(tempfile.mkdtemp(dir=self.workdir))
+                agent = subprocess.Popen(
+                    [sys.executable, "-m", "server", "agent", "--hub-url", hub.url,
+                     "--log-dir", str(logs), "--data-dir", str(logs)],
+                    cwd=ROOT, env={**os.environ, "DASHBOARD_HUB_TOKEN": token},
+                )  # fmt: skip
+                try:
+                    time.sleep(5)
+                    c, r = ProcessMeter(agent.pid).measure(self.idle_seconds)
+                    agent_cpu.append(c)
+                    agent_rss.append(r)
+                finally:
+                    agent.terminate()
+                    agent.wait(10)
+                single = self.server("--async-mode", "eventlet")
+                try:
+                    time.sleep(5)
+                    c, r = ProcessMeter(single.proc.pid).measure(self.idle_seconds)  # type: ignore[union-attr]
+                    single_cpu.append(c)
+                    single_rss.append(r)
+                finally:
+                    single.stop()
+        finally:
+            hub.stop()
+        self.add("fleet", "agent CPU (sampler and link)", agent_cpu, "%")
+        self.add("fleet", "single-host server CPU, no page", single_cpu, "%")
+        self.add("fleet", "ratio agent / single-host server",
+                 [a / b for a, b in zip(agent_cpu, single_cpu, strict=True)], "x",
+                 "target <= 1.2")  # fmt: skip
+        self.add("fleet", "agent RSS", agent_rss, "MiB", "target <= 40 MiB")
+
     # 5. connect cost
     def connect_cost(self) -> None:
         print("5. Connect cost with a full history (900 samples)", flush=True)
@@ -431,7 +554,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter steps, for a trial run")
     parser.add_argument(
         "--only",
-        choices=["sampler", "protections", "idle", "fanout", "connect", "store"],
+        choices=["sampler", "protections", "idle", "fanout", "connect", "store", "fleet"],
         action="append",
         help="run only these sections",
     )
@@ -444,7 +567,9 @@ def main() -> None:
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    sections = args.only or ["sampler", "protections", "idle", "fanout", "connect", "store"]
+    sections = args.only or [
+        "sampler", "protections", "idle", "fanout", "connect", "store", "fleet"
+    ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp), args.skip_glances, args.baseline)
         started = time.time()
@@ -455,6 +580,7 @@ def main() -> None:
             "fanout": bench.fan_out,
             "connect": bench.connect_cost,
             "store": bench.store_cost,
+            "fleet": bench.fleet_cost,
         }
         for name in sections:
             steps[name]()
