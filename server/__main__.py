@@ -74,7 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             socketio.emit("shutdown", {"reason": "the server is stopping"})
 
     signal.signal(signal.SIGTERM, _exit_handler(config, announce))
-    state.start()
+    try:
+        state.start()
+    except Exception as exc:  # LeaseTaken, or a message queue that can't be reached
+        from server.queue import LeaseTaken
+
+        if not isinstance(exc, LeaseTaken) and config.role != "core":
+            raise
+        print(f"python -m server: error: setting 'role' core: {exc}", file=sys.stderr)
+        return 2
     log.info(
         "serving http://%s:%d/ (async mode %s)", *listener.getsockname()[:2], config.async_mode
     )

@@ -212,7 +212,7 @@ def alerts(host_id: str | None = None) -> ResponseReturnValue:
 @api.get("/healthz")
 def healthz() -> ResponseReturnValue:
     state = _state()
-    age = state.sampler.last_sample_age()
+    age = state.fleet.local.last_sample_age()  # a web process: the core's latest it relayed
     # Stalled: more than three ticks (at least five seconds) without a sample.
     limit = max(3 * state.config.interval, 5.0)
     body: dict[str, Any] = {"last_sample_age": None if age is None else round(age, 3)}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any
 
 from flask import Flask
 from flask_socketio import SocketIO
 
-from server import __version__, access, api, events, metrics_export, pages
+from server import __version__, access, api, events, metrics_export, pages, queue
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
@@ -25,6 +26,7 @@ from server.store import HistoryStore, Retention
 from server.worker import Sampler
 
 TOKENS_EVERY = 5  # ticks between looks at the agents file (add-agent, remove-agent)
+MIRROR_EVERY = 5  # ticks between the core's mirrors of statics and alerts (role core)
 
 
 class _Labelled:
@@ -46,10 +48,27 @@ def host_id_of(hostname: str) -> str:
 
 
 def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
-    """Build the Flask app and its SocketIO; the Sampler is made, not started."""
+    """Build the Flask app and its SocketIO; the Sampler is made, not started.
+
+    role all: one process does everything (no message queue). role core: the
+    same, publishing through the queue, without pages of its own behind
+    Nginx. role web: pages, REST and sockets only, kept up to date from the
+    queue (server/queue.py); it never samples and never writes the store.
+    """
     config = config or Config()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    observed: list[Any] = []  # the web's view, once built (the manager starts first)
+
+    def observe(event: str, data: Any) -> None:
+        if observed:
+            observed[0](event, data)
+
+    managers: dict[str, Any] = {}
+    if config.role == "core":
+        managers["client_manager"] = queue.core_manager(config.message_queue)
+    elif config.role == "web":
+        managers["client_manager"] = queue.ObservingManager(config.message_queue, observe)
     socketio = SocketIO(
         app,
         async_mode=config.async_mode,
@@ -62,6 +81,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         cors_credentials=bool(config.cors_origins),
         logger=False,
         engineio_logger=False,
+        **managers,
     )
 
     def to_room(room: str) -> Any:
@@ -88,7 +108,6 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         max_bytes=config.history_max_mb * 1024 * 1024,
         local_host=local_id,
     )
-    store.open()
     own = OwnUsage()
     gates = access.install(app, config)
 
@@ -106,11 +125,17 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         """Once a second, after the hub's own sample: states, tiles, the agents file."""
         fleet.local.seen(sample)
         fleet.judge()
-        if fleet.viewers:  # no page, no tiles to send
+        # The core's fleet pages are on web processes it can't count.
+        if fleet.viewers or config.role == "core":
             socketio.emit("fleet", fleet.summary(), to="fleet")
         ticks[0] += 1
         if ticks[0] % TOKENS_EVERY == 0 and run_blocking(tokens.reload):
             link.revoke_missing()
+        if config.role == "core" and ticks[0] % MIRROR_EVERY == 1:
+            mirror = fleet.mirror()
+            socketio.emit("mirror", mirror, to="mirror")  # no page joins it: for web processes
+            assert lease is not None
+            socketio.start_background_task(lease.mirror, mirror)
 
     sampler = Sampler(
         _Labelled(DynamicData(top_processes=config.top_processes), local_id),
@@ -120,16 +145,33 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         server_stats=server_stats,
         observers=[local_notifier, store.add, fleet_tick],
     )
-    sampler.preload(store.recent(config.history_seconds))
 
     def make_host(host_id: str) -> Host:
         return Host(host_id, make_notifier(host_id, 1), config.interval, config.history_seconds)
 
-    local = Host(local_id, local_notifier, config.interval, config.history_seconds, sampler)
+    local = Host(
+        local_id,
+        local_notifier,
+        config.interval,
+        config.history_seconds,
+        None if config.role == "web" else sampler,
+    )
     local.static = static.as_dict()
     fleet = Fleet(local, make_host, lambda event, data, room: socketio.emit(event, data, to=room))
     tokens = AgentTokens(config.data_dir)
-    for name in tokens.names:  # the agents' recent history, for their pages after a restart
+    if config.role == "web":
+        observed.append(functools.partial(fleet.observe))
+        # python-socketio starts the queue's listener with the first client;
+        # a web process keeps its view of the stream from the start.
+        socketio.server.manager_initialized = True
+        socketio.server.manager.initialize()
+        fleet.apply_mirror(queue.read_mirror(config.message_queue) or {})
+    else:
+        store.open()
+    names = tokens.names if config.role != "web" else [h for h in fleet.hosts if h != local_id]
+    if config.role == "web":
+        local.preload(store.recent(config.history_seconds))
+    for name in names:  # the agents' recent history, for their pages after a restart
         fleet.ensure(name).preload(store.recent(config.history_seconds, host=name))
 
     def publish(host: Host, sample: dict[str, Any]) -> None:
@@ -139,7 +181,12 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         host.notifier(sample)
 
     link = AgentLink(fleet, tokens, publish, lambda host, s: store.add(s, host=host.id))
-    socketio.server.register_namespace(link)
+    if config.role != "web":  # agents report to the core (Nginx routes them there)
+        sampler.preload(store.recent(config.history_seconds))
+        socketio.server.register_namespace(link)
+    lease = (
+        queue.CoreLease(config.message_queue, config.interval) if config.role == "core" else None
+    )
     state = DashboardState(
         config=config,
         static=static,
@@ -150,6 +197,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         access=gates,
         fleet=fleet,
         link=link,
+        lease=lease,
     )
     state.registry = metrics_export.build_registry(state)
     app.extensions["dashboard"] = state

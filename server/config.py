@@ -107,6 +107,18 @@ def _url(raw: Any) -> str:
     return text.rstrip("/")
 
 
+def _queue_url(raw: Any) -> str:
+    text = _text(raw)
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise ValueError("a Redis URL, like redis://:PASSWORD@127.0.0.1:6379/0")
+    if not parsed.password:
+        # Every process of the machine can reach a loopback Redis: the queue
+        # carries host metrics and decides which process is the core.
+        raise ValueError("a Redis URL with a password (redis://:PASSWORD@host:port/db)")
+    return text
+
+
 def _token(raw: Any) -> str:
     text = _text(raw)
     if not 20 <= len(text) <= 200:
@@ -204,6 +216,14 @@ class Config:
     hub_ca_file: str = setting("", _text, "as an agent: a CA file to verify an https hub with")
     agent_buffer_seconds: int = setting(
         900, _integer(10, 86400), "as an agent: seconds of samples kept while the hub is away"
+    )
+    role: str = setting(
+        "all",
+        _choice("all", "core", "web"),
+        "all (one process), core (sampler, agents, store) or web (pages) on message_queue",
+    )
+    message_queue: str = setting(
+        "", _queue_url, "Redis URL shared by the core and the web processes (role core/web)"
     )
     fleet_view: str = setting(
         "auto",
@@ -333,12 +353,18 @@ def load(
         try:
             values[name] = PARSERS[name](value)
         except ValueError as exc:
-            shown = "(hidden)" if name in ("password_hash", "hub_token") else repr(value)
+            secret = name in ("password_hash", "hub_token", "message_queue")
+            shown = "(hidden)" if secret else repr(value)
             raise ConfigError(
                 f"setting {name!r} (from {source}) must be {exc}, got {shown}"
             ) from None
     config = Config(**values)
     _check_exposure(config)
+    if (config.role == "all") != (not config.message_queue):
+        raise ConfigError(
+            "setting 'role'/'message_queue': role core and role web need a message_queue, "
+            "and a message_queue needs role core or web"
+        )
     return config
 
 

@@ -48,7 +48,7 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
         view = auth if isinstance(auth, dict) else {}
         sid: str = request.sid  # type: ignore[attr-defined]
         if view.get("view") == "fleet":
-            emit("fleet", state.fleet.summary(sparks=True))
+            emit("fleet", state.fleet.summary(sparks=True), ignore_queue=True)
             join_room("fleet")
             state.fleet.viewers.add(sid)
             return
@@ -60,9 +60,11 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
         static = host.static or {"host": host.id, "hostname": host.id}
 
         def greet(history: list[dict[str, object]]) -> None:
-            emit("static", static)
-            emit("history", {"samples": history})
-            emit("alerts", host.alerts.snapshot())
+            # ignore_queue: one addressee, on this process; on a message queue
+            # it would otherwise travel through Redis to every process.
+            emit("static", static, ignore_queue=True)
+            emit("history", {"samples": history}, ignore_queue=True)
+            emit("alerts", host.alerts.snapshot(), ignore_queue=True)
             join_room(f"host:{host.id}")
 
         # Under the host's publish lock: no `metrics` can slip in before `history`.

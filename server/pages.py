@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from flask import (
     Blueprint,
     Flask,
@@ -20,6 +22,7 @@ from server.fleet.hosts import Host
 from server.state import current_state
 
 pages = Blueprint("pages", __name__)
+ROUTE_COOKIE = "dashboard_route"
 
 # Only the page's own scripts, styles and socket; uPlot sets element styles
 # from script (allowed by CSSOM), never inline <style> or <script>.
@@ -36,8 +39,23 @@ def index() -> ResponseReturnValue:
     state = current_state()
     view = state.config.fleet_view
     if view == "fleet" or (view == "auto" and len(state.fleet.hosts) > 1):
-        return render_template("fleet.html", interval=state.config.interval)
+        return _routed(render_template("fleet.html", interval=state.config.interval))
     return _host_page(state.fleet.local, own=True)
+
+
+def _routed(body: str) -> Response:
+    """A page, with the route cookie that Nginx hashes to pick a web process.
+
+    Behind several web processes, a Socket.IO session on the polling
+    transport must reach the same one each time: the cookie (random, no
+    meaning of its own) keeps a browser on one, and spreads browsers over all.
+    """
+    response = Response(body, mimetype="text/html")
+    if ROUTE_COOKIE not in request.cookies:
+        response.set_cookie(
+            ROUTE_COOKIE, secrets.token_hex(8), max_age=30 * 86400, httponly=True, samesite="Lax"
+        )
+    return response
 
 
 @pages.get("/host/<host_id>")
@@ -50,13 +68,15 @@ def host_page(host_id: str) -> ResponseReturnValue:
 
 def _host_page(host: Host, own: bool) -> ResponseReturnValue:
     state = current_state()
-    return render_template(
-        "index.html",
-        static=host.static or {"hostname": host.id, "interval": state.config.interval},
-        host_id="" if own else host.id,  # "": the page of old, the hub's own host
-        history_url=url_for("api.history", host_id=None if own else host.id),
-        fleet=len(state.fleet.hosts) > 1,
-        version=state.static.version,
+    return _routed(
+        render_template(
+            "index.html",
+            static=host.static or {"hostname": host.id, "interval": state.config.interval},
+            host_id="" if own else host.id,  # "": the page of old, the hub's own host
+            history_url=url_for("api.history", host_id=None if own else host.id),
+            fleet=len(state.fleet.hosts) > 1,
+            version=state.static.version,
+        )
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 from flask import current_app
 from prometheus_client import CollectorRegistry
@@ -14,6 +15,7 @@ from server.config import Config
 from server.data import StaticData
 from server.fleet.hosts import Fleet
 from server.fleet.hub import AgentLink
+from server.queue import CoreLease
 from server.store import HistoryStore
 from server.worker import Sampler
 
@@ -29,21 +31,33 @@ class DashboardState:
     access: Access
     fleet: Fleet
     link: AgentLink
+    lease: CoreLease | None = None  # role core: the one-core lease on the message queue
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
+    _stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     @property
     def clients(self) -> int:
         return self.access.caps.connected
 
     def start(self) -> None:
+        if self.config.role == "web":
+            return  # pages only: the core samples, stores and alerts
+        if self.lease is not None:
+            self.lease.acquire()  # raises LeaseTaken: one core at a time
+            threading.Thread(target=self.lease.keep, args=(self._stopping,), daemon=True).start()
         self.webhooks.start()
         self.store.start()
         self.sampler.start()
 
     def stop(self) -> None:
+        if self.config.role == "web":
+            return
         self.sampler.stop()
         self.store.stop()  # writes what is pending: nothing is lost on SIGTERM
         self.webhooks.stop()
+        self._stopping.set()
+        if self.lease is not None:
+            self.lease.release()
 
 
 def current_state() -> DashboardState:

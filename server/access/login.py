@@ -137,6 +137,10 @@ class Sessions:
         self._clock = clock
         self._path = os.path.join(config.data_dir, "revoked_sessions.json")
         self._revoked: dict[str, float] = self._load()
+        # Several web processes share the file: each rereads it when it changed,
+        # looking at most once a second (a stat, off the event loop).
+        self._mtime = self._stat()
+        self._looked = time.monotonic()
         self._lock = threading.Lock()
         self.on_end: list[Callable[[str], None]] = []  # e.g. close that session's sockets
 
@@ -162,6 +166,7 @@ class Sessions:
         began, seen = session.get("iat"), session.get("seen")
         if not isinstance(began, int | float) or not isinstance(seen, int | float):
             return None
+        self._refresh()
         if now - began > self.lifetime or now - seen > self.idle or sid in self._revoked:
             return None
         if session.get("fp") != self.fingerprint(user):
@@ -183,6 +188,21 @@ class Sessions:
         run_blocking(_write_private_json, self._path, revoked)
         for callback in self.on_end:
             callback(sid)
+
+    def _stat(self) -> float | None:
+        try:
+            return os.stat(self._path).st_mtime
+        except OSError:
+            return None
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._looked < 1.0:
+            return
+        self._looked = time.monotonic()
+        mtime = run_blocking(self._stat)
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self._revoked = run_blocking(self._load)
 
     def _load(self) -> dict[str, float]:
         try:

@@ -16,6 +16,7 @@ import math
 import signal
 import threading
 import time
+import urllib.parse
 from collections import deque
 from types import FrameType
 from typing import Any
@@ -37,7 +38,12 @@ class Link:
     """The buffer of samples not yet acknowledged, and the one thread that sends them."""
 
     def __init__(self, config: Config, static: dict[str, Any]) -> None:
-        self.url = config.hub_url
+        # https://hub/agents: the hub's Nginx sends the /agents/socket.io/ path
+        # to the core; a bare https://hub uses /socket.io/.
+        parsed = urllib.parse.urlsplit(config.hub_url)
+        self.url = f"{parsed.scheme}://{parsed.netloc}"
+        prefix = parsed.path.strip("/")
+        self.socketio_path = f"{prefix}/socket.io" if prefix else "socket.io"
         self.token = config.hub_token
         self.static = static
         self.buffer: deque[Sample] = deque(
@@ -100,6 +106,7 @@ class Link:
                 auth={"token": self.token},
                 transports=["websocket"],
                 namespaces=[NAMESPACE],
+                socketio_path=self.socketio_path,
                 wait_timeout=10,
                 retry=True,
             )

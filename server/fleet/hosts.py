@@ -216,6 +216,8 @@ class Fleet:
         self._emit = emit  # (event, data, room)
         self.hosts: dict[str, Host] = {local.id: local}
         self.viewers: set[str] = set()  # Socket.IO ids of the open fleet pages
+        # A web process's copy of the core's tiles (role web); None: judged here.
+        self.mirrored: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def get(self, host_id: str) -> Host | None:
@@ -250,6 +252,12 @@ class Fleet:
 
     def summary(self, sparks: bool = False) -> dict[str, Any]:
         """The `fleet` payload: every tile, worst first, and the count by state."""
+        if self.mirrored is not None:
+            copy = dict(self.mirrored)
+            if sparks:
+                copy["sparks"] = {h.id: list(h.spark) for h in list(self.hosts.values())}
+                copy["spark_step"] = SPARK_STEP
+            return copy
         tiles = sorted(
             (h.tile() for h in list(self.hosts.values())),
             key=lambda t: (RANK[t["state"]], t["name"]),
@@ -262,3 +270,46 @@ class Fleet:
             payload["sparks"] = {h.id: list(h.spark) for h in list(self.hosts.values())}
             payload["spark_step"] = SPARK_STEP
         return payload
+
+    # ---- a web process's view of the core's stream (role web)
+
+    def mirror(self) -> dict[str, Any]:
+        """What a web process needs that the stream does not carry: statics, alerts, tiles."""
+        hosts = list(self.hosts.values())
+        return {
+            "local": self.local.id,
+            "statics": {h.id: h.static for h in hosts if h.static},
+            "alerts": {h.id: h.alerts.snapshot() for h in hosts},
+            "fleet": self.summary(),
+        }
+
+    def apply_mirror(self, mirror: dict[str, Any]) -> None:
+        for host_id, static in (mirror.get("statics") or {}).items():
+            host = self.ensure(host_id)
+            if host is not self.local or host.static is None:
+                host.static = static
+        for host_id, snapshot in (mirror.get("alerts") or {}).items():
+            engine = self.ensure(host_id).alerts
+            engine.active = {a["rule"]: a for a in snapshot.get("active", [])}
+            engine.recent.clear()
+            engine.recent.extend(snapshot.get("recent", []))
+        if mirror.get("fleet"):
+            self.mirrored = mirror["fleet"]
+
+    def observe(self, event: str, data: Any) -> None:
+        """An event the core published, seen on its way to this process's pages."""
+        if not isinstance(data, dict):
+            return
+        if event == "metrics" and isinstance(data.get("host"), str):
+            host = self.ensure(data["host"])
+            host.link(True)
+            if host.take(data, lambda sample: None):  # the manager sends it on
+                host.seen(data)
+        elif event == "fleet":
+            self.mirrored = data
+        elif event == "alert" and isinstance(data.get("host"), str):
+            self.ensure(data["host"]).alerts.record(dict(data))
+        elif event == "host_state" and data.get("host") in self.hosts:
+            self.hosts[data["host"]].state = str(data.get("state"))
+        elif event == "mirror":
+            self.apply_mirror(data)

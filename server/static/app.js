@@ -420,8 +420,8 @@
 
   setInterval(() => {
     if (uptimeBase) setText("uptime", duration(uptimeBase[0] + (performance.now() - uptimeBase[1]) / 1000));
-    checkStale();
   }, 1000);
+  setInterval(() => checkStale(), 250);
 
   // ---------------------------------------------------------------- connection
 
@@ -441,7 +441,9 @@
       if (!navigator.onLine || performance.now() - disconnectedAt > 30000) setStatus("offline", "offline");
       return;
     }
-    if (lastMessageAt && performance.now() - lastMessageAt > Math.max(3 * interval, 5) * 1000) {
+    // Three intervals without a sample (the socket up): the sampler, or the
+    // core behind a web process, is gone. It says so within a quarter second.
+    if (lastMessageAt && performance.now() - lastMessageAt > 3 * interval * 1000) {
       setStatus("reconnecting", "stalled");
     }
   }
