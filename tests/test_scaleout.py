@@ -7,6 +7,7 @@ leaves it whole (core, both webs, Redis up) for the next.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import socket
