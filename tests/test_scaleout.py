@@ -171,16 +171,14 @@ def test_a_killed_web_process_hands_its_clients_to_the_other(tier: Tier) -> None
         before = {id(c): len(c.received("history")) for c in moved}
         killed = time.monotonic()
         victim.stop(sig=9)
+
+        def live_again(recording: RecordingClient) -> bool:
+            times = recording.times("metrics")
+            return bool(recording.sio.connected and times and times[-1] > killed)
+
         for recording in moved:
             # Those on the dead one connect again through Nginx, to the other.
-            wait_until(
-                lambda r=recording: (
-                    r.sio.connected
-                    and len(r.received("metrics")) > 0
-                    and r.times("metrics")[-1] > killed
-                ),
-                timeout=8,
-            )
+            wait_until(functools.partial(live_again, recording), timeout=8)
         assert time.monotonic() - killed <= 8
         again = [c for c in moved if len(c.received("history")) > before[id(c)]]
         assert again, "no client was on the killed process"
