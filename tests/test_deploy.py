@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from testkit.serverproc import ROOT
 from tests.conftest import require_binary
 from tests.deploytools import (
@@ -31,19 +33,49 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def test_committed_site_is_the_rendered_template() -> None:
+SITES = {"dashboard.conf": 0, "dashboard-scaled.conf": 2}  # file -> web_workers
+
+
+@pytest.mark.parametrize(("name", "workers"), SITES.items())
+def test_committed_site_is_the_rendered_template(name: str, workers: int) -> None:
     puppet = require_binary("puppet")
-    rendered = render_epp(puppet, SITE_TEMPLATE, DEFAULT_SITE_VALUES)
-    committed = (ROOT / "deploy" / "nginx" / "dashboard.conf").read_text()
+    values = {**DEFAULT_SITE_VALUES, **({"web_workers": workers} if workers else {})}
+    rendered = render_epp(puppet, SITE_TEMPLATE, values)
+    committed = (ROOT / "deploy" / "nginx" / name).read_text()
     assert rendered == committed, "run scripts/render-nginx.sh after changing the template"
 
 
-def test_nginx_accepts_the_committed_site(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", SITES)
+def test_nginx_accepts_the_committed_site(tmp_path: Path, name: str) -> None:
     nginx = require_binary("nginx")
-    site = (ROOT / "deploy" / "nginx" / "dashboard.conf").read_text()
+    site = (ROOT / "deploy" / "nginx" / name).read_text()
     result = nginx_test(nginx, tmp_path, site)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr
+
+
+def test_the_module_with_web_workers() -> None:
+    """A core, two web processes and a Redis of their own, in one catalog."""
+    result = apply_noop(
+        "-e",
+        f"class {{ 'dashboard': source_dir => '{ROOT}', allow_anonymous => true, "
+        "web_workers => 2, queue_password => 'a-queue-password-1' }",
+    )
+    assert result.returncode in (0, 2), result.stdout + result.stderr
+    for resource in (
+        "Service[dashboard-web@5001]",
+        "Service[dashboard-web@5002]",
+        "Service[dashboard-redis]",
+        "File[/etc/systemd/system/dashboard-web@.service]",
+    ):
+        assert resource in result.stdout, resource
+    refused = apply_noop(
+        "-e",
+        f"class {{ 'dashboard': source_dir => '{ROOT}', allow_anonymous => true, "
+        "web_workers => 2 }",
+    )
+    assert refused.returncode not in (0, 2)
+    assert "needs queue_password" in refused.stdout + refused.stderr
 
 
 def test_nginx_accepts_the_site_as_puppet_renders_it(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@
 # @param data_dir The app's writable data directory.
 # @param password_hash The login password's hash (`python -m server hash-password`).
 # @param allow_anonymous Serve without a login; only for a demo, on purpose.
+# @param web_workers 0: one process does everything. N: a core process on
+#   app_port and N web processes on the next N ports, on a Redis of their own.
+# @param queue_password The password of that Redis (needed when web_workers > 0).
 class dashboard (
   Pattern[/\A\//] $install_dir = '/opt/dashboard',
   Pattern[/\A\//] $source_dir = '/vagrant',
@@ -21,14 +24,29 @@ class dashboard (
   Pattern[/\A\//] $data_dir = '/var/lib/dashboard',
   Optional[Pattern[/\A(scrypt|pbkdf2):/]] $password_hash = undef,
   Boolean $allow_anonymous = false,
+  Integer[0, 32] $web_workers = 0,
+  Optional[String[16]] $queue_password = undef,
 ) {
   # Host metrics and process names are sensitive: no login only on purpose.
   if $password_hash == undef and !$allow_anonymous {
     fail('dashboard: set password_hash (python -m server hash-password) or allow_anonymous => true')
   }
 
+  if $web_workers > 0 and $queue_password == undef {
+    fail('dashboard: web_workers needs queue_password (16 characters or more) for its Redis')
+  }
+
   $venv = "${install_dir}/.venv"
   $config_file = '/etc/dashboard/dashboard.toml'
+  $queue_port = $app_port + 100
+  $message_queue = $web_workers ? {
+    0       => undef,
+    default => "redis://:${queue_password}@127.0.0.1:${queue_port}/0",
+  }
+  $main_role = $web_workers ? {
+    0       => 'all',
+    default => 'core',
+  }
 
   package { ['python3', 'python3-venv', 'nginx']:
     ensure => installed,
@@ -65,7 +83,7 @@ class dashboard (
     owner   => 'root',
     group   => 'root',
     # The app, its packaging and the error page; not the tests or the VM's state.
-    ignore  => ['.git', '.venv', '.vagrant', '.ci', 'logs', 'data', 'tests', 'bench', 'docs',
+    ignore  => ['.git', '.venv', '.vagrant', '.ci', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs',
     '__pycache__', '*.pyc', '*.egg-info'],
   }
 
@@ -102,6 +120,7 @@ class dashboard (
         'server_name'     => $server_name,
         'password_hash'   => $password_hash,
         'allow_anonymous' => $allow_anonymous,
+        'message_queue'   => $message_queue,
     }),
   }
 
@@ -116,7 +135,71 @@ class dashboard (
         'config_file' => $config_file,
         'log_dir'     => $log_dir,
         'data_dir'    => $data_dir,
+        'role'        => $main_role,
+        'port'        => '',
     }),
+  }
+
+  if $web_workers > 0 {
+    # Web processes: one systemd instance per port (dashboard-web@5001 ...).
+    file { '/etc/systemd/system/dashboard-web@.service':
+      ensure  => file,
+      owner   => 'root',
+      group   => 'root',
+      mode    => '0644',
+      content => epp('dashboard/dashboard.service.epp', {
+          'install_dir' => $install_dir,
+          'user'        => $user,
+          'config_file' => $config_file,
+          'log_dir'     => $log_dir,
+          'data_dir'    => $data_dir,
+          'role'        => 'web',
+          'port'        => '%i',
+      }),
+      notify  => Exec['dashboard-systemd-reload'],
+    }
+
+    package { 'redis-server':
+      ensure => installed,
+    }
+
+    # A Redis of the dashboard's own: loopback only, a password, nothing on disk.
+    file { '/etc/dashboard/redis.conf':
+      ensure  => file,
+      owner   => 'root',
+      group   => $user,
+      mode    => '0640',
+      content => epp('dashboard/redis.conf.epp', {
+          'port'     => $queue_port,
+          'password' => $queue_password,
+      }),
+    }
+
+    file { '/etc/systemd/system/dashboard-redis.service':
+      ensure  => file,
+      owner   => 'root',
+      group   => 'root',
+      mode    => '0644',
+      content => epp('dashboard/dashboard-redis.service.epp', { 'user' => $user }),
+      notify  => Exec['dashboard-systemd-reload'],
+    }
+
+    service { 'dashboard-redis':
+      ensure    => running,
+      enable    => true,
+      require   => [Package['redis-server'], Exec['dashboard-systemd-reload']],
+      subscribe => File['/etc/dashboard/redis.conf'],
+      before    => Service['dashboard'],
+    }
+
+    Integer[1, $web_workers].each |$i| {
+      service { "dashboard-web@${$app_port + $i}":
+        ensure    => running,
+        enable    => true,
+        require   => [Exec['dashboard-systemd-reload'], Service['dashboard']],
+        subscribe => [Exec['dashboard-install'], File[$config_file]],
+      }
+    }
   }
 
   exec { 'dashboard-systemd-reload':
@@ -143,6 +226,7 @@ class dashboard (
         'app_port'    => $app_port,
         'static_dir'  => "${install_dir}/server/static",
         'errors_dir'  => "${install_dir}/deploy/nginx/errors",
+        'web_workers' => $web_workers,
     }),
     require => Package['nginx'],
   }
