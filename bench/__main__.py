@@ -434,6 +434,93 @@ class Bench:
                  "target <= 1.2")  # fmt: skip
         self.add("fleet", "agent RSS", agent_rss, "MiB", "target <= 40 MiB")
 
+    # 7. more than one process: a core and web processes on Redis, against one process
+    def scale_out(self) -> None:
+        counts = [1000, 5000] if self.quick else [1000, 5000, 10000]
+        seconds = 10 if self.quick else 20
+        print(
+            f"7. Scale-out: fan-out with web processes on Redis, {seconds} s per step", flush=True
+        )
+        p99: dict[tuple[str, int], float] = {}
+        for setup in ("one process", "core + 1 web", "core + 2 webs", "core + 2 webs via Nginx"):
+            for count in counts:
+                f = self.scale_out_once(setup, count, seconds)
+                ratio = 100 * f["delivered"] / f["expected"] if f["expected"] else 0.0
+                target = {5000: "target >= 99.9 %, p99 < 250 ms", 10000: "target p99 < 500 ms"}
+                self.add("scaleout", f"{setup}, N={count}: delivered", [ratio], "%",
+                         target.get(count, ""))  # fmt: skip
+                self.add("scaleout", f"{setup}, N={count}: delay p99",
+                         [f["delay_p99_ms"] or 0.0], "ms")  # fmt: skip
+                self.add("scaleout", f"{setup}, N={count}: CPU per client per broadcast",
+                         [f["us_per_send"]], "µs")  # fmt: skip
+                p99[setup, count] = f["delay_p99_ms"] or 0.0
+        for count in counts:
+            one = p99.get(("one process", count)) or 1.0
+            self.add("scaleout", f"N={count}: p99 ratio 2 webs : 1 process",
+                     [p99[("core + 2 webs", count)] / one], "x")  # fmt: skip
+
+    def scale_out_once(self, setup: str, count: int, seconds: float) -> dict[str, Any]:
+        from testkit.deploytools import DEFAULT_SITE_VALUES, SITE_TEMPLATE, NginxProcess, render_epp
+        from testkit.redisproc import RedisProcess
+        from testkit.serverproc import free_port
+
+        lifted = ["--max-connections-per-ip", "1000000", "--max-connections", "1000000"]
+        work = Path(tempfile.mkdtemp(dir=self.workdir))
+        processes: list[ServerProcess] = []
+        redis = nginx = None
+        try:
+            if setup == "one process":
+                processes.append(self.server("--async-mode", "eventlet", *lifted))
+                urls = [processes[0].url]
+            else:
+                redis = RedisProcess("/usr/bin/redis-server", work / "redis").start()
+                webs = 1 if "1 web" in setup else 2
+                base = free_port()
+                queue = ["--message-queue", redis.url, "--data-dir", str(work / "data"), *lifted]
+                via = ["--proxy-hops", "1", "--allow-anonymous", "true"] if "Nginx" in setup else []
+                processes.append(
+                    ServerProcess(work / "core", "--role", "core", *queue, *via, port=base).start()
+                )
+                for i in range(1, webs + 1):
+                    processes.append(ServerProcess(
+                        work / f"web{i}", "--role", "web", *queue, *via, port=base + i
+                    ).start())  # fmt: skip
+                urls = [p.url for p in processes[1:]]
+                if "Nginx" in setup:
+                    port = free_port()
+                    values = {**DEFAULT_SITE_VALUES, "server_name": "127.0.0.1",
+                              "listen": f"127.0.0.1:{port}", "app_port": base,
+                              "static_dir": str(ROOT / "server" / "static"),
+                              "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
+                              "web_workers": webs}  # fmt: skip
+                    site = render_epp("/usr/bin/puppet", SITE_TEMPLATE, values)
+                    # Past Nginx's own per-address and worker connection limits, for the load.
+                    site = site.replace("limit_conn dashboard_per_ip 32;", "")
+                    nginx = NginxProcess(
+                        "/usr/sbin/nginx", work / "nginx", site, port, worker_connections=25_000
+                    )
+                    urls = [f"http://127.0.0.1:{port}"]
+            meters = [ProcessMeter(p.proc.pid) for p in processes]  # type: ignore[union-attr]
+            for meter in meters:
+                meter.start()
+            load = subprocess.run(
+                [sys.executable, "-m", "bench.loadclient", ",".join(urls), str(count),
+                 str(seconds), *(["--routes"] if nginx else [])],
+                capture_output=True, text=True, cwd=ROOT, timeout=seconds + 300, check=False,
+            )  # fmt: skip
+            cpu = sum(meter.stop()[0] for meter in meters)
+            figures: dict[str, Any] = json.loads(load.stdout.strip().splitlines()[-1])
+        finally:
+            if nginx is not None:
+                nginx.stop()
+            for process in processes:
+                process.stop()
+            if redis is not None:
+                redis.kill()
+        # CPU seconds a second, over clients times broadcasts a second (1 Hz).
+        figures["us_per_send"] = cpu / 100 / max(count, 1) * 1e6
+        return figures
+
     # 5. connect cost
     def connect_cost(self) -> None:
         print("5. Connect cost with a full history (900 samples)", flush=True)
@@ -554,7 +641,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter steps, for a trial run")
     parser.add_argument(
         "--only",
-        choices=["sampler", "protections", "idle", "fanout", "connect", "store", "fleet"],
+        choices=[
+            "sampler",
+            "protections",
+            "idle",
+            "fanout",
+            "connect",
+            "store",
+            "fleet",
+            "scaleout",
+        ],
         action="append",
         help="run only these sections",
     )
@@ -568,7 +664,7 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sections = args.only or [
-        "sampler", "protections", "idle", "fanout", "connect", "store", "fleet"
+        "sampler", "protections", "idle", "fanout", "connect", "store", "fleet", "scaleout"
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp), args.skip_glances, args.baseline)
@@ -581,6 +677,7 @@ def main() -> None:
             "connect": bench.connect_cost,
             "store": bench.store_cost,
             "fleet": bench.fleet_cost,
+            "scaleout": bench.scale_out,
         }
         for name in sections:
             steps[name]()

@@ -5,9 +5,11 @@ directly over asyncio holds thousands of sockets in one process. Each client
 connects, joins namespace "/", answers pings, and records the delay from each
 `metrics` sample's ts to its receipt. Prints one JSON line of results.
 
-    python -m bench.loadclient URL N SECONDS [--stall K]
+    python -m bench.loadclient URL[,URL...] N SECONDS [--stall K] [--routes]
 
+Several URLs: the clients are spread over them in turn (web processes, direct).
 --stall K: K of the clients stop reading after connecting (slow consumers).
+--routes: each client sends its own route cookie (Nginx hashes it to a web process).
 Loopback only; bounded in count and time.
 """
 
@@ -30,7 +32,9 @@ SEQ = re.compile(r'"seq":([0-9]+)')
 
 
 class Client:
-    def __init__(self, stall: bool = False) -> None:
+    def __init__(self, url: str, stall: bool = False, route: str | None = None) -> None:
+        self.url = url
+        self.route = route
         self.stall = stall
         self.delays: list[float] = []
         self.connected = False
@@ -38,8 +42,10 @@ class Client:
         self.error: str | None = None
 
 
-async def run_client(url: str, client: Client, until: float, connected: asyncio.Semaphore) -> None:
+async def run_client(client: Client, until: float, connected: asyncio.Semaphore) -> None:
+    url = client.url
     ws_url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    headers = {"Cookie": f"dashboard_route={client.route}"} if client.route else None
     try:
         async with connected:
             ws = await asyncio.wait_for(
@@ -50,6 +56,7 @@ async def run_client(url: str, client: Client, until: float, connected: asyncio.
                     ping_interval=None,
                     compression=None,
                     origin=url,  # type: ignore[arg-type]
+                    additional_headers=headers,
                 ),
                 timeout=60,
             )
@@ -88,15 +95,20 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main_async(url: str, count: int, seconds: float, stall: int) -> dict[str, Any]:
+async def main_async(
+    urls: list[str], count: int, seconds: float, stall: int, routes: bool = False
+) -> dict[str, Any]:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    clients = [Client(stall=i < stall) for i in range(count)]
+    clients = [
+        Client(urls[i % len(urls)], stall=i < stall, route=f"c{i}" if routes else None)
+        for i in range(count)
+    ]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     started = time.time()
     # Each client measures for `seconds` after the last one could have connected.
     until = started + seconds + max(10.0, count / 200)
-    tasks = [asyncio.create_task(run_client(url, c, until, gate)) for c in clients]
+    tasks = [asyncio.create_task(run_client(c, until, gate)) for c in clients]
     await asyncio.gather(*tasks)
     readers = [c for c in clients if not c.stall]
     delays = [d for c in readers for d in c.delays]
@@ -138,10 +150,13 @@ def main() -> None:
     parser.add_argument("count", type=int)
     parser.add_argument("seconds", type=float)
     parser.add_argument("--stall", type=int, default=0)
+    parser.add_argument("--routes", action="store_true")
     args = parser.parse_args()
-    if not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+    urls = args.url.split(",")
+    if not all(u.startswith(("http://127.", "http://localhost", "http://[::1]")) for u in urls):
         raise SystemExit("loadclient only targets loopback")
-    print(json.dumps(asyncio.run(main_async(args.url, args.count, args.seconds, args.stall))))
+    result = main_async(urls, args.count, args.seconds, args.stall, args.routes)
+    print(json.dumps(asyncio.run(result)))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,9 @@ NAMED = ("add-agent", "remove-agent")
 
 def _agent(config: Config) -> int:
     """Only the sampler and the link to the hub: no Flask, no eventlet, no port."""
+    # The link is WebSocket only: python-engineio's polling transport would
+    # import requests, 6 MiB of an agent that should stay under 40.
+    sys.modules.setdefault("requests", None)  # type: ignore[arg-type]
     from server.fleet.agent import run
     from server.logs import setup_logging
 

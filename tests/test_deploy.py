@@ -10,7 +10,7 @@ import pytest
 
 from testkit.serverproc import ROOT
 from tests.conftest import require_binary
-from tests.deploytools import (
+from testkit.deploytools import (
     DEFAULT_SITE_VALUES,
     MODULE,
     SITE_TEMPLATE,

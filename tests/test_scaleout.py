@@ -27,7 +27,7 @@ from testkit.serverproc import ROOT, ServerProcess, free_port
 from testkit.sioclient import RecordingClient
 from testkit.wait import wait_until
 from tests.conftest import require_binary
-from tests.deploytools import DEFAULT_SITE_VALUES, SITE_TEMPLATE, NginxProcess, render_epp
+from testkit.deploytools import DEFAULT_SITE_VALUES, SITE_TEMPLATE, NginxProcess, render_epp
 
 pytestmark = pytest.mark.e2e
 

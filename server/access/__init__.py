@@ -52,7 +52,12 @@ def install(app: Flask, config: Config) -> Access:
     wsgi = HandshakeLimiter(
         wsgi,
         per_address=TokenBucket(burst=max(config.max_connections_per_ip, 20), rate=2),
-        in_all=TokenBucket(burst=1000, rate=200),
+        # In all: a wall of pages coming back after a restart (their backoff
+        # spreads them over ~10 s) gets through; a flood from many addresses does not.
+        in_all=TokenBucket(
+            burst=max(1000, config.max_connections // 5),
+            rate=max(200, config.max_connections // 20),
+        ),
     )
     # Behind Nginx: the client's address, scheme and Host from X-Forwarded-*,
     # believed only from the peers listed in trusted_proxies.

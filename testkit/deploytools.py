@@ -47,7 +47,7 @@ def render_epp(puppet: str, template: Path, values: dict[str, str | int | bool])
     return result.stdout
 
 
-def main_config(workdir: Path, site: Path) -> str:
+def main_config(workdir: Path, site: Path, worker_connections: int = 1024) -> str:
     """An nginx.conf of our own: every path in `workdir`, the site included in http {}."""
     # As root, Nginx's workers would switch to `nobody`, who cannot use our
     # temp folders; this is a test harness, not the deployed config.
@@ -58,7 +58,8 @@ daemon off;
 worker_processes 1;
 pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
-events {{ worker_connections 1024; }}
+worker_rlimit_nofile {2 * worker_connections + 100};
+events {{ worker_connections {worker_connections}; }}
 http {{
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
@@ -73,12 +74,14 @@ http {{
 """
 
 
-def nginx_test(nginx: str, workdir: Path, site_text: str) -> subprocess.CompletedProcess[str]:
+def nginx_test(
+    nginx: str, workdir: Path, site_text: str, worker_connections: int = 1024
+) -> subprocess.CompletedProcess[str]:
     workdir.mkdir(parents=True, exist_ok=True)
     site = workdir / "site.conf"
     site.write_text(site_text)
     conf = workdir / "nginx.conf"
-    conf.write_text(main_config(workdir, site))
+    conf.write_text(main_config(workdir, site, worker_connections))
     return subprocess.run(
         [nginx, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=60, check=False
     )
@@ -87,9 +90,11 @@ def nginx_test(nginx: str, workdir: Path, site_text: str) -> subprocess.Complete
 class NginxProcess:
     """A real Nginx in the foreground on a loopback port; stopped by its own PID."""
 
-    def __init__(self, nginx: str, workdir: Path, site_text: str, port: int) -> None:
+    def __init__(
+        self, nginx: str, workdir: Path, site_text: str, port: int, worker_connections: int = 1024
+    ) -> None:
         self.port = port
-        checked = nginx_test(nginx, workdir, site_text)
+        checked = nginx_test(nginx, workdir, site_text, worker_connections)
         assert checked.returncode == 0, checked.stderr
         self.workdir = workdir
         self.proc = subprocess.Popen(
