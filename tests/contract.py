@@ -1,4 +1,4 @@
-"""Checks of payloads against the contract in DESIGN.md, shared by the tests."""
+"""Checks of payloads against the contract in docs/contract.md, shared by the tests."""
 
 from __future__ import annotations
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from testkit.serverproc import ROOT
-from tests.conftest import require_binary
 from testkit.deploytools import (
     DEFAULT_SITE_VALUES,
     MODULE,
@@ -17,6 +15,8 @@ from testkit.deploytools import (
     nginx_test,
     render_epp,
 )
+from testkit.serverproc import ROOT
+from tests.conftest import require_binary
 
 PUPPET = ROOT / "deploy" / "puppet"
 

@@ -11,12 +11,12 @@ import pytest
 import requests
 import websocket
 
+from testkit.deploytools import SITE_TEMPLATE, NginxProcess, render_epp
 from testkit.serverproc import ROOT, ServerProcess, free_port
 from testkit.sioclient import RecordingClient, assert_foreign_origin_refused
 from testkit.wait import wait_until
 from tests.conftest import require_binary
 from tests.contract import check_sample, check_static
-from testkit.deploytools import SITE_TEMPLATE, NginxProcess, render_epp
 
 pytestmark = pytest.mark.e2e
 

@@ -22,12 +22,12 @@ import pytest
 import requests
 
 from testkit.chromium import Chromium
+from testkit.deploytools import DEFAULT_SITE_VALUES, SITE_TEMPLATE, NginxProcess, render_epp
 from testkit.redisproc import RedisProcess
 from testkit.serverproc import ROOT, ServerProcess, free_port
 from testkit.sioclient import RecordingClient
 from testkit.wait import wait_until
 from tests.conftest import require_binary
-from testkit.deploytools import DEFAULT_SITE_VALUES, SITE_TEMPLATE, NginxProcess, render_epp
 
 pytestmark = pytest.mark.e2e
 

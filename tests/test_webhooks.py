@@ -1,4 +1,4 @@
-"""server/webhooks.py: delivery, retries with backoff, and never blocking the caller."""
+"""server/alerts/webhooks.py: delivery, retries, no redirects, a deadline, never blocking."""
 
 from __future__ import annotations
 
