@@ -7,13 +7,22 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 log = logging.getLogger("dashboard.worker")
 
 Sample = dict[str, Any]
 Broadcast = Callable[[str, Sample], None]
+
+
+def ring_history(ring: Iterable[Sample], seconds: float | None = None) -> list[Sample]:
+    """A ring's samples, the last `seconds` of them (by the newest one's time)."""
+    samples = list(ring)
+    if seconds is None or not samples:
+        return samples
+    cutoff = samples[-1]["ts"] - seconds
+    return [s for s in samples if s["ts"] > cutoff]
 
 
 class SampleSource(Protocol):
@@ -188,11 +197,7 @@ class Sampler:
         return self._clock() - self._last_tick_at
 
     def history(self, seconds: float | None = None) -> list[Sample]:
-        samples = list(self._ring)
-        if seconds is None or not samples:
-            return samples
-        cutoff = samples[-1]["ts"] - seconds
-        return [s for s in samples if s["ts"] > cutoff]
+        return ring_history(self._ring, seconds)
 
     def send_history(self, send: Callable[[list[Sample]], None]) -> None:
         """Give `send` the history while no tick can publish in between.

@@ -18,7 +18,7 @@ from typing import Any
 
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
-from server.worker import Sampler, history_view
+from server.worker import Sampler, history_view, ring_history
 
 Sample = dict[str, Any]
 
@@ -85,11 +85,7 @@ class Host:
     def history(self, seconds: float | None = None) -> list[Sample]:
         if self.sampler:
             return self.sampler.history(seconds)
-        samples = list(self._ring)
-        if seconds is None or not samples:
-            return samples
-        cutoff = samples[-1]["ts"] - seconds
-        return [s for s in samples if s["ts"] > cutoff]
+        return ring_history(self._ring, seconds)
 
     def greet(self, send: Callable[[list[Sample]], None]) -> None:
         """Give `send` the history while no sample of this host can be published."""

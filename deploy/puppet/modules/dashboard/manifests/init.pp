@@ -124,20 +124,21 @@ class dashboard (
     }),
   }
 
+  # The unit of the one process (or the core), and of each web process.
+  $unit = {
+    'install_dir' => $install_dir,
+    'user'        => $user,
+    'config_file' => $config_file,
+    'log_dir'     => $log_dir,
+    'data_dir'    => $data_dir,
+  }
+
   file { '/etc/systemd/system/dashboard.service':
     ensure  => file,
     owner   => 'root',
     group   => 'root',
     mode    => '0644',
-    content => epp('dashboard/dashboard.service.epp', {
-        'install_dir' => $install_dir,
-        'user'        => $user,
-        'config_file' => $config_file,
-        'log_dir'     => $log_dir,
-        'data_dir'    => $data_dir,
-        'role'        => $main_role,
-        'port'        => '',
-    }),
+    content => epp('dashboard/dashboard.service.epp', $unit + { 'role' => $main_role, 'port' => '' }),
   }
 
   if $web_workers > 0 {
@@ -147,15 +148,7 @@ class dashboard (
       owner   => 'root',
       group   => 'root',
       mode    => '0644',
-      content => epp('dashboard/dashboard.service.epp', {
-          'install_dir' => $install_dir,
-          'user'        => $user,
-          'config_file' => $config_file,
-          'log_dir'     => $log_dir,
-          'data_dir'    => $data_dir,
-          'role'        => 'web',
-          'port'        => '%i',
-      }),
+      content => epp('dashboard/dashboard.service.epp', $unit + { 'role' => 'web', 'port' => '%i' }),
       notify  => Exec['dashboard-systemd-reload'],
     }
 
