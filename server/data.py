@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -404,7 +405,7 @@ class DynamicData:
         return disks
 
     def _top_processes(self) -> list[dict[str, Any]]:
-        """The busiest processes: pid, name, CPU and memory share (never cmdlines)."""
+        """The busiest processes: pid, name, CPU and memory share (never command lines)."""
         rows = []
         # process_iter() hands back the same Process object for a pid on each
         # call, and cpu_percent() measures since that object's previous call.
@@ -412,21 +413,42 @@ class DynamicData:
             try:
                 with proc.oneshot():
                     cpu = proc.cpu_percent(interval=None)
-                    rows.append(
-                        {
-                            "pid": proc.pid,
-                            "name": proc.name(),
-                            # Share of the whole machine, so 0-100 like every percentage.
-                            "cpu_percent": _percent(cpu / self._cpu_count),
-                            "memory_percent": _percent(proc.memory_percent()),
-                        }
-                    )
+                    memory = proc.memory_percent()
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
             except psutil.AccessDenied:
                 continue  # other users' processes may be hidden; skip them
-        rows.sort(key=lambda r: (r["cpu_percent"] or 0.0, r["memory_percent"] or 0.0), reverse=True)
-        return rows[: self._top]
+            # Share of the whole machine, so 0-100 like every percentage.
+            rows.append((_percent(cpu / self._cpu_count) or 0.0, _percent(memory) or 0.0, proc))
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        top = []
+        for cpu, memory, proc in rows[: self._top]:
+            name = executable_name(proc)
+            if name is not None:
+                top.append(
+                    {"pid": proc.pid, "name": name, "cpu_percent": cpu, "memory_percent": memory}
+                )
+        return top
+
+
+def executable_name(proc: psutil.Process) -> str | None:
+    """The kernel's name for a process (Linux: comm, 15 characters), never its title.
+
+    psutil's name() extends a 15-character comm with the start of the command
+    line, so a process that sets its title ("sshd: alice [priv]", "postgres:
+    user db 10.0.0.5") would show its arguments. comm is the executable's name,
+    or what the process set with prctl(PR_SET_NAME): never more than 15 bytes.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open(f"/proc/{proc.pid}/comm", encoding="utf-8", errors="replace") as handle:
+                return handle.read().rstrip("\n")
+        except OSError:
+            return None  # gone, or hidden from us
+    try:  # elsewhere psutil's name is the executable's own
+        return os.path.basename(proc.name())
+    except psutil.Error:
+        return None
 
 
 def _rate(

@@ -108,8 +108,11 @@ def _sample_families(f: _Families, sample: dict[str, Any]) -> None:
     for minutes, value in zip((5, 15), load[1:], strict=True):
         g(f"node_load{minutes}", f"{minutes}m load average.", value)
     g("dashboard_uptime_seconds", "Seconds since boot.", sample.get("uptime"))
+    # Keyed by rank alone: with pid and name as labels every new process
+    # would make new series for ever (Prometheus' cardinality trap). Names are
+    # on the page and in /api/metrics; per-process series are process-exporter's.
     for rank, proc in enumerate(sample.get("processes") or [], start=1):
-        labels = {"rank": str(rank), "pid": str(proc["pid"]), "name": str(proc["name"])}
+        labels = {"rank": str(rank)}
         g(
             "dashboard_top_process_cpu_usage_ratio",
             "CPU share of the busiest processes.",

@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import itertools
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -31,6 +33,7 @@ from server.store import HistoryStore
 from testkit.serverproc import ROOT, ServerProcess
 from testkit.sioclient import RecordingClient
 from testkit.synthetic import fill
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -368,3 +371,31 @@ def test_a_hung_filesystem_freezes_nothing(hung_mount: str, secured: ServerProce
         assert hung["answering"] is False and hung["percent"] is None
     finally:
         client.close()
+
+
+def test_a_process_title_is_never_published(secured: ServerProcess, tmp_path: Path) -> None:
+    """A process that sets its title with an argument: only its executable's name shows."""
+    busy = tmp_path / "titledprocess1x"  # 15 characters: all of comm
+    shutil.copy("/usr/bin/yes", busy)
+    secret = "--token=hunter2-SECRET-77"
+    title = subprocess.Popen(
+        # argv[0] carries the title, and a second argument keeps the arguments
+        # NUL-separated: psutil's name() would then read "titledprocess1x --token=...".
+        ["bash", "-c", f'exec -a "titledprocess1x {secret}" {busy} y > /dev/null'],
+    )
+    auth = {"Authorization": basic("ops", PASSWORD)}
+    try:
+
+        def listed() -> list[dict[str, Any]] | None:
+            latest = requests.get(secured.url + "/api/metrics", headers=auth, timeout=5).json()
+            mine = [p for p in latest["processes"] if p["pid"] == title.pid]
+            return mine or None
+
+        (row,) = wait_until(listed, timeout=20, what="the busy process in the top table")
+        assert row["name"] == "titledprocess1x"
+        for path in ("/api/metrics", "/metrics", "/api/history?seconds=60"):
+            text = requests.get(secured.url + path, headers=auth, timeout=5).text
+            assert "SECRET" not in text, path
+    finally:
+        title.kill()
+        title.wait(5)

@@ -78,3 +78,32 @@ def test_sample_carries_the_servers_own_cost(state: DashboardState) -> None:
     assert own["cpu_percent"] is not None and own["cpu_percent"] >= 0
     assert own["tick_ms"] > 0 and own["clients"] == 0 and own["ticks"] == 1
     assert all("server" not in s for s in state.sampler.history())
+
+
+def test_the_content_type_has_each_parameter_once(client: FlaskClient) -> None:
+    header = client.get("/metrics").headers["Content-Type"]
+    media_type, *parameters = [part.strip() for part in header.split(";")]
+    names = [p.partition("=")[0].lower() for p in parameters]
+    assert media_type == "text/plain"
+    assert len(names) == len(set(names)), header  # a strict parser refuses repeats
+    assert set(names) == {"version", "charset"}
+
+
+def test_process_series_stay_bounded_as_processes_come_and_go(
+    client: FlaskClient, state: DashboardState
+) -> None:
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for scrape_number in range(6):
+        sample = state.sampler.tick()
+        # Other processes each time, as on a busy machine: new pids, new names.
+        sample["processes"] = [
+            {"pid": 1000 * scrape_number + i, "name": f"job-{scrape_number}-{i}",
+             "cpu_percent": 1.0, "memory_percent": 0.5}
+            for i in range(5)
+        ]  # fmt: skip
+        for name, samples in scrape(client).items():
+            if "top_process" in name:
+                seen.update((name, tuple(sorted(labels.items()))) for labels, _ in samples)
+    # Two families, five ranks each: the same ten series whatever ran.
+    assert len(seen) == 10, sorted(seen)
+    assert all(dict(labels).keys() == {"host", "rank"} for _, labels in seen)
