@@ -170,3 +170,28 @@ def test_cross_origin_posts_are_refused(guarded: tuple[Flask, SocketIO]) -> None
     assert same.status_code == 303
     assert client.post("/logout", headers=evil).status_code == 403
     assert client.get("/api/static").status_code == 200  # still logged in
+
+
+def test_a_fake_sid_parameter_does_not_dodge_the_handshake_cap() -> None:
+    from server.access.connections import HandshakeLimiter, TokenBucket
+
+    calls: list[str] = []
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        calls.append(str(environ["QUERY_STRING"]))
+        return [b""]
+
+    limiter = HandshakeLimiter(app, TokenBucket(burst=2, rate=0.001), TokenBucket(100, 100))
+    statuses: list[str] = []
+    for query in (
+        "EIO=4&transport=polling",
+        "EIO=4&xsid=1",
+        "EIO=4&transport=polling&sid=",
+        "EIO=4",
+    ):
+        limiter(
+            {"PATH_INFO": "/socket.io/", "QUERY_STRING": query, "REMOTE_ADDR": "10.0.0.9"},
+            lambda status, headers: statuses.append(status),
+        )
+    # Two handshakes pass; "xsid" and an empty sid are handshakes too, so refused.
+    assert len(calls) == 2 and statuses == ["429 Too Many Requests"] * 2

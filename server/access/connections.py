@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 import threading
 import time
 from collections.abc import Callable
@@ -91,7 +92,10 @@ class HandshakeLimiter:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
-        if path.startswith("/socket.io") and "sid=" not in environ.get("QUERY_STRING", ""):
+        # A handshake is a request without a `sid` parameter (parsed, so that
+        # "?xsid=1" cannot pass for a session's request).
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        if path.startswith("/socket.io") and "sid" not in query:
             address = environ.get("REMOTE_ADDR") or "?"
             if not self.per_address.take(address):
                 return _too_many(address, "Engine.IO handshakes from this address", start_response)
