@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
