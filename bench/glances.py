@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 from bench.cost import ProcessMeter
+from testkit.wait import wait_until
 
 
 def install(venv: Path) -> Path:
@@ -53,16 +54,16 @@ def measure(binary: Path, seconds: float) -> tuple[float, float, tuple[int, int]
     )
     base = f"http://127.0.0.1:{port}/api/4"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/status", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
+
+        def started() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError("glances did not start")
-            time.sleep(0.5)
+            try:
+                return requests.get(base + "/status", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(started, timeout=60, interval=0.5, what="glances serving")
         for _ in range(3):  # its first refreshes fill its caches
             requests.get(base + "/all", timeout=10)
             time.sleep(1)

@@ -93,15 +93,22 @@ def test_page_shows_host_and_live_cpu(server: ServerProcess, browser: Chromium) 
     seen_cpu = {(first["cpu"], first["cores"])}
     seen_own = {first["own"]}
     seqs = [int(str(first["seq"]))]
-    deadline = time.monotonic() + 12
-    while time.monotonic() < deadline and (len(seen_cpu) < 2 or len(seen_own) < 2 or len(seqs) < 4):
+    readings = [first]
+
+    def moved() -> bool:
+        """Read the page once a second until its figures have moved."""
         time.sleep(1)
         now = read(browser)
+        readings.append(now)
         seen_cpu.add((now["cpu"], now["cores"]))
         seen_own.add(now["own"])
         seqs.append(int(str(now["seq"])))
         assert now["hostname"] == hostname
         assert now["status"] == "live"
+        return len(seen_cpu) >= 2 and len(seen_own) >= 2 and len(seqs) >= 4
+
+    wait_until(moved, timeout=12, interval=0, what="the page's figures moving")
+    now = readings[-1]
     assert len(seen_cpu) >= 2, "the CPU figures never changed"
     # The footer: the server's own cost, live. One client: this page.
     assert len(seen_own) >= 2, seen_own
