@@ -124,7 +124,6 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     def fleet_tick(sample: dict[str, Any]) -> None:
         """Once a second, after the hub's own sample: states, tiles, the agents file."""
         fleet.local.seen(sample)
-        fleet.judge()
         # The core's fleet pages are on web processes it can't count.
         if fleet.viewers or config.role == "core":
             socketio.emit("fleet", fleet.summary(), to="fleet")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 
 from flask import current_app
@@ -48,6 +49,16 @@ class DashboardState:
         self.webhooks.start()
         self.store.start()
         self.sampler.start()
+        threading.Thread(target=self._judge_fleet, name="fleet-judge", daemon=True).start()
+
+    def _judge_fleet(self) -> None:
+        """The hosts' states four times an interval: a host goes stale within a
+        quarter interval of its third missed sample, not a whole tick later."""
+        while not self._stopping.wait(self.config.interval / 4):
+            try:
+                self.fleet.judge()
+            except Exception:  # never let one bad host end the judging
+                logging.getLogger("dashboard.fleet").exception("judging the fleet failed")
 
     def stop(self) -> None:
         if self.config.role == "web":
