@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from typing import Any
 
@@ -122,7 +121,10 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     ticks = [0]
 
     def fleet_tick(sample: dict[str, Any]) -> None:
-        """Once a second, after the hub's own sample: states, tiles, the agents file."""
+        """Once a second, after the hub's own sample: the tiles, the agents file, the mirror.
+
+        The hosts' states are judged on a faster clock of their own (DashboardState).
+        """
         fleet.local.seen(sample)
         # The core's fleet pages are on web processes it can't count.
         if fleet.viewers or config.role == "core":
@@ -159,7 +161,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     fleet = Fleet(local, make_host, lambda event, data, room: socketio.emit(event, data, to=room))
     tokens = AgentTokens(config.data_dir)
     if config.role == "web":
-        observed.append(functools.partial(fleet.observe))
+        observed.append(fleet.observe)
         # python-socketio starts the queue's listener with the first client;
         # a web process keeps its view of the stream from the start.
         socketio.server.manager_initialized = True
