@@ -116,6 +116,11 @@ def test_page_shows_host_and_live_cpu(server: ServerProcess, browser: Chromium) 
     assert own_cpu.endswith(" %") and "MiB" in own_rss and own_tick.endswith(" ms")
     assert clients == "1"
     assert now["alertsPanel"] is True
+    # The tab's icon: painted in the worst alert's colour (none here), never a
+    # request for /favicon.ico that answers 404.
+    assert browser.evaluate("document.body.dataset.worst") == "ok"
+    icon = browser.evaluate("document.getElementById('favicon').href")
+    assert icon.startswith("data:image/svg+xml,") and "2f9e6b" in icon
     assert seqs == sorted(seqs) and seqs[-1] >= seqs[0] + 3
     uptime = read(browser)["uptime"]
     assert isinstance(uptime, str) and uptime.count(":") == 2

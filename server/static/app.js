@@ -385,6 +385,15 @@
     for (const a of items) list.appendChild(alertItem(a));
     $("alerts-none").hidden = items.length > 0;
     paintAlertCards();
+    favicon(items.some((a) => a.level === "critical") ? "crit" : items.length ? "warn" : "ok");
+  }
+
+  // The tab's icon in the colour of the worst active alert, as the fleet page does.
+  const ICON_COLOURS = { ok: "#2f9e6b", warn: "#d98b00", crit: "#d64545" };
+  function favicon(worst) {
+    const dot = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="' + ICON_COLOURS[worst] + '"/></svg>';
+    $("favicon").href = "data:image/svg+xml," + encodeURIComponent(dot);
+    document.body.dataset.worst = worst;
   }
 
   function addRecent(a) {
