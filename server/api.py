@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from server.blocking import run_blocking
+from server.blocking import Busy, run_blocking
 from server.csv_export import history_csv_text
 from server.fleet.hosts import Host
 from server.state import current_state as _state
@@ -135,12 +135,7 @@ def _stream(
     headers: dict[str, str] | None = None,
 ) -> ResponseReturnValue:
     if not _heavy.acquire(blocking=False):
-        response = jsonify(
-            {"error": f"{HEAVY_QUERIES} long history queries are running; try again shortly"}
-        )
-        response.status_code = 503
-        response.headers["Retry-After"] = "2"
-        return response
+        raise Busy(f"busy: {HEAVY_QUERIES} long history queries are running")
     store = _state().store
 
     def released() -> Iterator[str]:

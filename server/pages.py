@@ -18,6 +18,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from server.blocking import Busy
 from server.fleet.hosts import Host
 from server.state import current_state
 
@@ -84,6 +85,11 @@ def _json_error(exc: HTTPException) -> ResponseReturnValue:
     return jsonify({"error": exc.description or exc.name}), exc.code or 500
 
 
+def _busy(exc: Busy) -> ResponseReturnValue:
+    """A bounded pool with no slot in time (password checks, long history queries)."""
+    return jsonify({"error": f"the server is {exc}; try again shortly"}), 503, {"Retry-After": "2"}
+
+
 def _unexpected(exc: Exception) -> ResponseReturnValue:
     current_app.logger.exception("unhandled error")
     return _json_error(InternalServerError("internal error; see the server log"))
@@ -104,5 +110,6 @@ def _security_headers(response: Response) -> Response:
 
 def register_errors(app: Flask) -> None:
     app.register_error_handler(HTTPException, _json_error)
+    app.register_error_handler(Busy, _busy)
     app.register_error_handler(Exception, _unexpected)
     app.after_request(_security_headers)

@@ -97,3 +97,18 @@ def test_unknown_path_and_method_are_json(client: FlaskClient) -> None:
     assert response.status_code == 404 and "error" in response.get_json()
     response = client.post("/api/static")
     assert response.status_code == 405 and "error" in response.get_json()
+
+
+def test_long_history_queries_past_the_cap_get_503_with_retry_after(client: FlaskClient) -> None:
+    from server import api
+
+    taken = [api._heavy.acquire(blocking=False) for _ in range(api.HEAVY_QUERIES)]
+    try:
+        assert all(taken)
+        answer = client.get("/api/history?seconds=86400")
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
+        assert "long history queries" in answer.get_json()["error"]
+    finally:
+        for _ in taken:
+            api._heavy.release()
+    assert client.get("/api/history?seconds=86400").status_code == 200

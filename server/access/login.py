@@ -36,7 +36,7 @@ from flask.typing import ResponseReturnValue
 
 from server.access.passwords import Credentials
 from server.access.refused import log_refusal
-from server.blocking import BoundedPool, Busy, KeyedLock, run_blocking
+from server.blocking import BoundedPool, KeyedLock, run_blocking
 from server.config import Config, ConfigError
 
 login_pages = Blueprint("guard", __name__)
@@ -302,21 +302,12 @@ def _login() -> Login:
     return login
 
 
-def _busy(exc: Busy) -> Response:
-    response = jsonify({"error": f"the server is {exc}; try again shortly"})
-    response.status_code = 503
-    response.headers["Retry-After"] = "2"
-    return response
-
-
 def require_login() -> ResponseReturnValue | None:
     if request.endpoint in OPEN_ENDPOINTS:
         return None
-    try:
-        if _login().user(request) is not None:
-            return None
-    except Busy as exc:
-        return _busy(exc)
+    # Busy (no password-check slot in time) becomes a 503 with Retry-After (pages.py).
+    if _login().user(request) is not None:
+        return None
     address = request.remote_addr or "?"
     if request.path == "/":
         return render_template("login.html", error=None), 401
@@ -363,11 +354,7 @@ def login() -> ResponseReturnValue:
         return response
     user = request.form.get("user", "")[:200]
     password = request.form.get("password", "")[:1024]
-    try:
-        right = state.verify(address, user, password)
-    except Busy as exc:
-        return _busy(exc)
-    if right:
+    if state.verify(address, user, password):
         state.sessions.begin(user or "user")
         return redirect("/", code=303)
     log_refusal(address, "wrong password at /login")

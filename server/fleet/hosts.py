@@ -199,7 +199,7 @@ class Host:
 
 
 class Fleet:
-    """Every host the hub knows, by id; judges their states once a second."""
+    """Every host the hub knows, by id; judges their states (four times an interval)."""
 
     def __init__(
         self,
@@ -249,19 +249,16 @@ class Fleet:
     def summary(self, sparks: bool = False) -> dict[str, Any]:
         """The `fleet` payload: every tile, worst first, and the count by state."""
         if self.mirrored is not None:
-            copy = dict(self.mirrored)
-            if sparks:
-                copy["sparks"] = {h.id: list(h.spark) for h in list(self.hosts.values())}
-                copy["spark_step"] = SPARK_STEP
-            return copy
-        tiles = sorted(
-            (h.tile() for h in list(self.hosts.values())),
-            key=lambda t: (RANK[t["state"]], t["name"]),
-        )
-        counts = {state: 0 for state in STATES}
-        for tile in tiles:
-            counts[tile["state"]] += 1
-        payload: dict[str, Any] = {"hosts": tiles, "counts": counts}
+            payload = dict(self.mirrored)  # a web process: the core's tiles
+        else:
+            tiles = sorted(
+                (h.tile() for h in list(self.hosts.values())),
+                key=lambda t: (RANK[t["state"]], t["name"]),
+            )
+            counts = {state: 0 for state in STATES}
+            for tile in tiles:
+                counts[tile["state"]] += 1
+            payload = {"hosts": tiles, "counts": counts}
         if sparks:
             payload["sparks"] = {h.id: list(h.spark) for h in list(self.hosts.values())}
             payload["spark_step"] = SPARK_STEP
