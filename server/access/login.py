@@ -38,6 +38,7 @@ from server.access.passwords import Credentials
 from server.access.refused import log_refusal
 from server.blocking import BoundedPool, KeyedLock, run_blocking
 from server.config import Config, ConfigError
+from server.private import write_private_json
 
 login_pages = Blueprint("guard", __name__)
 
@@ -185,7 +186,7 @@ class Sessions:
             self._revoked = {s: t for s, t in self._revoked.items() if t > now}
             self._revoked[sid] = began + self.lifetime
             revoked = dict(self._revoked)
-        run_blocking(_write_private_json, self._path, revoked)
+        run_blocking(write_private_json, self._path, revoked)
         for callback in self.on_end:
             callback(sid)
 
@@ -215,14 +216,6 @@ class Sessions:
             raise ConfigError(f"setting 'data_dir': {self._path!r} is not readable JSON") from None
         now = self._clock()
         return {str(k): float(v) for k, v in data.items() if float(v) > now}
-
-
-def _write_private_json(path: str, data: object) -> None:
-    temporary = path + ".tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(temporary, path)
 
 
 class Login:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from server.config import Config, ConfigError
+from server.private import write_private_json
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -86,12 +87,7 @@ class AgentTokens:
 
     def _write(self) -> None:
         self._by_hash = {str(v["hash"]): name for name, v in self._names.items()}
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        temporary = self.path + ".tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(self._names, handle, indent=1)
-        os.replace(temporary, self.path)
+        write_private_json(self.path, self._names)
 
 
 def agents_command(command: str, args: Sequence[str], config: Config) -> int:
