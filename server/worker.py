@@ -25,6 +25,14 @@ def ring_history(ring: Iterable[Sample], seconds: float | None = None) -> list[S
     return [s for s in samples if s["ts"] > cutoff]
 
 
+def ring_with_latest(ring: Iterable[Sample], latest: Sample | None) -> list[Sample]:
+    """The ring for a new page, its newest sample whole (with its process table)."""
+    samples = list(ring)
+    if samples and latest is not None:
+        samples[-1] = latest
+    return samples
+
+
 class SampleSource(Protocol):
     def sample(self) -> Sample: ...
 
@@ -205,7 +213,4 @@ class Sampler:
         The newest sample keeps its process table, so a new page shows one at once.
         """
         with self._publish_lock:
-            samples = list(self._ring)
-            if samples and self._latest is not None:
-                samples[-1] = self._latest
-            send(samples)
+            send(ring_with_latest(self._ring, self._latest))

@@ -18,7 +18,7 @@ from typing import Any
 
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
-from server.worker import Sampler, history_view, ring_history
+from server.worker import Sampler, history_view, ring_history, ring_with_latest
 
 Sample = dict[str, Any]
 
@@ -93,10 +93,7 @@ class Host:
             self.sampler.send_history(send)
             return
         with self.lock:
-            samples = list(self._ring)
-            if samples and self._latest is not None:
-                samples[-1] = self._latest
-            send(samples)
+            send(ring_with_latest(self._ring, self._latest))
 
     def take(self, sample: Sample, publish: Callable[[Sample], None]) -> bool:
         """An agent's sample: live (published, True) or a replay kept in order (False)."""
