@@ -75,18 +75,25 @@ class CoreLease:
         raise LeaseTaken(f"another core holds the lease: {name}")
 
     def renew(self) -> bool:
-        """Keep the lease; after a Redis outage, take it again if it lapsed."""
+        """Keep the lease; after a Redis outage, take it again if it lapsed.
+
+        Trouble is logged when it starts, not at every renewal.
+        """
         try:
-            if self._renew(keys=[LEASE_KEY], args=[self.holder, self.ttl_ms]):
-                return True
-            taken = bool(self.client.set(LEASE_KEY, self.holder, nx=True, px=self.ttl_ms))
-            if not taken:
-                log.error("the core lease is held by %s: this core stops publishing",
+            held = bool(self._renew(keys=[LEASE_KEY], args=[self.holder, self.ttl_ms]))
+            if not held:
+                held = bool(self.client.set(LEASE_KEY, self.holder, nx=True, px=self.ttl_ms))
+            if not held and self.held:
+                log.error("the core lease is held by %s: another core runs beside this one",
                           self.client.get(LEASE_KEY))  # fmt: skip
-            return taken
         except redis.RedisError as exc:
-            log.warning("message queue unreachable (%s); sampling and storing go on", exc)
-            return False
+            if self.held:
+                log.warning("message queue unreachable (%s); sampling and storing go on", exc)
+            held = False
+        if held and not self.held:
+            log.info("core lease held again")
+        self.held = held
+        return held
 
     def keep(self, stop: threading.Event) -> None:
         """Renew every interval until `stop` (a thread of its own: never the sampler's)."""
