@@ -7,6 +7,7 @@ before the fleet; /api/hosts/<id>/... mean that host.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import math
 import threading
@@ -14,13 +15,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from server.blocking import Busy, run_blocking
+from server.columns import FORMATS
 from server.csv_export import history_csv_text
 from server.fleet.hosts import Host
 from server.state import current_state as _state
+from server.store import MAX_COLUMN_POINTS
 
 api = Blueprint("api", __name__)
 
@@ -81,7 +85,13 @@ _heavy = threading.BoundedSemaphore(HEAVY_QUERIES)
 @api.get("/api/history")
 @api.get("/api/hosts/<host_id>/history")
 def history(host_id: str | None = None) -> ResponseReturnValue:
-    query = _history_query(_host(host_id))
+    host = _host(host_id)
+    form = request.args.get("format", "rows")
+    if form not in FORMATS:
+        abort(400, f"format must be one of {', '.join(FORMATS)}, got {form[:30]!r}")
+    query = _history_query(host)
+    if form == "columns":
+        return _history_columns(host, query)
     if isinstance(query, tuple):
         step, samples = query
         return jsonify({"step": step, "samples": samples})
@@ -97,6 +107,37 @@ def history(host_id: str | None = None) -> ResponseReturnValue:
         yield "]}"
 
     return _stream(query, body, "application/json")
+
+
+def _history_columns(host: Host, query: tuple[int, Any] | _StoreQuery) -> ResponseReturnValue:
+    """The column form (server/columns.py): the ring's, or the store's built in a pool thread."""
+    if isinstance(query, tuple):
+        return jsonify(host.columns(float(request.args.get("seconds") or 0) or None))
+    if not _heavy.acquire(blocking=False):
+        raise Busy(f"busy: {HEAVY_QUERIES} long history queries are running")
+    try:
+        answer = _state().store.columns(query.start, query.end, query.step, host=query.host)
+    finally:
+        _heavy.release()
+    if answer is None:
+        abort(400, f"more than {MAX_COLUMN_POINTS} points: ask a larger step, or format=rows")
+    return _json_off_loop(answer)
+
+
+def _json_off_loop(answer: dict[str, Any]) -> Response:
+    """A big answer encoded (orjson: 10,000 points in 5 ms, not 40) and gzipped in a
+    pool thread, not on the event loop; flask-compress leaves it as it is."""
+    gzipped = request.accept_encodings["gzip"] > 0
+
+    def encode() -> bytes:
+        body = orjson.dumps(answer)
+        return gzip.compress(body, compresslevel=5) if gzipped else body
+
+    response = Response(run_blocking(encode), mimetype="application/json")
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+        response.vary.add("Accept-Encoding")
+    return response
 
 
 @api.get("/api/history.csv")
@@ -163,12 +204,11 @@ def _history_query(host: Host) -> tuple[int, list[dict[str, Any]]] | _StoreQuery
         wanted = _number("step", args.get("step"), default=0.0) or None
         return _StoreQuery(host.id, start, end, state.store.pick_step(start, wanted))
     seconds = _seconds(args.get("seconds"), default=state.config.history_seconds)
-    if "step" in args:
-        abort(400, "step goes with start and end")
-    if seconds <= state.config.history_seconds:
+    wanted = _number("step", args.get("step"), default=0.0) or None
+    if seconds <= state.config.history_seconds and (wanted or 1) <= 1:
         return 1, host.history(seconds)  # the ring, in memory
     start = now - seconds
-    return _StoreQuery(host.id, start, now, state.store.pick_step(start))
+    return _StoreQuery(host.id, start, now, state.store.pick_step(start, wanted))
 
 
 def _number(name: str, raw: str | None, default: float | None) -> float:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from flask import Flask
+from flask_compress import Compress
 from flask_socketio import SocketIO
 
 from server import __version__, access, api, events, metrics_export, pages, queue
@@ -57,6 +58,13 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     config = config or Config()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Text answers compressed when served without Nginx (Nginx gzips its own);
+    # Socket.IO is Engine.IO's, not Flask's, and is not touched.
+    app.config["COMPRESS_MIMETYPES"] = [
+        "text/html", "text/css", "text/plain", "text/csv", "text/javascript",
+        "application/javascript", "application/json", "image/svg+xml",
+    ]  # fmt: skip
+    Compress(app)
     observed: list[Any] = []  # the web's view, once built (the manager starts first)
 
     def observe(event: str, data: Any) -> None:

@@ -8,11 +8,13 @@ fleet page (`auth: {"view": "fleet"}`) gets `fleet` tiles once a second.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
 from server.blocking import Busy
+from server.ring import HistoryRing
 from server.state import DashboardState
 
 log = logging.getLogger("dashboard.events")
@@ -58,12 +60,17 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
             caps.release(address)
             raise ConnectionRefusedError("no such host in this fleet")
         static = host.static or {"host": host.id, "hostname": host.id}
+        columns = view.get("format") == "columns"
 
-        def greet(history: list[dict[str, object]]) -> None:
+        def greet(ring: HistoryRing, latest: dict[str, Any] | None) -> None:
             # ignore_queue: one addressee, on this process; on a message queue
             # it would otherwise travel through Redis to every process.
             emit("static", static, ignore_queue=True)
-            emit("history", {"samples": history}, ignore_queue=True)
+            if columns:
+                # The same history in a seventh of the bytes; `latest` whole, for the cards.
+                emit("history", {**ring.columns(), "latest": latest}, ignore_queue=True)
+            else:
+                emit("history", {"samples": ring.rows(latest=latest)}, ignore_queue=True)
             emit("alerts", host.alerts.snapshot(), ignore_queue=True)
             join_room(f"host:{host.id}")
 

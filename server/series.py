@@ -54,13 +54,17 @@ class Series:
             return None if load is None else load / max(cores, 1)
         return lookup(sample, self.path)
 
-    def rounded(self, value: float | None) -> float | int | None:
-        """An averaged value, rounded as the sample carries it."""
-        if value is None:
-            return None
-        if self.unit in (BYTES, RATE):
-            return round(value)
-        return round(value, 2 if self.unit == LOAD else 1)
+    @property
+    def digits(self) -> int:
+        """Decimals the sample carries: whole bytes, loads to 2, percentages to 1."""
+        return 0 if self.unit in (BYTES, RATE) else 2 if self.unit == LOAD else 1
+
+    def rounded_sql(self, expression: str) -> str:
+        """`expression` (an average) rounded in SQL as the sample carries it; the
+        store rounds when it folds, so a read of 10,000 points rounds nothing."""
+        if self.digits == 0:
+            return f"CAST(ROUND({expression}) AS INTEGER)"
+        return f"ROUND({expression}, {self.digits})"
 
 
 SERIES: tuple[Series, ...] = (

@@ -6,9 +6,10 @@ import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from server.ring import HistoryRing
 
 log = logging.getLogger("dashboard.worker")
 
@@ -16,34 +17,8 @@ Sample = dict[str, Any]
 Broadcast = Callable[[str, Sample], None]
 
 
-def ring_history(ring: Iterable[Sample], seconds: float | None = None) -> list[Sample]:
-    """A ring's samples, the last `seconds` of them (by the newest one's time)."""
-    samples = list(ring)
-    if seconds is None or not samples:
-        return samples
-    cutoff = samples[-1]["ts"] - seconds
-    return [s for s in samples if s["ts"] > cutoff]
-
-
-def ring_with_latest(ring: Iterable[Sample], latest: Sample | None) -> list[Sample]:
-    """The ring for a new page, its newest sample whole (with its process table)."""
-    samples = list(ring)
-    if samples and latest is not None:
-        samples[-1] = latest
-    return samples
-
-
 class SampleSource(Protocol):
     def sample(self) -> Sample: ...
-
-
-# Tables of the moment, not series: left out of the history.
-MOMENT_KEYS = frozenset({"processes", "server"})
-
-
-def history_view(sample: Sample) -> Sample:
-    """A sample as kept in history."""
-    return {key: value for key, value in sample.items() if key not in MOMENT_KEYS}
 
 
 def next_slot(previous: float, now: float, interval: float) -> float:
@@ -84,7 +59,7 @@ class Sampler:
         # Called with each sample after its broadcast, e.g. the alert rules.
         self._observers = list(observers)
         self._clock = clock
-        self._ring: deque[Sample] = deque(maxlen=max(1, math.ceil(history_seconds / interval)))
+        self.ring = HistoryRing(history_seconds, interval)
         self._latest: Sample | None = None
         self._last_tick_at: float | None = None
         self._seq = 0
@@ -175,7 +150,7 @@ class Sampler:
             self._seq += 1
             sample["seq"] = self._seq
             self._latest = sample
-            self._ring.append(history_view(sample))
+            self.ring.append(sample)
             self._last_tick_at = self._clock()
             self._broadcast("metrics", sample)
             for observer in self._observers:
@@ -188,7 +163,7 @@ class Sampler:
         """Refill the ring from stored history (after a restart); seq goes on from it."""
         with self._publish_lock:
             for sample in samples:
-                self._ring.append(history_view(sample))
+                self.ring.append(sample)
             seqs = [s["seq"] for s in samples if isinstance(s.get("seq"), int)]
             if seqs:
                 self._seq = max(self._seq, max(seqs))
@@ -205,12 +180,13 @@ class Sampler:
         return self._clock() - self._last_tick_at
 
     def history(self, seconds: float | None = None) -> list[Sample]:
-        return ring_history(self._ring, seconds)
+        return self.ring.rows(seconds)
 
-    def send_history(self, send: Callable[[list[Sample]], None]) -> None:
-        """Give `send` the history while no tick can publish in between.
-
-        The newest sample keeps its process table, so a new page shows one at once.
-        """
+    def columns(self, seconds: float | None = None) -> dict[str, Any]:
         with self._publish_lock:
-            send(ring_with_latest(self._ring, self._latest))
+            return self.ring.columns(seconds)
+
+    def send_history(self, send: Callable[[HistoryRing, Sample | None], None]) -> None:
+        """Give `send` the ring and the latest sample while no tick can publish in between."""
+        with self._publish_lock:
+            send(self.ring, self._latest)

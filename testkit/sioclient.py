@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -56,11 +57,14 @@ class RecordingClient:
         self.sio.disconnect()
 
 
-def open_socket(url: str, timeout: float = 10, **options: Any) -> websocket.WebSocket:
+def open_socket(
+    url: str, timeout: float = 10, auth: dict[str, Any] | None = None, **options: Any
+) -> websocket.WebSocket:
     """A raw Engine.IO v4 WebSocket, past the open packet and joined to namespace "/".
 
-    `options` go to websocket.create_connection (header=..., origin=...);
-    the origin defaults to the server's own.
+    `auth` is the connect packet's payload; `options` go to
+    websocket.create_connection (header=..., origin=...); the origin defaults
+    to the server's own.
     """
     options.setdefault("origin", url)
     ws = websocket.create_connection(
@@ -69,7 +73,7 @@ def open_socket(url: str, timeout: float = 10, **options: Any) -> websocket.WebS
         **options,
     )
     ws.recv()  # the open packet
-    ws.send("40")
+    ws.send("40" + (json.dumps(auth) if auth else ""))
     return ws
 
 

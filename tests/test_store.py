@@ -140,7 +140,10 @@ def test_pick_step_takes_the_finest_tier_that_covers(tmp_path: Path) -> None:
     assert store.pick_step(T0 - 86461) == 60
     assert store.pick_step(T0 - 7 * 86400) == 60
     assert store.pick_step(T0 - 300, step=5) == 10
-    assert store.pick_step(T0 - 300, step=30) == 60
+    # Coarser than a tier: a multiple of it, regrouped.
+    assert store.pick_step(T0 - 300, step=30) == 30
+    assert store.pick_step(T0 - 7 * 86400, step=500) == 540
+    assert store.pick_step(T0 - 86400, step=600) == 600
     store.stop()
 
 
@@ -217,4 +220,25 @@ def test_a_replay_is_kept_once_and_refolds_its_buckets(tmp_path: Path) -> None:
     assert [p["ts"] for p in raw] == [s["ts"] for s in samples]  # once each, in order
     tens = store.points(T0, T0 + 100, 10, host="b")
     assert [p["n"] for p in tens[:9]] == [10] * 9  # the replayed buckets are whole
+    store.stop()
+
+
+def test_a_step_coarser_than_the_tiers_regroups_them_exactly(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    fill(store, clock, 1800, T0, batch=300)
+    tens = store.points(T0, T0 + 1800, 10)
+    thirties = store.points(T0, T0 + 1800, 30)
+    assert [p["ts"] for p in thirties] == [T0 + 30 * k for k in range(len(thirties))]
+    assert len(thirties) == -(-len(tens) // 3)  # the last bucket of 10 s is not over yet
+    for k, point in enumerate(thirties):
+        parts = tens[3 * k : 3 * k + 3]
+        assert point["step"] == 30 and point["n"] == sum(p["n"] for p in parts)
+        cpu = [p["bands"]["cpu.percent"] for p in parts]
+        assert point["bands"]["cpu.percent"] == [min(c[0] for c in cpu), max(c[1] for c in cpu)]
+        average = sum(p["cpu"]["percent"] * p["n"] for p in parts) / point["n"]
+        assert abs(point["cpu"]["percent"] - average) <= 0.05 + 1e-9
+    # In batches too (an answer streams them): the same points, each once.
+    batches = list(store.iter_points(T0, T0 + 1800, 30, batch=7))
+    assert [p for batch in batches for p in batch] == thirties and len(batches) > 2
     store.stop()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from server.ring import HistoryRing
 from server.worker import Sampler, next_slot
 
 
@@ -61,7 +62,7 @@ def test_tick_broadcasts_once_and_keeps_history() -> None:
 def test_history_by_seconds() -> None:
     sampler = Sampler(Source(), Recorder(), interval=1.0, history_seconds=100)
     for ts in range(100, 110):
-        sampler._ring.append({"ts": float(ts), "seq": ts})
+        sampler.ring.append({"ts": float(ts), "seq": ts})
     assert [s["ts"] for s in sampler.history(3)] == [107.0, 108.0, 109.0]
     assert len(sampler.history(1000)) == 10
     assert len(sampler.history()) == 10
@@ -179,8 +180,8 @@ def test_new_client_gets_history_before_any_later_metrics() -> None:
     sampler.tick()
     order: list[str] = []
 
-    def slow_greet(history: list[dict[str, Any]]) -> None:
-        order.append(f"history {len(history)}")
+    def slow_greet(ring: HistoryRing, latest: dict[str, Any] | None) -> None:
+        order.append(f"history {len(ring.rows(latest=latest))}")
         time.sleep(0.3)
         order.append("history sent")
 

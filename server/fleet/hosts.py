@@ -8,7 +8,6 @@ the others; its samples come from the in-process Sampler.
 
 from __future__ import annotations
 
-import bisect
 import math
 import threading
 import time
@@ -18,7 +17,8 @@ from typing import Any
 
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
-from server.worker import Sampler, history_view, ring_history, ring_with_latest
+from server.ring import HistoryRing
+from server.worker import Sampler
 
 Sample = dict[str, Any]
 
@@ -49,7 +49,7 @@ class Host:
         self.static: dict[str, Any] | None = None
         self.sampler = sampler  # the hub's own host only
         self._clock = clock
-        self._ring: deque[Sample] = deque(maxlen=max(1, math.ceil(history_seconds / interval)))
+        self.ring = HistoryRing(history_seconds, interval)
         self._latest: Sample | None = None
         self._last_sample_at: float | None = None
         self.connected = sampler is not None
@@ -85,41 +85,34 @@ class Host:
     def history(self, seconds: float | None = None) -> list[Sample]:
         if self.sampler:
             return self.sampler.history(seconds)
-        return ring_history(self._ring, seconds)
+        return self.ring.rows(seconds)
 
-    def greet(self, send: Callable[[list[Sample]], None]) -> None:
-        """Give `send` the history while no sample of this host can be published."""
+    def columns(self, seconds: float | None = None) -> dict[str, Any]:
+        if self.sampler:
+            return self.sampler.columns(seconds)
+        with self.lock:
+            return self.ring.columns(seconds)
+
+    def greet(self, send: Callable[[HistoryRing, Sample | None], None]) -> None:
+        """Give `send` the ring and latest sample while none of this host's can be published."""
         if self.sampler:
             self.sampler.send_history(send)
             return
         with self.lock:
-            send(ring_with_latest(self._ring, self._latest))
+            send(self.ring, self._latest)
 
     def take(self, sample: Sample, publish: Callable[[Sample], None]) -> bool:
         """An agent's sample: live (published, True) or a replay kept in order (False)."""
         with self.lock:
             latest = self._latest
             if latest is not None and sample["ts"] <= latest["ts"]:
-                self._insert(history_view(sample))
+                self.ring.insert(sample)
                 return False
             self._latest = sample
             self._last_sample_at = self._clock()
-            self._ring.append(history_view(sample))
+            self.ring.append(sample)
             publish(sample)
         return True
-
-    def _insert(self, sample: Sample) -> None:
-        """A replayed sample into the ring, in time order, once."""
-        stamps = [s["ts"] for s in self._ring]
-        where = bisect.bisect_left(stamps, sample["ts"])
-        if where < len(stamps) and stamps[where] == sample["ts"]:
-            return  # already here
-        if len(self._ring) == self._ring.maxlen:
-            if where == 0:
-                return  # older than all the ring keeps
-            self._ring.popleft()
-            where -= 1
-        self._ring.insert(where, sample)
 
     def seen(self, sample: Sample) -> None:
         """After each live sample (either kind of host): the sparkline's point."""
@@ -133,7 +126,7 @@ class Host:
         """The stored recent history, after a hub restart."""
         with self.lock:
             for sample in samples:
-                self._ring.append(history_view(sample))
+                self.ring.append(sample)
                 self.seen(sample)
 
     # ---- state
