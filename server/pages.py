@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from flask import (
@@ -40,7 +41,11 @@ def index() -> ResponseReturnValue:
     state = current_state()
     view = state.config.fleet_view
     if view == "fleet" or (view == "auto" and len(state.fleet.hosts) > 1):
-        return _routed(render_template("fleet.html", interval=state.config.interval))
+        return _routed(
+            render_template(
+                "fleet.html", interval=state.config.interval, kiosk=_kiosk(), cycle=_cycle()
+            )
+        )
     return _host_page(state.fleet.local, own=True)
 
 
@@ -77,8 +82,27 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             history_url=url_for("api.history", host_id=None if own else host.id),
             fleet=len(state.fleet.hosts) > 1,
             version=state.static.version,
+            latest=host.latest,
+            kiosk=_kiosk(),
         )
     )
+
+
+def _kiosk() -> bool:
+    """`?kiosk=1`: wall mode (no controls, larger type, one screen, kept awake)."""
+    return request.args.get("kiosk") == "1"
+
+
+def _cycle() -> int:
+    """`?cycle=N`: seconds between hosts in the fleet's wall mode (3 to 3600, else 15)."""
+    raw = request.args.get("cycle", "")
+    return int(raw) if raw.isdigit() and 3 <= int(raw) <= 3600 else 15
+
+
+@pages.app_template_filter("card_id")
+def card_id(mount: str) -> str:
+    """A disk card's id suffix; app.js makes the same from the mount."""
+    return re.sub(r"[^a-zA-Z0-9]", "_", mount)
 
 
 def _json_error(exc: HTTPException) -> ResponseReturnValue:

@@ -61,8 +61,14 @@ class Chromium:
             page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True
         )
         self._next_id = 0
+        self.events: list[dict[str, Any]] = []  # what the page reported between calls
         self.call("Page.enable")
         self.call("Runtime.enable")
+        self.call("Log.enable")
+        self.viewport(width, height)
+
+    def viewport(self, width: int, height: int) -> None:
+        """The page's size (a phone below 700 px wide)."""
         self.call(
             "Emulation.setDeviceMetricsOverride",
             width=width,
@@ -70,6 +76,27 @@ class Chromium:
             deviceScaleFactor=1,
             mobile=width < 700,
         )
+
+    def color_scheme(self, scheme: str) -> None:
+        """prefers-color-scheme: "light" or "dark"."""
+        self.call(
+            "Emulation.setEmulatedMedia",
+            features=[{"name": "prefers-color-scheme", "value": scheme}],
+        )
+
+    def console_errors(self) -> list[str]:
+        """Errors the page logged or threw, and failed loads (a 404 favicon among them)."""
+        self.evaluate("0")  # collect what arrived since the last call
+        errors = []
+        for event in self.events:
+            params = event.get("params", {})
+            if event.get("method") == "Runtime.exceptionThrown":
+                errors.append(str(params.get("exceptionDetails", {}).get("text")))
+            elif event.get("method") == "Log.entryAdded" and params["entry"]["level"] == "error":
+                errors.append(f"{params['entry'].get('text')} {params['entry'].get('url', '')}")
+            elif event.get("method") == "Runtime.consoleAPICalled" and params["type"] == "error":
+                errors.append(" ".join(str(a.get("value")) for a in params.get("args", [])))
+        return errors
 
     def _wait_for_port(self) -> int:
         marker = os.path.join(self._profile, "DevToolsActivePort")
@@ -91,6 +118,8 @@ class Chromium:
         self._ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:
             message = json.loads(self._ws.recv())
+            if "method" in message and len(self.events) < 10_000:
+                self.events.append(message)
             if message.get("id") == call_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -104,6 +133,19 @@ class Chromium:
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def evaluate_async(self, expression: str, timeout: float = 60) -> Any:
+        """An expression that gives a promise; its value once settled."""
+        self._ws.settimeout(timeout)
+        try:
+            result = self.call(
+                "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+            )
+        finally:
+            self._ws.settimeout(30)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 15.0) -> Any:

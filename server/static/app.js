@@ -62,15 +62,16 @@
 
   // ---------------------------------------------------------------- charts
 
-  // Series are kept as columns, as uPlot wants them: [ts, y1, y1 min, y1 max, y2, ...].
-  // Min and max are only there for downsampled points (a band); live samples
-  // leave them null.
+  // Each chart series is a key of the column form (server/columns.py); its
+  // band (min and max of a downsampled point) is `bands.<key>.0` and `.1`.
   const CHARTS = {
-    cpu: { el: "chart-cpu", series: [["total", (s) => s.cpu && s.cpu.percent, "cpu.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
-    memory: { el: "chart-memory", series: [["used", (s) => s.memory && s.memory.percent, "memory.percent"], ["swap", (s) => s.swap && s.swap.percent, "swap.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
-    disk: { el: "chart-disk", series: [["read", (s) => s.disk_io && s.disk_io.read_bps, "disk_io.read_bps"], ["write", (s) => s.disk_io && s.disk_io.write_bps, "disk_io.write_bps"]], fmt: (v) => rate(v) },
-    net: { el: "chart-net", series: [["rx", (s) => s.net && s.net.rx_bps, "net.rx_bps"], ["tx", (s) => s.net && s.net.tx_bps, "net.tx_bps"]], fmt: (v) => rate(v) },
+    cpu: { el: "chart-cpu", series: [["total", "cpu.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
+    memory: { el: "chart-memory", series: [["used", "memory.percent"], ["swap", "swap.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
+    disk: { el: "chart-disk", series: [["read", "disk_io.read_bps"], ["write", "disk_io.write_bps"]], fmt: (v) => rate(v) },
+    net: { el: "chart-net", series: [["rx", "net.rx_bps"], ["tx", "net.tx_bps"]], fmt: (v) => rate(v) },
   };
+  // uPlot's data, per chart: [ts, y1, y1 min, y1 max, y2, ...]; min and max
+  // are null for live samples.
   const columns = { ts: [] };
   let windowSeconds = 900;
   let liveWindow = 900; // the server's history_seconds: what `history` covers
@@ -80,6 +81,12 @@
 
   function cssVar(name) {
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+
+  function valueAt(sample, key) {
+    let node = sample;
+    for (const part of key.split(".")) node = node === null || node === undefined ? undefined : node[part];
+    return node === undefined ? null : node;
   }
 
   function resetColumns() {
@@ -93,28 +100,53 @@
     columns.ts.push(ts);
     for (const key in CHARTS) {
       CHARTS[key].series.forEach((spec, i) => {
-        const [v, lo, hi] = valuesOf(spec);
-        columns[key][i][0].push(v === undefined ? null : v);
-        columns[key][i][1].push(lo === undefined ? null : lo);
-        columns[key][i][2].push(hi === undefined ? null : hi);
+        const [v, lo, hi] = valuesOf(spec[1]);
+        columns[key][i][0].push(v);
+        columns[key][i][1].push(lo);
+        columns[key][i][2].push(hi);
       });
     }
   }
+
+  const NOTHING = () => [null, null, null];
 
   function pushSample(s) {
     if (s.ts <= lastTs) return false; // already drawn
     const step = s.step || interval;
     // A hole in time (the server was down) is drawn as a gap, not a line across.
-    if (lastTs && s.ts - lastTs > 3 * Math.max(step, lastStep, interval)) {
-      pushRow(lastTs + Math.max(step, lastStep), () => [null, null, null]);
-    }
-    pushRow(s.ts, ([, get, band]) => {
-      const b = s.bands && s.bands[band];
-      return [get(s), b ? b[0] : null, b ? b[1] : null];
-    });
+    if (lastTs && s.ts - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
+    pushRow(s.ts, (key) => [valueAt(s, key), null, null]);
     lastTs = s.ts;
     lastStep = step;
     return true;
+  }
+
+  // History in columns: the arrays are taken as they come; a hole gets a null row.
+  function loadColumns(body) {
+    resetColumns();
+    const ts = body.ts || [];
+    const series = body.series || {};
+    const constant = body.constant || {};
+    const column = (key) => series[key] || null;
+    const fixed = (key) => (key in constant ? constant[key] : null);
+    const sources = {};
+    for (const name in CHARTS) {
+      sources[name] = CHARTS[name].series.map(([, key]) => [key, column(key), column("bands." + key + ".0"), column("bands." + key + ".1")]);
+    }
+    const step = body.step || interval;
+    for (let i = 0; i < ts.length; i++) {
+      if (i && ts[i] - ts[i - 1] > 3 * Math.max(step, interval)) pushRow(ts[i - 1] + step, NOTHING);
+      columns.ts.push(ts[i]);
+      for (const name in CHARTS) {
+        sources[name].forEach(([key, v, lo, hi], j) => {
+          columns[name][j][0].push(v ? v[i] : fixed(key));
+          columns[name][j][1].push(lo ? lo[i] : fixed("bands." + key + ".0"));
+          columns[name][j][2].push(hi ? hi[i] : fixed("bands." + key + ".1"));
+        });
+      }
+    }
+    lastTs = ts.length ? ts[ts.length - 1] : 0;
+    lastStep = step;
   }
 
   function trimColumns() {
@@ -132,9 +164,40 @@
     return data;
   }
 
+  function plotHeight() {
+    return parseFloat(getComputedStyle(document.body).getPropertyValue("--plot-height")) || 180;
+  }
+
   function chartSize(container) {
-    const width = Math.max(container.clientWidth, 200);
-    return { width: width, height: Math.round(Math.min(220, Math.max(140, width * 0.4))) };
+    return { width: Math.max(container.clientWidth, 200), height: plotHeight() };
+  }
+
+  // Time labels, one line each, never two dates on top of each other: by the
+  // distance between ticks, seconds, the hour, or the day and hour.
+  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const clockSeconds = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const dayClock = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const day = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric" });
+  function timeLabels(u, splits, axisIdx, space, incr) {
+    const format = incr >= 86400 ? day : incr >= 3600 * 3 ? dayClock : incr >= 60 ? clock : clockSeconds;
+    return splits.map((t) => format.format(new Date(t * 1000)));
+  }
+  function legendTime(u, t) {
+    if (t === null || t === undefined) return "–";
+    return (windowSeconds > 86400 ? dayClock : clockSeconds).format(new Date(t * 1000));
+  }
+
+  // The y axis as wide as its longest label (no clipped "191 MiB/s").
+  function axisWidth(u, values, axisIdx, cycleNum) {
+    const axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size;
+    let size = axis.ticks.size + axis.gap + 4;
+    const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
+    if (longest) {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / devicePixelRatio;
+    }
+    return Math.ceil(size);
   }
 
   function buildCharts() {
@@ -143,12 +206,14 @@
     const axis = cssVar("--muted");
     const grid = cssVar("--grid");
     const colors = [cssVar("--series-1"), cssVar("--series-2")];
+    const font = "11px system-ui, sans-serif";
     for (const key in CHARTS) {
       const spec = CHARTS[key];
       const container = $(spec.el);
+      container.textContent = "";
       const size = chartSize(container);
       const show = (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v));
-      const series = [{ value: (u, v) => (v === null || v === undefined ? "–" : new Date(v * 1000).toLocaleString()) }];
+      const series = [{ label: "time", value: legendTime }];
       const bands = [];
       spec.series.forEach(([label], i) => {
         const at = series.length;
@@ -165,8 +230,8 @@
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: spec.max ? { range: [0, spec.max] } : { range: (u, min, max) => [0, Math.max(max, 1024) * 1.1] } },
         axes: [
-          { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
-          { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 70, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
+          { stroke: axis, font: font, space: 80, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, values: timeLabels },
+          { stroke: axis, font: font, space: 30, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: axisWidth, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
         ],
         series: series,
         bands: bands,
@@ -202,13 +267,16 @@
     for (const b of document.querySelectorAll("#ranges button")) {
       b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === seconds));
     }
-    return fetch(document.body.dataset.history + "?seconds=" + seconds, { credentials: "same-origin" })
+    // About a point per pixel: 7 days is ~1,000 points, not 10,000.
+    const width = Math.max($("chart-cpu").clientWidth, 300);
+    const step = seconds > liveWindow ? "&step=" + Math.ceil(seconds / width) : "";
+    const url = document.body.dataset.history + "?format=columns&seconds=" + seconds + step;
+    return fetch(url, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
       .then((body) => {
         if (ask !== rangeRequest) return; // a newer choice won
         windowSeconds = seconds;
-        resetColumns();
-        for (const s of body.samples || []) pushSample(s);
+        loadColumns(body);
         drawAll();
         document.body.dataset.rangeStep = String(body.step);
         document.body.dataset.rangeLoaded = String(seconds);
@@ -272,8 +340,8 @@
 
       const row = document.createElement("tr");
       cell(row, d.mount);
-      cell(row, d.device);
-      cell(row, d.fstype);
+      cell(row, d.device, "wide");
+      cell(row, d.fstype, "wide");
       cell(row, bytes(d.used), "num");
       cell(row, bytes(d.free), "num");
       cell(row, bytes(d.total), "num");
@@ -288,18 +356,21 @@
   function showCores(perCore) {
     const box = $("cores");
     perCore = perCore || [];
+    box.classList.toggle("many", perCore.length > 32);
     while (box.children.length > perCore.length) box.lastChild.remove();
     while (box.children.length < perCore.length) {
-      const bar = document.createElement("div");
-      bar.className = "core";
-      bar.innerHTML = '<span class="core-fill"></span><span class="core-label"></span>';
-      box.appendChild(bar);
+      const core = document.createElement("div");
+      core.className = "core";
+      core.innerHTML = '<span class="core-bar"><span class="core-fill"></span></span><span class="core-label"></span>';
+      box.appendChild(core);
     }
     perCore.forEach((p, i) => {
-      const bar = box.children[i];
-      bar.querySelector(".core-fill").style.height = (p || 0) + "%";
-      bar.querySelector(".core-label").textContent = i + ": " + (p === null ? "–" : p.toFixed(0) + "%");
-      bar.className = "core " + level(p, "cpu");
+      const core = box.children[i];
+      core.querySelector(".core-fill").style.height = (p || 0) + "%";
+      const text = p === null ? "–" : p.toFixed(0) + "%";
+      core.querySelector(".core-label").textContent = text;
+      core.title = "core " + i + ": " + text;
+      core.className = "core " + level(p, "cpu");
     });
   }
 
@@ -310,7 +381,7 @@
     for (const p of processes || []) {
       const row = document.createElement("tr");
       cell(row, String(p.pid), "num");
-      cell(row, p.name);
+      cell(row, p.name, "name").title = p.name;
       cell(row, pct(p.cpu_percent), "num");
       cell(row, pct(p.memory_percent), "num");
       body.appendChild(row);
@@ -339,8 +410,8 @@
     if (!own) return; // history samples carry none
     setText("own-cpu", pct(own.cpu_percent));
     setText("own-rss", bytes(own.rss));
-    setText("own-tick", own.tick_ms === null ? "–" : own.tick_ms.toFixed(1) + " ms");
-    setText("own-clients", String(own.clients));
+    setText("own-tick", own.tick_ms === null ? "–" : own.tick_ms.toFixed(1) + "\u00a0ms");
+    setText("own-clients", own.clients + (own.clients === 1 ? " client" : " clients"));
   }
 
   // ---------------------------------------------------------------- alerts
@@ -460,7 +531,7 @@
   const hostId = document.body.dataset.host;
   const socket = io({
     // A host of the fleet; none: the hub's own, as before the fleet.
-    auth: hostId ? { host: hostId } : {},
+    auth: hostId ? { host: hostId, format: "columns" } : { format: "columns" },
     transports: ["websocket", "polling"],
     reconnectionDelay: 1000,
     reconnectionDelayMax: 10000,
@@ -489,17 +560,18 @@
   });
 
   socket.on("history", (payload) => {
-    const samples = (payload && payload.samples) || [];
-    if (samples.length) showSample(samples[samples.length - 1]);
+    payload = payload || {};
+    if (payload.latest) showSample(payload.latest);
+    document.body.dataset.historyFormat = payload.format || "rows";
     lastMessageAt = performance.now();
     if (rangeSeconds !== null) { loadRange(rangeSeconds); return; } // a longer range: from REST
     // Replace, never append: after a reconnect this is the whole story again.
     windowSeconds = liveWindow;
-    resetColumns();
-    for (const s of samples) pushSample(s);
+    if (payload.format === "columns") loadColumns(payload);
+    else { resetColumns(); for (const s of payload.samples || []) pushSample(s); }
     drawAll();
     // When the charts were first full, from navigation start (for `make bench`).
-    if (samples.length && !window.__chartsFullAt) window.__chartsFullAt = performance.now();
+    if (columns.ts.length && !window.__chartsFullAt) window.__chartsFullAt = performance.now();
   });
 
   socket.on("alerts", (snapshot) => {
@@ -518,13 +590,29 @@
     notify(a);
   });
 
+  // Main-thread time per live update, the last 120 (for `make bench`).
+  const updateMs = (window.__updateMs = []);
+
   socket.on("metrics", (s) => {
-    lastMessageAt = performance.now();
+    const began = performance.now();
+    lastMessageAt = began;
     if (disconnectedAt === null) setStatus("live", "live");
     if (pushSample(s)) {
       trimColumns();
       drawAll();
     }
     showSample(s);
+    updateMs.push(performance.now() - began);
+    if (updateMs.length > 120) updateMs.shift();
   });
+
+  // ---------------------------------------------------------------- wall mode
+
+  // Keep a wall screen awake where the browser allows it; the lock is let go
+  // when the tab is hidden, so it is asked again when it shows.
+  if (document.body.classList.contains("kiosk") && "wakeLock" in navigator) {
+    const keepAwake = () => navigator.wakeLock.request("screen").catch(() => {});
+    keepAwake();
+    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") keepAwake(); });
+  }
 })();

@@ -177,4 +177,54 @@
   socket.on("connect_error", () => setStatus("reconnecting", "reconnecting"));
   socket.on("fleet", render);
   window.__fleet = () => lastFleet; // for the browser tests
+
+  // ---------------------------------------------------------------- wall mode
+
+  // ?kiosk=1: every `cycle` seconds (?cycle=N) the next host in trouble, or
+  // the next of all when none is, is shown large above the tiles.
+  const kiosk = document.body.classList.contains("kiosk");
+  const cycleSeconds = Number(document.body.dataset.cycle) || 15;
+  let focusIndex = -1;
+  let focusId = null;
+
+  function focusNext() {
+    if (!lastFleet || !lastFleet.hosts.length) return;
+    const trouble = lastFleet.hosts.filter((h) => h.state !== "ok");
+    const pool = trouble.length ? trouble : lastFleet.hosts;
+    focusIndex = (focusIndex + 1) % pool.length;
+    focusId = pool[focusIndex].id;
+    showFocus();
+  }
+
+  function showFocus() {
+    const h = lastFleet && lastFleet.hosts.find((x) => x.id === focusId);
+    const box = $("focus");
+    box.textContent = "";
+    if (!h) return;
+    box.dataset.state = h.state;
+    document.body.dataset.focus = h.id;
+    const name = el("div", "focus-name", h.name);
+    const state = el("span", "tile-state state-" + h.state, h.state);
+    const head = el("div");
+    head.append(name, state);
+    const figures = el("div", "focus-figures");
+    for (const [label, value] of [["cpu", h.cpu], ["memory", h.mem], ["disk", h.disk]]) {
+      const f = el("span", null, label);
+      f.prepend(el("b", null, pct(value)));
+      figures.append(f);
+    }
+    const trouble = lastFleet.hosts.filter((x) => x.state !== "ok").length;
+    const note = el("span", "focus-note", trouble ? trouble + " in trouble · every " + cycleSeconds + " s" : "all ok · every " + cycleSeconds + " s");
+    box.append(head, figures, note);
+  }
+
+  if (kiosk) {
+    socket.on("fleet", () => { if (focusId === null) focusNext(); else showFocus(); });
+    setInterval(focusNext, cycleSeconds * 1000);
+    if ("wakeLock" in navigator) {
+      const keepAwake = () => navigator.wakeLock.request("screen").catch(() => {});
+      keepAwake();
+      document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") keepAwake(); });
+    }
+  }
 })();
