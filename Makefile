@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-fast lint bench screenshot system-deps settings-table clean
+.PHONY: help run test test-fast lint bench audit screenshot system-deps settings-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,8 +22,19 @@ system-deps:  ## install the Debian packages the tests drive (chromium, nginx, .
 	./scripts/system-deps.sh
 
 CODE := server tests bench testkit
+AXE := tests/node/node_modules/axe-core/axe.min.js
+LIGHTHOUSE := bench/audit/node_modules/.bin/lighthouse
 
-test: $(STAMP) system-deps lint  ## lint, type-check and run every test
+# Browser-side tools from the npm registry, at the versions the lock files pin.
+$(AXE): tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
+$(LIGHTHOUSE): bench/audit/package-lock.json
+	npm ci --prefix bench/audit --no-audit --no-fund --loglevel=error
+	touch $(LIGHTHOUSE)
+
+test: $(STAMP) system-deps $(AXE) lint  ## lint, type-check and run every test
 	$(PY) -m pytest
 
 test-fast: $(STAMP) lint  ## lint, type-check, unit and in-process tests (no subprocesses, no browser)
@@ -40,8 +51,11 @@ settings-table: $(STAMP)  ## write the README's settings table from the declarat
 bench: $(STAMP)  ## measure cost and fan-out; prints a table, writes bench/results/
 	$(PY) -m bench
 
-screenshot: $(STAMP) system-deps  ## refresh docs/screenshot.png from a live server
-	$(PY) -m tests.screenshot docs/screenshot.png
+audit: $(STAMP) system-deps $(LIGHTHOUSE)  ## Lighthouse on desktop and mobile: scores and failed audits
+	$(PY) -m bench.audit
+
+screenshot: $(STAMP) system-deps  ## refresh the README's screenshots in docs/ from live servers
+	$(PY) -m tests.screenshot docs
 
 clean:  ## remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules bench/audit/node_modules

@@ -64,6 +64,8 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         "text/html", "text/css", "text/plain", "text/csv", "text/javascript",
         "application/javascript", "application/json", "image/svg+xml",
     ]  # fmt: skip
+    # Static files are sent as streams; gzip too, for clients without brotli.
+    app.config["COMPRESS_ALGORITHM_STREAMING"] = ["zstd", "br", "gzip", "deflate"]
     Compress(app)
     observed: list[Any] = []  # the web's view, once built (the manager starts first)
 

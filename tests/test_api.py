@@ -112,3 +112,32 @@ def test_long_history_queries_past_the_cap_get_503_with_retry_after(client: Flas
         for _ in taken:
             api._heavy.release()
     assert client.get("/api/history?seconds=86400").status_code == 200
+
+
+def test_text_answers_are_compressed_when_served_directly(client: FlaskClient) -> None:
+    import gzip
+    from pathlib import Path
+
+    script = client.get("/static/app.js", headers={"Accept-Encoding": "gzip"})
+    assert script.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in script.headers["Vary"]
+    source = (Path(__file__).parent.parent / "server" / "static" / "app.js").read_bytes()
+    assert gzip.decompress(script.data) == source
+    plain = client.get("/static/app.js", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+
+
+def test_a_long_history_in_columns_is_gzipped_off_the_event_loop(
+    client: FlaskClient, state: DashboardState
+) -> None:
+    import gzip
+    import json
+
+    for _ in range(3):
+        state.sampler.tick()
+    answer = client.get(
+        "/api/history?seconds=86400&format=columns", headers={"Accept-Encoding": "gzip"}
+    )
+    assert answer.status_code == 200 and answer.headers["Content-Encoding"] == "gzip"
+    body = json.loads(gzip.decompress(answer.data))
+    assert body["format"] == "columns" and body["step"] == 10

@@ -211,6 +211,23 @@ def test_the_fleet_page_in_chromium(fleet: Fleet) -> None:
         before = browser.evaluate("window.__dashboardPlots.cpu.data[0].length")
         browser.wait_for(f"window.__dashboardPlots.cpu.data[0].length > {before}", timeout=5)
         assert browser.evaluate("document.getElementById('hostname').textContent")
+
+        # Wall mode: one 1920x1080 screen, a host in focus, the next one every 3 s.
+        browser.viewport(1920, 1080)
+        browser.navigate(fleet.hub.url + "/?kiosk=1&cycle=3")
+        first = browser.wait_for("document.body.dataset.focus", timeout=20)
+        second = browser.wait_for(
+            f"document.body.dataset.focus !== {json.dumps(first)} && document.body.dataset.focus",
+            timeout=8,
+        )
+        assert {first, second} <= {h["id"] for h in fleet.get("/api/hosts").json()["hosts"]}
+        name = browser.evaluate("document.querySelector('#focus .focus-name').textContent")
+        assert name and browser.evaluate("getComputedStyle(document.getElementById('filter')"
+                                         ".closest('label')).display") == "none"  # fmt: skip
+        size = browser.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+        )
+        assert size[0] <= 1920 and size[1] <= 1080, size
     finally:
         browser.close()
 

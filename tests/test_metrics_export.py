@@ -107,3 +107,34 @@ def test_process_series_stay_bounded_as_processes_come_and_go(
     # Two families, five ranks each: the same ten series whatever ran.
     assert len(seen) == 10, sorted(seen)
     assert all(dict(labels).keys() == {"host", "rank"} for _, labels in seen)
+
+
+# Kept on purpose in node_exporter's spelling, so its dashboards and rules
+# work unchanged; the README lists them. promtool flags their camelCase.
+NODE_EXPORTER_NAMES = {
+    "node_memory_MemTotal_bytes",
+    "node_memory_MemAvailable_bytes",
+    "node_memory_SwapTotal_bytes",
+}
+
+
+def test_promtool_finds_nothing_but_the_node_exporter_names(
+    client: FlaskClient, state: DashboardState
+) -> None:
+    import subprocess
+    from pathlib import Path
+
+    from tests.conftest import require_binary
+
+    promtool = require_binary("promtool")
+    state.sampler.tick()
+    state.sampler.tick()
+    text = client.get("/metrics").get_data(as_text=True)
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    problems = [line for line in (check.stdout + check.stderr).splitlines() if line.strip()]
+    flagged = {line.split()[0] for line in problems}
+    assert flagged <= NODE_EXPORTER_NAMES, problems
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert all(name in readme for name in NODE_EXPORTER_NAMES)

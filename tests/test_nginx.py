@@ -81,9 +81,11 @@ def test_page_static_and_api_through_nginx(stack: Stack) -> None:
     assert "Content-Security-Policy" in script.headers  # static answers carry them too
     check_static(requests.get(stack.url + "/api/static", timeout=5).json())
     latest = requests.get(
-        stack.url + "/api/metrics", timeout=5, headers={"Accept-Encoding": "gzip"}
+        stack.url + "/api/metrics", timeout=5, headers={"Accept-Encoding": "br, gzip"}
     )
     check_sample(latest.json())
+    # Nginx's gzip: the app was asked for no encoding (it would have chosen brotli).
+    assert latest.headers["Content-Encoding"] == "gzip"
     assert requests.get(stack.url + "/healthz", timeout=5).json()["status"] == "ok"
     bad = requests.get(stack.url + "/api/history?seconds=x", timeout=5)
     assert bad.status_code == 400 and "error" in bad.json()
