@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from typing import Any
@@ -68,3 +69,27 @@ def fill(
             store.add(synthetic_sample(start + i, i + 1, rng))
         clock[0] = start + min(offset + batch, seconds)
         store.flush()
+
+
+def like_this_host(base: dict[str, Any], ts: float, seq: int, rng: random.Random) -> dict[str, Any]:
+    """A sample of this machine's own shape (its disks, totals, host id) with moving
+    values: what a real history of this host holds (the bench's connect cost)."""
+    sample = copy.deepcopy(base)
+    cpu = max(0.0, min(100.0, 20 + 15 * math.sin(ts / 3600) + rng.gauss(0, 5)))
+    sample.update(ts=round(ts, 3), seq=seq, uptime=round(1000.0 + seq, 1))
+    sample["cpu"]["percent"] = round(cpu, 1)
+    sample["cpu"]["per_core"] = [round(min(100.0, cpu * rng.uniform(0.5, 1.5)), 1)
+                                 for _ in sample["cpu"]["per_core"]]  # fmt: skip
+    memory = sample["memory"]
+    memory["used"] += rng.randrange(-50_000_000, 50_000_000)
+    memory["available"] = memory["total"] - memory["used"]
+    memory["percent"] = round(100 * memory["used"] / memory["total"], 1)
+    for disk in sample["disks"]:
+        if disk.get("used") is not None:
+            disk["used"] += rng.randrange(0, 4096) * 4096 * (seq % 5 == 0)
+            disk["free"] = disk["total"] - disk["used"]
+    sample["disk_io"] = {"read_bps": rng.randrange(0, 5_000_000),
+                         "write_bps": rng.randrange(0, 9_000_000)}  # fmt: skip
+    sample["net"] = {"rx_bps": rng.randrange(0, 2_000_000), "tx_bps": rng.randrange(0, 1_000_000)}
+    sample["load"] = [round(cpu / 50, 2), 0.5, 0.4]
+    return sample

@@ -2,6 +2,7 @@
 // Socket.IO and draws them. No request leaves the server it came from.
 (function () {
   "use strict";
+  performance.mark("app-start");
 
   // Levels per alert rule come in `static` (declared once on the server, in
   // server/series.py), so a card turns amber and red exactly where its alert fires.
@@ -174,17 +175,25 @@
 
   // Time labels, one line each, never two dates on top of each other: by the
   // distance between ticks, seconds, the hour, or the day and hour.
-  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-  const clockSeconds = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
-  const dayClock = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-  const day = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric" });
+  // Made on first use: an Intl formatter costs milliseconds to build, and the
+  // page's first paint should not wait for four of them.
+  const formats = {};
+  function timeFormat(name) {
+    const options = {
+      clock: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+      clockSeconds: { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" },
+      dayClock: { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+      day: { weekday: "short", day: "numeric" },
+    }[name];
+    return formats[name] || (formats[name] = new Intl.DateTimeFormat(undefined, options));
+  }
   function timeLabels(u, splits, axisIdx, space, incr) {
-    const format = incr >= 86400 ? day : incr >= 3600 * 3 ? dayClock : incr >= 60 ? clock : clockSeconds;
+    const format = timeFormat(incr >= 86400 ? "day" : incr >= 3600 * 3 ? "dayClock" : incr >= 60 ? "clock" : "clockSeconds");
     return splits.map((t) => format.format(new Date(t * 1000)));
   }
   function legendTime(u, t) {
     if (t === null || t === undefined) return "–";
-    return (windowSeconds > 86400 ? dayClock : clockSeconds).format(new Date(t * 1000));
+    return timeFormat(windowSeconds > 86400 ? "dayClock" : "clockSeconds").format(new Date(t * 1000));
   }
 
   // The y axis as wide as its longest label (no clipped "191 MiB/s").
@@ -252,9 +261,19 @@
     }
   }
 
+  // uPlot is parsed after this script (while the socket's handshake is on the
+  // wire); the charts are built, empty, as soon as it is there.
+  let uPlotReady = typeof uPlot !== "undefined";
+  let drawWaiting = false;
   function drawAll() {
+    if (!uPlotReady) { drawWaiting = true; return; }
     if (!Object.keys(plots).length) buildCharts(); else redraw();
   }
+  document.addEventListener("DOMContentLoaded", () => {
+    uPlotReady = true;
+    buildCharts();
+    if (drawWaiting) markFull();
+  });
 
   // ---------------------------------------------------------------- range
 
@@ -267,9 +286,10 @@
     for (const b of document.querySelectorAll("#ranges button")) {
       b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === seconds));
     }
-    // About a point per pixel: 7 days is ~1,000 points, not 10,000.
-    const width = Math.max($("chart-cpu").clientWidth, 300);
-    const step = seconds > liveWindow ? "&step=" + Math.ceil(seconds / width) : "";
+    // About a point per pixel: 7 days is ~1,000 points, not 10,000. Finer than
+    // 10 s, the store's own pick (raw samples for the last hour) stands.
+    const perPixel = Math.ceil(seconds / Math.max($("chart-cpu").clientWidth, 300));
+    const step = perPixel >= 10 ? "&step=" + perPixel : "";
     const url = document.body.dataset.history + "?format=columns&seconds=" + seconds + step;
     return fetch(url, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
@@ -539,6 +559,7 @@
   });
 
   socket.on("connect", () => {
+    performance.mark("connected");
     disconnectedAt = null;
     setStatus("live", "live");
   });
@@ -560,6 +581,7 @@
   });
 
   socket.on("history", (payload) => {
+    performance.mark("history");
     payload = payload || {};
     if (payload.latest) showSample(payload.latest);
     document.body.dataset.historyFormat = payload.format || "rows";
@@ -570,9 +592,13 @@
     if (payload.format === "columns") loadColumns(payload);
     else { resetColumns(); for (const s of payload.samples || []) pushSample(s); }
     drawAll();
-    // When the charts were first full, from navigation start (for `make bench`).
-    if (columns.ts.length && !window.__chartsFullAt) window.__chartsFullAt = performance.now();
+    if (uPlotReady) markFull();
   });
+
+  // When the charts were first full, from navigation start (for `make bench`).
+  function markFull() {
+    if (columns.ts.length && !window.__chartsFullAt) window.__chartsFullAt = performance.now();
+  }
 
   socket.on("alerts", (snapshot) => {
     activeAlerts = {};
@@ -590,6 +616,7 @@
     notify(a);
   });
 
+  performance.mark("app-end");
   // Main-thread time per live update, the last 120 (for `make bench`).
   const updateMs = (window.__updateMs = []);
 
