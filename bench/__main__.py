@@ -31,8 +31,8 @@ import requests
 from bench import glances
 from bench.cost import ProcessMeter, psutil_floor_tick, sampler_tick
 from server.app import host_id_of
-from server.fleet.tokens import token_hash
 from server.data import DynamicData
+from server.fleet.tokens import token_hash
 from server.ring import history_view
 from server.store import HistoryStore
 from testkit.serverproc import ROOT, ServerProcess
