@@ -462,17 +462,22 @@ def _rate(
 
 
 class OwnUsage:
-    """This server process's own cost: CPU (% of one core) and resident memory."""
+    """This server process's own cost: CPU (% of one core) and resident memory.
+
+    CPU from time.process_time() (a clock read, no /proc file): this runs
+    every tick of an otherwise idle server, where each file read shows.
+    """
 
     def __init__(self) -> None:
         self._process = psutil.Process()
         self._reader = FailureLog()
-        self._reader.read("server.cpu_percent", lambda: self._process.cpu_percent(interval=None))
+        self._last = (time.monotonic(), time.process_time())
 
     def read(self) -> dict[str, Any]:
+        now, used = time.monotonic(), time.process_time()
+        (then, before), self._last = self._last, (now, used)
+        cpu = 100 * (used - before) / (now - then) if now > then else 0.0
         return {
-            "cpu_percent": self._reader.read(
-                "server.cpu_percent", lambda: round(self._process.cpu_percent(interval=None), 1)
-            ),
+            "cpu_percent": round(max(cpu, 0.0), 1),
             "rss": self._reader.read("server.rss", lambda: self._process.memory_info().rss),
         }

@@ -52,9 +52,13 @@ class DashboardState:
         threading.Thread(target=self._judge_fleet, name="fleet-judge", daemon=True).start()
 
     def _judge_fleet(self) -> None:
-        """The hosts' states four times an interval: a host goes stale within a
-        quarter interval of its third missed sample, not a whole tick later."""
-        while not self._stopping.wait(self.config.interval / 4):
+        """The hosts' states four times an interval once there are agents: a host
+        goes stale within a quarter interval of its third missed sample, not a
+        whole tick later. A fleet of one wakes once an interval (an idle server's
+        cost is mostly its wake-ups)."""
+        while not self._stopping.wait(
+            self.config.interval / (4 if len(self.fleet.hosts) > 1 else 1)
+        ):
             try:
                 self.fleet.judge()
             except Exception:  # never let one bad host end the judging
