@@ -18,6 +18,7 @@ from server.alerts.webhooks import WebhookSender
 from server.blocking import run_blocking
 from server.config import Config
 from server.data import DynamicData, OwnUsage, StaticData
+from server.firehose.relay import Firehose, local_feed
 from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import AgentLink
 from server.fleet.tokens import AgentTokens
@@ -45,6 +46,35 @@ class _Labelled:
 def host_id_of(hostname: str) -> str:
     """The hub's own id in the fleet: its hostname, as a URL-safe name."""
     return re.sub(r"[^A-Za-z0-9._-]", "-", hostname)[:64].strip("-.") or "local"
+
+
+def _firehose(config: Config, socketio: SocketIO, fleet: Fleet, link: AgentLink) -> Firehose | None:
+    """The live log tails (off with firehose = false, and on web processes, whose
+    pages' lines would have to come from the core: not built yet)."""
+    if not config.firehose or config.role == "web":
+        return None
+    feed = local_feed(config)
+    assert fleet.local.static is not None
+    fleet.local.static["log_sources"] = feed.names
+
+    def sources_of(host_id: str) -> list[str] | None:
+        host = fleet.get(host_id)
+        if host is None:
+            return None
+        names = (host.static or {}).get("log_sources")
+        return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+    firehose = Firehose(
+        fleet.local.id,
+        feed,
+        socketio.emit,
+        lambda sid, room: socketio.server.enter_room(sid, room, namespace="/"),
+        lambda sid, room: socketio.server.leave_room(sid, room, namespace="/"),
+        sources_of,
+        link.watch,
+    )
+    link.firehose = firehose
+    return firehose
 
 
 def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
@@ -192,6 +222,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         host.notifier(sample)
 
     link = AgentLink(fleet, tokens, publish, lambda host, s: store.add(s, host=host.id))
+    firehose = _firehose(config, socketio, fleet, link)
     if config.role != "web":  # agents report to the core (Nginx routes them there)
         sampler.preload(store.recent(config.history_seconds))
         socketio.server.register_namespace(link)
@@ -209,6 +240,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         fleet=fleet,
         link=link,
         lease=lease,
+        firehose=firehose,
     )
     state.registry = metrics_export.build_registry(state)
     app.extensions["dashboard"] = state

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from server.alerts.settings import AlertSettings, AlertSettingsError, parse_settings
+from server.firehose.settings import LogSource, parse_log_sources, parse_patterns
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASYNC_MODES = ("eventlet", "threading")
@@ -232,6 +233,24 @@ class Config:
     )
     private_files: bool = setting(
         True, _boolean, "data and log files 0600, their directories 0700 (false: the umask's)"
+    )
+    firehose: bool = setting(
+        True, _boolean, "live log tails on the pages (false: the feature is off everywhere)"
+    )
+    log_sources: tuple[LogSource, ...] = setting(
+        (),
+        parse_log_sources,
+        "named logs for the firehose: name = path, glob or journald[:unit,...];"
+        " the app log is one (in the environment: name=spec;name=spec)",
+    )
+    firehose_lines_per_second: int = setting(
+        200, _integer(1, 100_000), "lines a second per log source; above, dropped with a marker"
+    )
+    firehose_redact: tuple[str, ...] = setting(
+        (),
+        parse_patterns,
+        "regexes hidden in log lines before they leave the host, beside the default"
+        " (values of password/token/secret/key keys)",
     )
     # Only from the TOML file's [users] table: name = "password hash".
     users: Mapping[str, str] = dataclasses.field(default_factory=dict)

@@ -13,6 +13,7 @@ from typing import Any
 from flask import request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
+from server.access.connections import TokenBucket
 from server.blocking import Busy
 from server.ring import HistoryRing
 from server.state import DashboardState
@@ -77,8 +78,38 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
         # Under the host's publish lock: no `metrics` can slip in before `history`.
         host.greet(greet)
 
+    firehose = state.firehose
+    # Subscriptions a page may send: a burst, then one every two seconds.
+    firehose_rate = TokenBucket(burst=20, rate=0.5)
+
+    @socketio.on("firehose_subscribe")
+    def on_firehose_subscribe(data: object = None) -> dict[str, object]:
+        """{"host": id (none: the hub's own), "sources": [names] (none: all)}."""
+        sid: str = request.sid  # type: ignore[attr-defined]
+        if firehose is None:
+            return {"error": "the firehose is off on this server"}
+        user = login.user(request)
+        if user is None:  # a session that ended since the socket opened
+            return {"error": "authentication required: log in first"}
+        if not firehose_rate.take(sid):
+            return {"error": "too many subscriptions: slow down"}
+        wanted = data if isinstance(data, dict) else {}
+        host = wanted.get("host") or state.fleet.local.id
+        if not isinstance(host, str) or len(host) > 64:
+            return {"error": "host must be a host id"}
+        problem = firehose.subscribe(sid, user, host, wanted.get("sources"))
+        return {"error": problem} if problem else {"ok": True, "host": host}
+
+    @socketio.on("firehose_unsubscribe")
+    def on_firehose_unsubscribe(data: object = None) -> None:
+        if firehose is not None:
+            host = data.get("host") if isinstance(data, dict) else None
+            firehose.unsubscribe(request.sid, host if isinstance(host, str) else None)  # type: ignore[attr-defined]
+
     @socketio.on("disconnect")
     def on_disconnect(reason: object = None) -> None:
+        if firehose is not None:
+            firehose.unsubscribe(request.sid)  # type: ignore[attr-defined]
         caps.release(request.remote_addr or "?")
         state.fleet.viewers.discard(request.sid)  # type: ignore[attr-defined]
         session_id = session.get("sid")

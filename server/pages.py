@@ -43,7 +43,11 @@ def index() -> ResponseReturnValue:
     if view == "fleet" or (view == "auto" and len(state.fleet.hosts) > 1):
         return _routed(
             render_template(
-                "fleet.html", interval=state.config.interval, kiosk=_kiosk(), cycle=_cycle()
+                "fleet.html",
+                interval=state.config.interval,
+                kiosk=_kiosk(),
+                cycle=_cycle(),
+                firehose=state.firehose is not None,
             )
         )
     return _host_page(state.fleet.local, own=True)
@@ -84,6 +88,7 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             version=state.static.version,
             latest=host.latest,
             kiosk=_kiosk(),
+            firehose=state.firehose is not None,
         )
     )
 

@@ -14,6 +14,7 @@ from server.alerts.rules import AlertEngine
 from server.alerts.webhooks import WebhookSender
 from server.config import Config
 from server.data import StaticData
+from server.firehose.relay import Firehose
 from server.fleet.hosts import Fleet
 from server.fleet.hub import AgentLink
 from server.queue import CoreLease
@@ -33,6 +34,7 @@ class DashboardState:
     fleet: Fleet
     link: AgentLink
     lease: CoreLease | None = None  # role core: the one-core lease on the message queue
+    firehose: Firehose | None = None  # live log tails; None when off
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
     _stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
 

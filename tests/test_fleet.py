@@ -187,6 +187,39 @@ def test_an_agent_page_has_its_own_static_history_and_metrics(fleet: Fleet) -> N
     assert re.search(r'dashboard_cpu_usage_ratio\{host="agent-04"\} ', text)
 
 
+def test_an_agents_log_lines_reach_a_page_on_the_hub(fleet: Fleet) -> None:
+    static = wait_until(
+        lambda: (r := fleet.get("/api/hosts/agent-03/static")).ok and r.json(),
+        timeout=30,
+        what="agent-03's static at the hub",
+    )
+    assert static["log_sources"] == ["dashboard"]
+    lines: list[dict[str, Any]] = []
+    page = socketio.Client()
+    page.on("firehose", lines.append)
+    page.connect(
+        fleet.hub.url, headers={"Authorization": BASIC}, transports=["websocket"], wait_timeout=10
+    )
+    try:
+        answer = page.call("firehose_subscribe", {"host": "agent-03"}, timeout=10)
+        assert answer == {"ok": True, "host": "agent-03"}
+        log = fleet.agents["agent-03"].workdir / "logs" / "dashboard.log"
+        marker = f"firehose check {time.time()} password=hunter2"
+
+        def arrived() -> bool:
+            with open(log, "a") as handle:  # again until the agent follows the file
+                handle.write(marker + "\n")
+            time.sleep(0.5)
+            return any(marker.replace("hunter2", "[redacted]") == line["text"]
+                       for batch in lines for line in batch["lines"])  # fmt: skip
+
+        wait_until(arrived, timeout=15, interval=0, what="the agent's line at the page")
+        assert all(b["host"] == "agent-03" and b["source"] == "dashboard" for b in lines)
+        assert not any("hunter2" in line["text"] for b in lines for line in b["lines"])
+    finally:
+        page.disconnect()
+
+
 def test_the_fleet_page_in_chromium(fleet: Fleet) -> None:
     browser = Chromium(require_binary("chromium", "chromium-browser"))
     try:

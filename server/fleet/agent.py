@@ -26,6 +26,7 @@ import socketio
 from server import __version__
 from server.config import Config, ConfigError
 from server.data import DynamicData, StaticData
+from server.firehose.relay import local_feed
 from server.fleet.protocol import MAX_BATCH, NAMESPACE
 from server.worker import Sampler
 
@@ -71,6 +72,13 @@ class Link:
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
         self.sio.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
+        self.sio.on("firehose_watch", self._on_firehose_watch, namespace=NAMESPACE)
+        # Log lines only while a page at the hub watches them (the hub says which).
+        self.feed = local_feed(config) if config.firehose else None
+        self._firehose_wanted: set[str] = set()
+        self._firehose = threading.Thread(
+            target=self._firehose_loop, name="agent-logs", daemon=True
+        )
         self._sender = threading.Thread(target=self._send_loop, name="agent-send", daemon=True)
         self._connector = threading.Thread(target=self._connect, name="agent-link", daemon=True)
 
@@ -97,6 +105,29 @@ class Link:
     def start(self) -> None:
         self._sender.start()
         self._connector.start()
+        if self.feed is not None:
+            self._firehose.start()
+
+    def _on_firehose_watch(self, data: Any = None) -> None:
+        names = data.get("sources") if isinstance(data, dict) else None
+        if isinstance(names, list):
+            self._firehose_wanted = {n for n in names if isinstance(n, str)}
+
+    def _firehose_loop(self) -> None:
+        """Four times a second while the hub wants lines; idle (no file open) otherwise."""
+        assert self.feed is not None
+        while not self._stop.wait(0.25):
+            wanted = self._firehose_wanted if self._connected.is_set() else set()
+            if not wanted and not self.feed.watched:
+                continue
+            backlogs, batches = self.feed.step(wanted)
+            for name, lines in {**backlogs, **batches}.items():
+                if lines and self._connected.is_set():
+                    try:
+                        self.sio.emit("firehose", {"source": name, "lines": lines},
+                                      namespace=NAMESPACE)  # fmt: skip
+                    except socketio.exceptions.BadNamespaceError:
+                        break
 
     def _connect(self) -> None:
         try:
@@ -175,7 +206,10 @@ def run(config: Config) -> int:
         interval=config.interval, history_seconds=config.history_seconds, version=__version__
     )
     # The hub names this host by its token: the static goes without a name of its own.
-    link = Link(config, {k: v for k, v in static.as_dict().items() if k != "host"})
+    static_dict = {k: v for k, v in static.as_dict().items() if k != "host"}
+    link = Link(config, static_dict)
+    if link.feed is not None:
+        static_dict["log_sources"] = link.feed.names
     sampler = Sampler(
         DynamicData(top_processes=config.top_processes),
         broadcast=link.add,

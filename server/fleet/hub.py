@@ -19,6 +19,8 @@ from typing import Any
 import socketio
 
 from server.access.connections import TokenBucket
+from server.firehose.relay import Firehose
+from server.firehose.sources import MAX_SOURCES, NAME
 from server.fleet.hosts import Fleet, Host
 from server.fleet.protocol import MAX_BATCH, NAMESPACE
 from server.fleet.tokens import AgentTokens
@@ -33,7 +35,7 @@ SAMPLE_KEYS = frozenset(
 )  # fmt: skip
 STATIC_KEYS = frozenset(
     ["hostname", "fqdn", "os", "cpu", "memory_total", "swap_total", "addresses", "boot_time",
-     "interval", "history_seconds", "version", "levels", "host"]
+     "interval", "history_seconds", "version", "levels", "host", "log_sources"]
 )  # fmt: skip
 OLDEST = 8 * 86400  # seconds: older samples than an agent can buffer are refused
 
@@ -132,6 +134,9 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         self.hosts_by_sid: dict[str, str] = {}
         self.refusals = LogOnce()
         self.accepted = 0
+        # Log lines: several sources four times a second, and a backlog at first.
+        self._firehose_rate = TokenBucket(burst=100, rate=40)
+        self.firehose: Firehose | None = None  # set when the firehose is on
 
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         address = str(environ.get("REMOTE_ADDR") or "?")
@@ -154,6 +159,8 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         self.hosts_by_sid[sid] = host_id
         self.fleet.ensure(host_id).link(True)
         log.info("agent %s connected from %s", host_id, address)
+        if self.firehose is not None and self.firehose.watched(host_id):
+            self.emit("firehose_watch", {"sources": sorted(self.firehose.watched(host_id))}, to=sid)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         host_id = self.hosts_by_sid.pop(sid, None)
@@ -171,6 +178,11 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             return False
         if data.get("host") not in (None, host.id):
             self.refusals.warn(host.id, "claims", f"claims to be host {data.get('host')!r}")
+            return False
+        names = data.get("log_sources", [])
+        if not (isinstance(names, list) and len(names) <= MAX_SOURCES
+                and all(isinstance(n, str) and NAME.match(n) for n in names)):  # fmt: skip
+            self.refusals.warn(host.id, "malformed", "static refused: bad log_sources")
             return False
         host.static = {**data, "host": host.id}
         return True
@@ -203,6 +215,24 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             self.accepted += 1
             newest = sample["ts"]
         return {"ts": newest}
+
+    def on_firehose(self, sid: str, batch: Any) -> None:
+        """Log lines of a watched source of this agent's host."""
+        host = self._host(sid)
+        if host is None or self.firehose is None:
+            return
+        if not self._firehose_rate.take(host.id):
+            self.refusals.warn(host.id, "firehose rate", "sends log lines too fast: dropped")
+            return
+        problem = self.firehose.from_agent(host.id, batch)
+        if problem:
+            self.refusals.warn(host.id, "firehose", f"log lines refused: {problem}")
+
+    def watch(self, host_id: str, sources: list[str]) -> None:
+        """Tell an agent which of its sources pages watch (none: it sends nothing)."""
+        for sid, other in list(self.hosts_by_sid.items()):
+            if other == host_id:
+                self.emit("firehose_watch", {"sources": sources}, to=sid)
 
     def _host(self, sid: str) -> Host | None:
         host_id = self.hosts_by_sid.get(sid)

@@ -558,6 +558,8 @@
     randomizationFactor: 0.5,
   });
 
+  window.dashboardSocket = socket; // firehose.js shares it
+
   socket.on("connect", () => {
     performance.mark("connected");
     disconnectedAt = null;

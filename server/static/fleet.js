@@ -167,6 +167,7 @@
   $("filter").addEventListener("input", applyFilter);
 
   const socket = io({ auth: { view: "fleet" }, transports: ["websocket", "polling"], reconnectionDelayMax: 10000 });
+  window.dashboardSocket = socket; // firehose.js shares it
   const status = $("status");
   function setStatus(cls, text) {
     status.className = "status status-" + cls;

@@ -1,0 +1,85 @@
+"""This host's log sources, each followed only while a page watches it.
+
+Every call here stats and reads files: the hub and the agent call them in a
+pool thread (run_blocking), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from server.firehose.follow import RateCap, Redactor, shape
+from server.firehose.sources import FileSource, JournalSource, LogSource, open_source
+
+Line = dict[str, object]  # {"ts": epoch seconds, "text": str}
+BACKLOG_LINES = 200
+
+
+class LocalFeed:
+    """The sources of this host, followed while watched; lines shaped and capped."""
+
+    def __init__(
+        self,
+        sources: Sequence[LogSource],
+        lines_per_second: int,
+        redact: Redactor,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sources = {s.name: s for s in sources}
+        self._lines_per_second = lines_per_second
+        self._redact = redact
+        self._clock = clock
+        self._open: dict[str, FileSource | JournalSource] = {}
+        self._caps: dict[str, RateCap] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.sources)
+
+    @property
+    def watched(self) -> set[str]:
+        return set(self._open)
+
+    def watch(self, names: Iterable[str]) -> dict[str, list[Line]]:
+        """Follow exactly `names` from now on; the backlog of each newly watched one."""
+        wanted = {n for n in names if n in self.sources}
+        for name in set(self._open) - wanted:
+            self._open.pop(name).close()
+            self._caps.pop(name, None)
+        backlogs: dict[str, list[Line]] = {}
+        for name in wanted - set(self._open):
+            source = open_source(self.sources[name])
+            self._open[name] = source
+            self._caps[name] = RateCap(self._lines_per_second, self._clock)
+            now = time.time()
+            backlogs[name] = [self._line(raw, now) for raw in source.backlog(BACKLOG_LINES)]
+        return backlogs
+
+    def problems(self) -> dict[str, str | None]:
+        """Why each watched source cannot be read now (None: it can)."""
+        return {name: source.problem for name, source in self._open.items()}
+
+    def poll(self) -> dict[str, list[Line]]:
+        """New lines of each watched source, shaped, at most the cap a second."""
+        out: dict[str, list[Line]] = {}
+        now = time.time()
+        for name, source in self._open.items():
+            raw = source.poll()
+            cap = self._caps[name]
+            # Capped before shaping: a flood's dropped lines cost no decoding.
+            kept = cap.admit(raw) if raw else cap.flush()
+            texts = [k if isinstance(k, str) else shape(k, self._redact) for k in kept]
+            if texts:
+                out[name] = [{"ts": now, "text": t} for t in texts]
+        return out
+
+    def step(self, wanted: Iterable[str]) -> tuple[dict[str, list[Line]], dict[str, list[Line]]]:
+        """watch(wanted), then poll(): the backlogs of newly watched sources, and new lines."""
+        return self.watch(wanted), self.poll()
+
+    def close(self) -> None:
+        self.watch(())
+
+    def _line(self, raw: bytes, now: float) -> Line:
+        return {"ts": now, "text": shape(raw, self._redact)}

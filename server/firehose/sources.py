@@ -1,0 +1,174 @@
+"""Log sources: the `log_sources` setting, and following one source.
+
+A source is a name and what it follows: an absolute file path, a glob of
+them, or `journald` (optionally `journald:unit,unit`). Only listed files are
+ever opened: a page names a source, never a path. The app's own log is a
+source (`dashboard`) unless the setting names another `dashboard`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import glob
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from server.firehose.follow import FileFollower, last_lines
+
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+MAX_SOURCES = 32
+MAX_FILES = 64  # files one glob may follow
+GLOB_EVERY = 5.0  # seconds between looks for new files matching a glob
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSource:
+    name: str
+    spec: str  # a path, a glob, or journald[:units]
+
+    @property
+    def journald(self) -> bool:
+        return self.spec == "journald" or self.spec.startswith("journald:")
+
+
+def parse_log_sources(raw: Any) -> tuple[LogSource, ...]:
+    """A TOML table (name = "spec") or, in the environment, "name=spec;name=spec"."""
+    accepts = (
+        'named sources: a table of name = "/absolute/path", a glob or "journald[:unit,...]"'
+        " (in the environment: name=spec;name=spec)"
+    )
+    if isinstance(raw, str):
+        pairs = [part.partition("=") for part in raw.split(";") if part.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError(accepts)
+        table: dict[str, Any] = {name.strip(): spec.strip() for name, _, spec in pairs}
+    elif isinstance(raw, dict):
+        table = raw
+    else:
+        raise ValueError(accepts)
+    if len(table) > MAX_SOURCES:
+        raise ValueError(f"at most {MAX_SOURCES} sources")
+    sources = []
+    for name, spec in table.items():
+        if not NAME.match(name):
+            raise ValueError(f"{accepts}; a name is 1-32 of A-Z a-z 0-9 _ . - (got {name!r})")
+        if not isinstance(spec, str) or not spec.strip():
+            raise ValueError(f"{accepts} (source {name!r} is empty)")
+        spec = spec.strip()
+        if not (spec == "journald" or spec.startswith("journald:") or os.path.isabs(spec)):
+            raise ValueError(f"{accepts} (source {name!r}: {spec!r} is not an absolute path)")
+        sources.append(LogSource(name, spec))
+    return tuple(sources)
+
+
+def with_app_log(sources: Sequence[LogSource], log_dir: str) -> tuple[LogSource, ...]:
+    """The configured sources, and the app's own log as `dashboard` unless one is named so."""
+    if any(s.name == "dashboard" for s in sources):
+        return tuple(sources)
+    app_log = os.path.join(os.path.abspath(log_dir), "dashboard.log")
+    return (LogSource("dashboard", app_log), *sources)
+
+
+class FileSource:
+    """A path or a glob: a follower for each matching file (new matches join)."""
+
+    def __init__(self, source: LogSource) -> None:
+        self.source = source
+        self._globbed = glob.has_magic(source.spec)
+        self._followers: dict[str, FileFollower] = {}
+        self._looked = 0.0
+        self._look(at_start=True)
+
+    def _look(self, at_start: bool = False) -> None:
+        self._looked = time.monotonic()
+        paths = (
+            sorted(glob.glob(self.source.spec))[:MAX_FILES] if self._globbed else [self.source.spec]
+        )
+        for path in paths:
+            if path not in self._followers:
+                # A file that joins a glob later is new: all of it is read.
+                self._followers[path] = FileFollower(path, at_end=at_start)
+
+    @property
+    def problem(self) -> str | None:
+        if not self._followers:
+            return "no file matches"
+        problems = [f.problem for f in self._followers.values()]
+        return problems[0] if all(problems) else None
+
+    def backlog(self, count: int) -> list[bytes]:
+        lines: list[bytes] = []
+        for path in self._followers:
+            lines += last_lines(path, count)
+        return lines[-count:]
+
+    def poll(self) -> list[bytes]:
+        if self._globbed and time.monotonic() - self._looked >= GLOB_EVERY:
+            self._look()
+        lines: list[bytes] = []
+        for follower in self._followers.values():
+            lines += follower.poll()
+        return lines
+
+    def close(self) -> None:
+        for follower in self._followers.values():
+            follower.close()
+
+
+class JournalSource:
+    """`journalctl -f` for the whole journal or some units, read without blocking."""
+
+    def __init__(self, source: LogSource) -> None:
+        self.source = source
+        self.problem: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._partial = b""
+        binary = shutil.which("journalctl")
+        if binary is None:
+            self.problem = "journalctl is not installed"
+            return
+        units = source.spec.partition(":")[2]
+        command = [binary, "--follow", "--lines=0", "--output=cat", "--quiet"]
+        command += [f"--unit={u.strip()}" for u in units.split(",") if u.strip()]
+        try:
+            self._proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            self.problem = exc.strerror or str(exc)
+            return
+        assert self._proc.stdout is not None
+        flags = fcntl.fcntl(self._proc.stdout, fcntl.F_GETFL)
+        fcntl.fcntl(self._proc.stdout, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+
+    def backlog(self, count: int) -> list[bytes]:
+        return []  # journalctl -n would block on a large journal; the page sees what comes
+
+    def poll(self) -> list[bytes]:
+        if self._proc is None or self._proc.stdout is None:
+            return []
+        try:
+            data = self._proc.stdout.read(1024 * 1024) or b""
+        except BlockingIOError:
+            return []
+        if self._proc.poll() is not None and not data:
+            self.problem = f"journalctl ended ({self._proc.returncode})"
+        chunks = (self._partial + data).split(b"\n")
+        self._partial = chunks.pop()
+        return chunks
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+
+def open_source(source: LogSource) -> FileSource | JournalSource:
+    return JournalSource(source) if source.journald else FileSource(source)

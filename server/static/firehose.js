@@ -1,0 +1,148 @@
+// The firehose panel: live log lines from a host's sources (the fleet page:
+// from every host), a colour per source. A line is always text, never HTML.
+(function () {
+  "use strict";
+
+  const panel = document.getElementById("firehose");
+  const socket = window.dashboardSocket;
+  if (!panel || !socket) return;
+
+  const $ = (id) => document.getElementById(id);
+  const box = $("firehose-lines");
+  const more = $("firehose-more");
+  const toggle = $("firehose-toggle");
+  const pause = $("firehose-pause");
+  const filterInput = $("firehose-filter");
+  const status = $("firehose-status");
+  const fleetView = panel.dataset.view === "fleet";
+  const MAX_LINES = 5000;
+  const COLOURS = 8;
+  const colourOf = new Map(); // "host source" -> palette index, in order of appearance
+  const subscribed = new Set(); // hosts
+  let on = false;
+  let paused = false;
+  let held = []; // lines that came while paused
+  let unseen = 0; // lines below the view while the user reads above
+  let match = () => true;
+  // A line shows when the filter matches its text or its source's name.
+  const shown = (row) => match(row.lastChild.textContent) || match(row.firstChild.textContent);
+
+  function setStatus(text) {
+    status.textContent = text;
+  }
+
+  function subscribe(host) {
+    if (subscribed.has(host)) return;
+    subscribed.add(host);
+    socket.emit("firehose_subscribe", host ? { host: host } : {}, (answer) => {
+      if (answer && answer.error) {
+        subscribed.delete(host);
+        setStatus("logs: " + answer.error);
+      } else {
+        setStatus("");
+      }
+    });
+  }
+
+  function subscribeAll() {
+    if (!fleetView) { subscribe(panel.dataset.host || ""); return; }
+    const fleet = window.__fleet && window.__fleet();
+    for (const h of (fleet && fleet.hosts) || []) subscribe(h.id);
+  }
+
+  function setOn(value) {
+    on = value;
+    toggle.setAttribute("aria-pressed", String(on));
+    toggle.textContent = on ? "Hide logs" : "Show logs";
+    box.hidden = !on;
+    pause.hidden = !on;
+    filterInput.closest("label").hidden = !on;
+    try { localStorage.setItem("dashboard.firehose", on ? "on" : "off"); } catch (e) { /* private mode */ }
+    if (on) subscribeAll();
+    else {
+      for (const host of subscribed) socket.emit("firehose_unsubscribe", host ? { host: host } : {});
+      subscribed.clear();
+    }
+  }
+
+  const atBottom = () => box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+
+  function lineElement(host, source, line) {
+    const key = host + " " + source;
+    if (!colourOf.has(key)) colourOf.set(key, colourOf.size % COLOURS);
+    const row = document.createElement("div");
+    row.className = "fh-line fh-src-" + colourOf.get(key);
+    const tag = document.createElement("span");
+    tag.className = "fh-source";
+    tag.textContent = fleetView ? host + " " + source : source;
+    const text = document.createElement("span");
+    text.className = "fh-text";
+    text.textContent = line.text; // text, never markup
+    if (/\b(ERROR|CRITICAL|FATAL|PANIC)\b/i.test(line.text)) row.classList.add("fh-error");
+    else if (/\bWARN(ING)?\b/i.test(line.text)) row.classList.add("fh-warn");
+    row.append(tag, text);
+    row.hidden = !shown(row);
+    return row;
+  }
+
+  function append(rows) {
+    const follow = atBottom();
+    const fragment = document.createDocumentFragment();
+    for (const row of rows) fragment.append(row);
+    box.append(fragment);
+    while (box.childElementCount > MAX_LINES) box.firstElementChild.remove();
+    if (follow) box.scrollTop = box.scrollHeight;
+    else {
+      unseen += rows.length;
+      more.textContent = unseen + (unseen === 1 ? " new line" : " new lines");
+      more.hidden = false;
+    }
+  }
+
+  socket.on("firehose", (batch) => {
+    if (!on || !batch || !Array.isArray(batch.lines)) return;
+    const rows = batch.lines.map((l) => lineElement(String(batch.host), String(batch.source), l));
+    if (paused) {
+      held = held.concat(rows).slice(-MAX_LINES);
+      pause.textContent = "Resume (" + held.length + ")";
+      return;
+    }
+    append(rows);
+  });
+
+  box.addEventListener("scroll", () => {
+    if (atBottom()) { unseen = 0; more.hidden = true; }
+  });
+  more.addEventListener("click", () => {
+    box.scrollTop = box.scrollHeight;
+    unseen = 0;
+    more.hidden = true;
+  });
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.setAttribute("aria-pressed", String(paused));
+    pause.textContent = paused ? "Resume" : "Pause";
+    if (!paused && held.length) { append(held); held = []; }
+  });
+  toggle.addEventListener("click", () => setOn(!on));
+
+  // A substring, or /a regex/, case-insensitive; a regex that does not parse is a substring.
+  filterInput.addEventListener("input", () => {
+    const wanted = filterInput.value.trim();
+    const regex = /^\/(.+)\/$/.exec(wanted);
+    let test = (text) => text.toLowerCase().includes(wanted.toLowerCase());
+    if (regex) {
+      try { const re = new RegExp(regex[1], "i"); test = (text) => re.test(text); } catch (e) { /* substring */ }
+    }
+    match = wanted ? test : () => true;
+    for (const row of box.children) row.hidden = !shown(row);
+  });
+
+  // The server forgets a page's subscriptions when its socket closes.
+  socket.on("connect", () => { if (on) { subscribed.clear(); subscribeAll(); } });
+  if (fleetView) socket.on("fleet", () => { if (on) subscribeAll(); });
+
+  let saved = "off";
+  try { saved = localStorage.getItem("dashboard.firehose") || "off"; } catch (e) { /* private mode */ }
+  setOn(saved === "on");
+})();

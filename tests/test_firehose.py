@@ -1,0 +1,170 @@
+"""The firehose's followers (tail -F), line shaping, redaction, the rate cap, settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, load
+from server.firehose.feed import LocalFeed
+from server.firehose.follow import MAX_LINE, FileFollower, RateCap, Redactor, last_lines, shape
+from server.firehose.sources import LogSource, parse_log_sources, with_app_log
+
+
+def write(path: Path, text: str, mode: str = "a") -> None:
+    with open(path, mode) as handle:
+        handle.write(text)
+
+
+def test_starts_at_the_end_and_gives_complete_lines(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    write(log, "old 1\nold 2\n")
+    follower = FileFollower(str(log))
+    assert follower.poll() == []
+    write(log, "new 1\nnew 2\npart")
+    assert follower.poll() == [b"new 1", b"new 2"]
+    write(log, "ial\n")
+    assert follower.poll() == [b"partial"]
+
+
+def test_rotation_by_rename_and_create(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    write(log, "")
+    follower = FileFollower(str(log))
+    write(log, "before 1\n")
+    assert follower.poll() == [b"before 1"]
+    write(log, "before 2\n")  # written, then the file is rotated before the next poll
+    os.rename(log, tmp_path / "app.log.1")
+    write(tmp_path / "app.log.1", "late to the old file\n")
+    assert follower.poll() == [b"before 2", b"late to the old file"]  # not re-created yet
+    write(log, "after 1\n")
+    assert follower.poll() == [b"after 1"]
+    write(log, "after 2\n")
+    assert follower.poll() == [b"after 2"]
+
+
+def test_copytruncate_and_truncation(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    write(log, "x" * 100 + "\n")
+    follower = FileFollower(str(log))
+    write(log, "one\n")
+    assert follower.poll() == [b"one"]
+    # copytruncate: copied away, then cut to nothing in place; then written again.
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())
+    with open(log, "r+") as handle:
+        handle.truncate(0)
+    write(log, "two\n")
+    assert follower.poll() == [b"two"]
+    write(log, "", mode="w")  # `> app.log`
+    write(log, "three\n")
+    assert follower.poll() == [b"three"]
+
+
+def test_a_file_that_appears_later_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "late.log"
+    follower = FileFollower(str(log))
+    assert follower.poll() == [] and follower.problem == "no such file (yet)"
+    write(log, "first\nsecond\n")
+    assert follower.poll() == [b"first", b"second"]
+    assert follower.problem is None
+
+
+def test_long_lines_are_cut_and_bad_utf8_replaced() -> None:
+    redact = Redactor()
+    long = shape(b"a" * (MAX_LINE + 500), redact)
+    assert long.startswith("a" * MAX_LINE) and long.endswith("[500 more bytes cut]")
+    assert shape(b"caf\xc3\xa9 \xff\xfe ok", redact) == "café \ufffd\ufffd ok"
+
+
+def test_a_line_longer_than_any_read_is_passed_on_in_pieces(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    write(log, "")
+    follower = FileFollower(str(log))
+    write(log, "b" * (3 * MAX_LINE))  # no newline yet
+    pieces = follower.poll()
+    assert len(pieces) == 1 and len(pieces[0]) == 3 * MAX_LINE
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("login ok password=hunter2 user=bob", "login ok password=[redacted] user=bob"),
+        ("db_password: 's3cr3t value' next", "db_password: [redacted] next"),
+        ('{"api_key": "abc123"}', '{"api_key": [redacted]}'),
+        ("TOKEN=eyJhbGciOi; rest", "TOKEN=[redacted]; rest"),
+        ("GET /?secret=xyz&page=2", "GET /?secret=[redacted]&page=2"),
+        ("nothing to hide here", "nothing to hide here"),
+    ],
+)
+def test_redaction_hides_secret_values(line: str, shown: str) -> None:
+    assert Redactor()(line) == shown
+
+
+def test_extra_redaction_patterns() -> None:
+    redact = Redactor([r"\b\d{3}-\d{2}-\d{4}\b", r"card (?P<value>\d+)"])
+    assert redact("ssn 123-45-6789 card 4111111111111111") == "ssn [redacted] card [redacted]"
+
+
+def test_the_rate_cap_drops_and_says_so_once_a_second() -> None:
+    now = [100.0]
+    cap = RateCap(3, clock=lambda: now[0])
+    assert cap.admit([b"1", b"2"]) == [b"1", b"2"]
+    assert cap.admit([b"3", b"4", b"5"]) == [b"3"]
+    assert cap.admit([b"6"]) == []
+    assert cap.flush() == []  # the same second: no marker yet
+    now[0] = 101.2
+    assert cap.flush() == ["… 3 lines dropped (over 3 a second)"]
+    assert cap.admit([b"7"]) == [b"7"]
+    assert cap.flush() == []
+
+
+def test_last_lines_gives_the_backlog(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    write(log, "".join(f"line {i}\n" for i in range(500)) + "unfinished")
+    assert last_lines(str(log), 200) == [f"line {i}".encode() for i in range(300, 500)]
+    assert last_lines(str(tmp_path / "missing.log"), 5) == []
+
+
+def test_a_feed_follows_only_what_is_watched(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    write(a, "a old\n")
+    write(b, "b old\n")
+    feed = LocalFeed([LogSource("a", str(a)), LogSource("b", str(b))], 100, Redactor())
+    assert feed.poll() == {} and feed.watched == set()
+    backlogs, new = feed.step({"a"})
+    assert [line["text"] for line in backlogs["a"]] == ["a old"] and new == {}
+    write(a, "a new token=xyz\n")
+    write(b, "b new\n")
+    _, new = feed.step({"a"})
+    assert [line["text"] for line in new["a"]] == ["a new token=[redacted]"]
+    assert "b" not in new
+    feed.step(set())
+    assert feed.watched == set()
+    # A source that cannot be read says why, and the rest go on.
+    feed.step({"a", "nope"})
+    assert feed.problems() == {"a": None}
+
+
+def test_sources_setting(tmp_path: Path) -> None:
+    sources = parse_log_sources("syslog=/var/log/syslog;ssh=journald:ssh.service")
+    assert sources == (
+        LogSource("syslog", "/var/log/syslog"),
+        LogSource("ssh", "journald:ssh.service"),
+    )
+    assert with_app_log(sources, "logs")[0] == LogSource(
+        "dashboard", os.path.abspath("logs/dashboard.log")
+    )
+    for bad in ("syslog=relative/path", "bad name=/x", "=/x", "x", "a=/x;a"):
+        with pytest.raises(ValueError):
+            parse_log_sources(bad)
+    with pytest.raises(ConfigError, match="log_sources"):
+        load([], {"DASHBOARD_LOG_SOURCES": "etc=../../etc/shadow"})
+    with pytest.raises(ConfigError, match="firehose_redact"):
+        load([], {"DASHBOARD_FIREHOSE_REDACT": "(unclosed"})
+    config = tmp_path / "dashboard.toml"
+    config.write_text('[log_sources]\nnginx = "/var/log/nginx/*.log"\n')
+    assert load(["--config", str(config)]).log_sources == (
+        LogSource("nginx", "/var/log/nginx/*.log"),
+    )

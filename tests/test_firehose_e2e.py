@@ -1,0 +1,203 @@
+"""The firehose end to end: a real server follows two files (one rotated mid-test),
+a real Socket.IO client gets every line once, in order, within a second; the
+page shows them as text, coloured by source, filtered; refusals hold."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+from werkzeug.security import generate_password_hash
+
+from testkit.chromium import Chromium
+from testkit.serverproc import ServerProcess
+from testkit.wait import wait_until
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.e2e
+
+
+class Page:
+    """A Socket.IO client that records `firehose` lines with their arrival time."""
+
+    def __init__(self, url: str, **connect: Any) -> None:
+        self.lines: list[tuple[str, str, float]] = []  # (source, text, arrived)
+        self._lock = threading.Lock()
+        self.sio = socketio.Client()
+        self.sio.on("firehose", self._record)
+        self.sio.connect(url, transports=["websocket"], wait_timeout=10, **connect)
+
+    def _record(self, batch: dict[str, Any]) -> None:
+        now = time.time()
+        with self._lock:
+            self.lines += [(batch["source"], line["text"], now) for line in batch["lines"]]
+
+    def texts(self, source: str) -> list[str]:
+        with self._lock:
+            return [text for s, text, _ in self.lines if s == source]
+
+    def arrived(self, text: str) -> float:
+        with self._lock:
+            return next(at for _, t, at in self.lines if t == text)
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path, Path]]:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text("a backlog 1\na backlog 2\n")
+    b.write_text("")
+    config = tmp_path / "dashboard.toml"
+    config.write_text(f'[log_sources]\nalpha = "{a}"\nbeta = "{b}"\n')
+    server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
+    try:
+        yield server, a, b
+    finally:
+        server.stop()
+
+
+def test_every_line_once_in_order_within_a_second(
+    logs: tuple[ServerProcess, Path, Path],
+) -> None:
+    server, a, b = logs
+    page = Page(server.url)
+    try:
+        answer = page.sio.call("firehose_subscribe", {"sources": ["alpha", "beta"]}, timeout=10)
+        assert answer["ok"] is True
+        # The backlog of a newly watched source: its last lines, at once.
+        wait_until(lambda: page.texts("alpha")[:2] == ["a backlog 1", "a backlog 2"], timeout=5)
+        written: dict[str, list[tuple[str, float]]] = {"alpha": [], "beta": []}
+        for i in range(60):
+            for source, path in (("alpha", a), ("beta", b)):
+                text = f"{source} line {i}"
+                with open(path, "a") as handle:
+                    handle.write(text + "\n")
+                written[source].append((text, time.time()))
+            if i == 30:  # beta is rotated by rename-and-create, as logrotate does
+                os.rename(b, b.with_suffix(".log.1"))
+                b.write_text("")
+            time.sleep(0.02)
+        for source in ("alpha", "beta"):
+            want = [text for text, _ in written[source]]
+
+            def all_in(source: str = source, want: list[str] = want) -> bool:
+                return page.texts(source)[-len(want) :] == want
+
+            wait_until(all_in, timeout=5, what=f"every {source} line")
+            got = [t for t in page.texts(source) if "backlog" not in t]
+            assert got == want  # each once, in order
+            delays = [page.arrived(text) - at for text, at in written[source]]
+            assert max(delays) < 1.0, max(delays)
+    finally:
+        page.sio.disconnect()
+
+
+def test_a_path_or_an_unknown_source_is_refused(logs: tuple[ServerProcess, Path, Path]) -> None:
+    server, _, _ = logs
+    page = Page(server.url)
+    try:
+        for sources in (["../../etc/shadow"], ["/etc/passwd"], ["nope"], "alpha", [1]):
+            answer = page.sio.call("firehose_subscribe", {"sources": sources}, timeout=10)
+            assert "error" in answer, sources
+        answer = page.sio.call("firehose_subscribe", {"host": "elsewhere"}, timeout=10)
+        assert answer == {"error": "no such host in this fleet"}
+        log = (server.log_dir / "dashboard.log").read_text()
+        assert "/etc/shadow" not in log.split("firehose:")[-1] or "watches" not in log
+    finally:
+        page.sio.disconnect()
+
+
+def test_with_login_on_a_client_without_a_session_gets_no_lines(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.log"
+    secret.write_text("secret backlog\n")
+    config = tmp_path / "dashboard.toml"
+    config.write_text(
+        f'password_hash = "{generate_password_hash("right-password-123")}"\n'
+        f'[log_sources]\nsecret = "{secret}"\n'
+    )
+    server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            Page(server.url)
+        import base64
+
+        basic = "Basic " + base64.b64encode(b"admin:right-password-123").decode()
+        page = Page(server.url, headers={"Authorization": basic})
+        answer = page.sio.call("firehose_subscribe", {}, timeout=10)
+        assert answer["ok"] is True
+        wait_until(lambda: page.texts("secret") == ["secret backlog"], timeout=5)
+        page.sio.disconnect()
+        log = (server.log_dir / "dashboard.log").read_text()
+        assert "firehose: admin watches" in log and "secret" in log
+    finally:
+        server.stop()
+
+
+@pytest.mark.browser
+def test_the_page_shows_lines_as_text_coloured_by_source_and_filtered(
+    logs: tuple[ServerProcess, Path, Path],
+) -> None:
+    server, a, b = logs
+    browser = Chromium(require_binary("chromium", "chromium-browser"), width=1400, height=1000)
+    try:
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.body.dataset.status === 'live'")
+        browser.evaluate("document.getElementById('firehose-toggle').click()")
+        browser.wait_for("document.querySelectorAll('#firehose-lines .fh-line').length >= 2")
+        with open(a, "a") as handle:
+            handle.write('ERROR <img src=x onerror="window.__pwned=1"> from alpha\n')
+        with open(b, "a") as handle:
+            handle.write("WARN plain words from beta\n")
+        browser.wait_for(
+            "[...document.querySelectorAll('#firehose-lines .fh-text')].filter("
+            "t => / from (alpha|beta)$/.test(t.textContent)).length === 2"
+        )
+        rows = json.loads(
+            browser.evaluate(
+                "JSON.stringify([...document.querySelectorAll('#firehose-lines .fh-line')]"
+                ".map(r => [r.querySelector('.fh-source').textContent,"
+                " r.querySelector('.fh-text').textContent,"
+                " getComputedStyle(r).borderLeftColor, r.className]))"
+            )
+        )
+        by_text = {text: (source, colour, cls) for source, text, colour, cls in rows}
+        markup = 'ERROR <img src=x onerror="window.__pwned=1"> from alpha'
+        assert by_text[markup][0] == "alpha" and "fh-error" in by_text[markup][2]
+        assert by_text["WARN plain words from beta"][0] == "beta"
+        assert "fh-warn" in by_text["WARN plain words from beta"][2]
+        assert by_text[markup][1] != by_text["WARN plain words from beta"][1]  # a colour each
+        # The markup is text: no element was made from it, and no script ran.
+        assert browser.evaluate("document.querySelectorAll('#firehose-lines img').length") == 0
+        assert browser.evaluate("window.__pwned === undefined") is True
+
+        def visible() -> list[str]:
+            shown: list[str] = json.loads(
+                browser.evaluate(
+                    "JSON.stringify([...document.querySelectorAll('#firehose-lines .fh-line')]"
+                    ".filter(r => !r.hidden).map(r => r.querySelector('.fh-text').textContent))"
+                )
+            )
+            return shown
+
+        def type_filter(text: str) -> None:
+            browser.evaluate(
+                "(f => { f.value = "
+                + json.dumps(text)
+                + "; f.dispatchEvent(new Event('input')); })"
+                "(document.getElementById('firehose-filter'))"
+            )
+
+        type_filter("FROM BETA")  # a substring, case-insensitive
+        assert visible() == ["WARN plain words from beta"]
+        type_filter("/^a backlog [12]$/")
+        assert visible() == ["a backlog 1", "a backlog 2"]
+        type_filter("")
+        assert len(visible()) >= 4
+    finally:
+        browser.close()
