@@ -613,6 +613,56 @@ class Bench:
             )  # fmt: skip
         return [r for r in results if r > 0]
 
+    # firehose
+    def firehose_cost(self) -> None:
+        seconds = 10 if self.quick else 30
+        print(
+            f"9. Firehose: the server's CPU with one page watching a log, {seconds} s", flush=True
+        )
+        import socketio
+
+        work = Path(tempfile.mkdtemp(dir=self.workdir))
+        log = work / "app.log"
+        log.write_text("")
+        config = work / "dashboard.toml"
+        config.write_text(f'firehose_lines_per_second = 5000\n[log_sources]\nbench = "{log}"\n')
+        server = self.server("--async-mode", "eventlet", "--config", str(config))
+        page = socketio.Client()
+        got = [0]
+        page.on("firehose", lambda batch: got.__setitem__(0, got[0] + len(batch["lines"])))
+        try:
+            page.connect(server.url, transports=["websocket"], wait_timeout=10)
+            page.call("firehose_subscribe", {"sources": ["bench"]}, timeout=10)
+            meter = ProcessMeter(server.proc.pid)  # type: ignore[union-attr]
+            baseline = None
+            for rate in (0, 100, 1000):
+                got[0] = 0
+                line = "2026-11-24 10:00:00,000 INFO app: request served in 12 ms user=ops"
+                meter.start()
+                started = time.monotonic()
+                written = 0
+                with open(log, "a") as handle:
+                    while (elapsed := time.monotonic() - started) < seconds:
+                        due = int(elapsed * rate)
+                        if due > written:
+                            handle.write((line + "\n") * (due - written))
+                            handle.flush()
+                            written = due
+                        time.sleep(0.01)
+                time.sleep(1)  # the last lines reach the page
+                cpu, _ = meter.stop()
+                baseline = cpu if baseline is None else baseline
+                self.add("firehose", f"server CPU, a page watching, {rate} lines/s", [cpu], "%")
+                if rate:
+                    self.add("firehose", f"  lines delivered at {rate} lines/s",
+                             [100 * got[0] / max(written, 1)], "%")  # fmt: skip
+                    self.add("firehose", f"  the firehose's share at {rate} lines/s",
+                             [cpu - baseline], "% of a core",
+                             "target <= 2 %" if rate == 1000 else "")  # fmt: skip
+        finally:
+            page.disconnect()
+            server.stop()
+
     # store
     def store_cost(self) -> None:
         print("6. History store, pre-filled with 7 days", flush=True)
@@ -708,6 +758,7 @@ def main() -> None:
             "store",
             "fleet",
             "scaleout",
+            "firehose",
         ],
         action="append",
         help="run only these sections",
@@ -722,7 +773,8 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sections = args.only or [
-        "sampler", "protections", "idle", "fanout", "connect", "store", "fleet", "scaleout"
+        "sampler", "protections", "idle", "fanout", "connect", "store", "fleet", "scaleout",
+        "firehose",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp), args.skip_glances, args.baseline)
@@ -736,6 +788,7 @@ def main() -> None:
             "store": bench.store_cost,
             "fleet": bench.fleet_cost,
             "scaleout": bench.scale_out,
+            "firehose": bench.firehose_cost,
         }
         for name in sections:
             steps[name]()

@@ -168,3 +168,41 @@ def test_sources_setting(tmp_path: Path) -> None:
     assert load(["--config", str(config)]).log_sources == (
         LogSource("nginx", "/var/log/nginx/*.log"),
     )
+
+
+def test_an_unreadable_source_says_why_in_its_stream(tmp_path: Path) -> None:
+    log = tmp_path / "later.log"
+    feed = LocalFeed([LogSource("later", str(log))], 100, Redactor())
+    _, new = feed.step({"later"})
+    assert [line["text"] for line in new["later"]] == ["… later is unreadable: no such file (yet)"]
+    assert feed.step({"later"})[1] == {}  # said once
+    write(log, "here now\n")
+    _, new = feed.step({"later"})
+    assert [line["text"] for line in new["later"]] == ["here now", "… later is readable"]
+
+
+def test_the_hub_tells_an_agent_what_is_watched_and_stops_it_after() -> None:
+    from server.firehose.relay import Firehose
+
+    told: list[tuple[str, list[str]]] = []
+    rooms: list[tuple[str, str, str]] = []
+    firehose = Firehose(
+        "hub",
+        LocalFeed([], 100, Redactor()),
+        lambda *args, **kwargs: None,
+        lambda sid, room: rooms.append(("enter", sid, room)),
+        lambda sid, room: rooms.append(("leave", sid, room)),
+        lambda host: ["syslog", "app"] if host == "agent-1" else None,
+        lambda host, names: told.append((host, names)),
+    )
+    assert firehose.subscribe("page-1", "ops", "agent-1", ["syslog"]) is None
+    assert firehose.subscribe("page-2", "ops", "agent-1", None) is None
+    assert told[-1] == ("agent-1", ["app", "syslog"])
+    firehose.unsubscribe("page-2")
+    assert told[-1] == ("agent-1", ["syslog"])
+    firehose.unsubscribe("page-1", "agent-1")
+    assert told[-1] == ("agent-1", [])  # nobody watches: the agent sends nothing
+    assert ("leave", "page-1", "firehose:agent-1:syslog") in rooms
+    # Lines of a source nobody watches are dropped at the hub.
+    assert firehose.from_agent("agent-1", {"source": "syslog", "lines": []}) is None
+    assert firehose.subscribe("page-1", "ops", "agent-1", ["../../etc/shadow"]) is not None

@@ -32,6 +32,7 @@ class LocalFeed:
         self._clock = clock
         self._open: dict[str, FileSource | JournalSource] = {}
         self._caps: dict[str, RateCap] = {}
+        self._said: dict[str, str | None] = {}  # the problem each source's page was told
 
     @property
     def names(self) -> list[str]:
@@ -47,6 +48,7 @@ class LocalFeed:
         for name in set(self._open) - wanted:
             self._open.pop(name).close()
             self._caps.pop(name, None)
+            self._said.pop(name, None)
         backlogs: dict[str, list[Line]] = {}
         for name in wanted - set(self._open):
             source = open_source(self.sources[name])
@@ -70,6 +72,13 @@ class LocalFeed:
             # Capped before shaping: a flood's dropped lines cost no decoding.
             kept = cap.admit(raw) if raw else cap.flush()
             texts = [k if isinstance(k, str) else shape(k, self._redact) for k in kept]
+            # A source that cannot be read says so in its own stream, once, and when it can again.
+            problem = source.problem
+            if problem != self._said.get(name):
+                texts.append(
+                    f"… {name} is unreadable: {problem}" if problem else f"… {name} is readable"
+                )
+                self._said[name] = problem
             if texts:
                 out[name] = [{"ts": now, "text": t} for t in texts]
         return out
