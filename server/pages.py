@@ -63,7 +63,12 @@ def _routed(body: str) -> Response:
     response = Response(body, mimetype="text/html")
     if ROUTE_COOKIE not in request.cookies:
         response.set_cookie(
-            ROUTE_COOKIE, secrets.token_hex(8), max_age=30 * 86400, httponly=True, samesite="Lax"
+            ROUTE_COOKIE,
+            secrets.token_hex(8),
+            max_age=30 * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure,  # over HTTPS (behind a TLS proxy too), never in clear
         )
     return response
 

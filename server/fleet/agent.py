@@ -59,14 +59,18 @@ class Link:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._last_error: tuple[str, float] = ("", 0.0)
-        ssl_verify: bool | str = config.hub_ca_file or True
+        # The hub's CA goes to the WebSocket itself: python-engineio takes a CA
+        # path only from a requests session (which the agent leaves out), and a
+        # path given as ssl_verify would just mean "verify, with the system's CAs".
+        ca = {"sslopt": {"ca_certs": config.hub_ca_file}} if config.hub_ca_file else {}
         self.sio = socketio.Client(
             reconnection=True,
             reconnection_attempts=0,  # forever
             reconnection_delay=1,
             reconnection_delay_max=30,
             randomization_factor=0.5,  # jitter: a fleet does not come back in step
-            ssl_verify=ssl_verify,
+            ssl_verify=True,
+            websocket_extra_options=ca,
             handle_sigint=False,
         )
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)

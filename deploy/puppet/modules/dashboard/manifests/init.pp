@@ -13,6 +13,13 @@
 # @param web_workers 0: one process does everything. N: a core process on
 #   app_port and N web processes on the next N ports, on a Redis of their own.
 # @param queue_password The password of that Redis (needed when web_workers > 0).
+# @param tls_cert A certificate (with its chain) on the node: Nginx serves HTTPS
+#   on tls_port with it, and sends plain HTTP there.
+# @param tls_key Its private key, on the node.
+# @param tls_self_signed Make a self-signed pair (the demo); not with tls_cert.
+# @param tls_port The HTTPS port.
+# @param hsts Send Strict-Transport-Security (off by default: a demo's
+#   self-signed name should not be pinned to HTTPS in a browser for a year).
 class dashboard (
   Pattern[/\A\//] $install_dir = '/opt/dashboard',
   Pattern[/\A\//] $source_dir = '/vagrant',
@@ -26,6 +33,11 @@ class dashboard (
   Boolean $allow_anonymous = false,
   Integer[0, 32] $web_workers = 0,
   Optional[String[16]] $queue_password = undef,
+  Optional[Pattern[/\A\//]] $tls_cert = undef,
+  Optional[Pattern[/\A\//]] $tls_key = undef,
+  Boolean $tls_self_signed = false,
+  Integer[1, 65535] $tls_port = 443,
+  Boolean $hsts = false,
 ) {
   # Host metrics and process names are sensitive: no login only on purpose.
   if $password_hash == undef and !$allow_anonymous {
@@ -34,6 +46,16 @@ class dashboard (
 
   if $web_workers > 0 and $queue_password == undef {
     fail('dashboard: web_workers needs queue_password (16 characters or more) for its Redis')
+  }
+
+  if $tls_self_signed and $tls_cert != undef {
+    fail('dashboard: tls_self_signed makes its own pair; leave out tls_cert and tls_key')
+  }
+  if ($tls_cert == undef) != ($tls_key == undef) {
+    fail('dashboard: tls_cert and tls_key go together')
+  }
+  if $hsts and $tls_cert == undef and !$tls_self_signed {
+    fail('dashboard: hsts needs TLS (tls_cert and tls_key, or tls_self_signed)')
   }
 
   $venv = "${install_dir}/.venv"
@@ -93,11 +115,23 @@ class dashboard (
     require => [Package['python3', 'python3-venv'], File[$install_dir]],
   }
 
+  # The install runs whenever the installed app does not match its source:
+  # a marker holds the hash of the source it was installed from, and the venv
+  # must import the app and its dependencies. A first run whose pip failed
+  # (no network, an index down) fails that run, and the next run tries again;
+  # a changed checkout installs again.
+  $marker = "${venv}/.installed-from"
+  $source_hash = [
+    "cd ${install_dir} && find . -path ./.venv -prune -o -type f -print | LC_ALL=C sort",
+    "| xargs -d '\\n' sha256sum | sha256sum | cut -d' ' -f1",
+  ].join(' ')
+  $imports = "cd / && ${venv}/bin/python -c 'import server.app, eventlet, flask_socketio, psutil, orjson'"
   exec { 'dashboard-install':
-    command     => "${venv}/bin/pip install --quiet ${install_dir}",
-    refreshonly => true,
-    subscribe   => [File[$install_dir], Exec['dashboard-venv']],
-    timeout     => 900,
+    command  => "${venv}/bin/pip install --quiet ${install_dir} && (${source_hash}) > ${marker}",
+    unless   => "${imports} && test \"$(cat ${marker} 2>/dev/null)\" = \"$(${source_hash})\"",
+    provider => shell,
+    require  => [File[$install_dir], Exec['dashboard-venv']],
+    timeout  => 900,
   }
 
   file { '/etc/dashboard':
@@ -208,6 +242,31 @@ class dashboard (
     subscribe => [Exec['dashboard-install'], File[$config_file]],
   }
 
+  if $tls_self_signed {
+    $cert = '/etc/dashboard/tls/dashboard.crt'
+    $key = '/etc/dashboard/tls/dashboard.key'
+    file { '/etc/dashboard/tls':
+      ensure => directory,
+      owner  => 'root',
+      group  => 'root',
+      mode   => '0700',
+    }
+    exec { 'dashboard-self-signed':
+      command => [
+        '/usr/bin/openssl req -x509 -newkey rsa:2048 -nodes -days 825',
+        "-subj '/CN=${server_name}'",
+        "-addext 'subjectAltName=DNS:${server_name},DNS:localhost,IP:127.0.0.1'",
+        "-keyout ${key} -out ${cert}",
+      ].join(' '),
+      creates => $cert,
+      require => File['/etc/dashboard/tls'],
+      before  => Service['nginx'],
+    }
+  } else {
+    $cert = $tls_cert
+    $key = $tls_key
+  }
+
   file { '/etc/nginx/sites-available/dashboard':
     ensure  => file,
     owner   => 'root',
@@ -220,6 +279,10 @@ class dashboard (
         'static_dir'  => "${install_dir}/server/static",
         'errors_dir'  => "${install_dir}/deploy/nginx/errors",
         'web_workers' => $web_workers,
+        'tls_cert'    => $cert,
+        'tls_key'     => $key,
+        'tls_listen'  => String($tls_port),
+        'hsts'        => $hsts,
     }),
     require => Package['nginx'],
   }
