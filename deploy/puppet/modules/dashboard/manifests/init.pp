@@ -89,11 +89,12 @@ class dashboard (
     require    => Group[$user],
   }
 
+  # 0700, as the app keeps them (private_files): a second run changes nothing.
   file { [$log_dir, $data_dir]:
     ensure => directory,
     owner  => $user,
     group  => $user,
-    mode   => '0750',
+    mode   => '0700',
   }
 
   # The code is root's; the service user can read it but not change it.
@@ -105,8 +106,8 @@ class dashboard (
     owner   => 'root',
     group   => 'root',
     # The app, its packaging and the error page; not the tests or the VM's state.
-    ignore  => ['.git', '.venv', '.vagrant', '.ci', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs',
-    '__pycache__', '*.pyc', '*.egg-info'],
+    ignore  => ['.git', '.venv', '.vagrant', '.ci', '.cache', '.mypy_cache', '.ruff_cache', '.pytest_cache',
+    'node_modules', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs', '__pycache__', '*.pyc', '*.egg-info'],
   }
 
   exec { 'dashboard-venv':
