@@ -466,7 +466,7 @@ class Bench:
                      [p99[("core + 2 webs", count)] / one], "x")  # fmt: skip
 
     def scale_out_once(self, setup: str, count: int, seconds: float) -> dict[str, Any]:
-        from testkit.deploytools import DEFAULT_SITE_VALUES, SITE_TEMPLATE, NginxProcess, render_epp
+        from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
         from testkit.redisproc import RedisProcess
         from testkit.serverproc import free_port
 
@@ -494,11 +494,7 @@ class Bench:
                 urls = [p.url for p in processes[1:]]
                 if "Nginx" in setup:
                     port = free_port()
-                    values = {**DEFAULT_SITE_VALUES, "server_name": "127.0.0.1",
-                              "listen": f"127.0.0.1:{port}", "app_port": base,
-                              "static_dir": str(ROOT / "server" / "static"),
-                              "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
-                              "web_workers": webs}  # fmt: skip
+                    values = checkout_site(f"127.0.0.1:{port}", base, "127.0.0.1", web_workers=webs)
                     site = render_epp("/usr/bin/puppet", SITE_TEMPLATE, values)
                     # Past Nginx's own per-address and worker connection limits, for the load.
                     site = site.replace("limit_conn dashboard_per_ip 32;", "")

@@ -23,6 +23,21 @@ DEFAULT_SITE_VALUES: dict[str, str | int | bool] = {
 }
 
 
+def checkout_site(
+    listen: str, app_port: int, server_name: str = "localhost", **extra: str | int | bool
+) -> dict[str, str | int | bool]:
+    """The site's values for an app run from this checkout (static files and 502 page here)."""
+    return {
+        **DEFAULT_SITE_VALUES,
+        "server_name": server_name,
+        "listen": listen,
+        "app_port": app_port,
+        "static_dir": str(ROOT / "server" / "static"),
+        "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
+        **extra,
+    }
+
+
 def puppet_hash(values: dict[str, str | int | bool]) -> str:
     def literal(value: str | int | bool) -> str:
         if isinstance(value, bool):

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from server.app import create_app
 from server.config import Config
 from server.state import DashboardState, current_state
+from testkit.chromium import Chromium
 from testkit.serverproc import ServerProcess
 
 
@@ -67,6 +68,16 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPro
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Chromium]:
+    """Headless Chromium with a fresh profile; closed after the test."""
+    chromium = Chromium(require_binary("chromium", "chromium-browser"))
+    try:
+        yield chromium
+    finally:
+        chromium.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ READ_PAGE = """JSON.stringify({
     .map(id => document.getElementById(id).textContent).join('|'),
   alertsPanel: !!document.getElementById('alerts-active'),
 })"""
-
-
-@pytest.fixture
-def browser() -> Iterator[Chromium]:
-    chromium = Chromium(require_binary("chromium", "chromium-browser"))
-    try:
-        yield chromium
-    finally:
-        chromium.close()
 
 
 def read(browser: Chromium) -> dict[str, object]:

@@ -12,6 +12,7 @@ from testkit.deploytools import (
     DEFAULT_SITE_VALUES,
     MODULE,
     SITE_TEMPLATE,
+    checkout_site,
     nginx_test,
     render_epp,
 )
@@ -84,13 +85,7 @@ def test_nginx_accepts_the_site_as_puppet_renders_it(tmp_path: Path) -> None:
     site = render_epp(
         puppet,
         SITE_TEMPLATE,
-        {
-            "server_name": "dashboard.example.net",
-            "listen": "127.0.0.1:8088",
-            "app_port": 5123,
-            "static_dir": str(ROOT / "server" / "static"),
-            "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
-        },
+        checkout_site("127.0.0.1:8088", 5123, "dashboard.example.net"),
     )
     assert "server 127.0.0.1:5123;" in site
     assert "server_name dashboard.example.net;" in site

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -136,4 +137,51 @@ def test_a_run_whose_pip_cannot_reach_an_index_fails_and_the_next_repairs_it(
     wait_served(demo)
     assert demo.get("/api/static").json()["hostname"] == HOSTNAME
     time.sleep(1)
+    assert demo.apply() == 0, demo.last
+
+
+def test_a_core_web_processes_on_redis_and_an_agent_in_the_guest(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """The scale-out set-up (web_workers) and the fleet (an agent reporting to the hub)."""
+    import secrets
+
+    from testkit.fleet import AgentProcess
+
+    demo.facts.update(
+        FACTER_dashboard_web_workers="2", FACTER_dashboard_queue_password=secrets.token_hex(16)
+    )
+    assert demo.apply() == 2, demo.last
+    app_port = int(demo.facts["FACTER_dashboard_app_port"])
+    units = f"dashboard dashboard-redis dashboard-web@{app_port + 1} dashboard-web@{app_port + 2}"
+    wait_until(
+        lambda: demo.guest.run(f"systemctl is-active {units}", check=False).returncode == 0,
+        timeout=60,
+        what="the core, Redis and two web processes active",
+    )
+    wait_served(demo)
+    got: list[dict[str, object]] = []
+    client = socketio.Client()
+    client.on("metrics", got.append)
+    client.connect(f"http://localhost:{demo.port}", transports=["websocket"], wait_timeout=10)
+    try:
+        wait_until(lambda: bool(got), timeout=15, what="the core's metrics through a web process")
+    finally:
+        client.disconnect()
+    token = demo.guest.run(
+        "cd / && runuser -u dashboard -- /opt/dashboard/.venv/bin/python -m server"
+        " add-agent edge-1 --config /etc/dashboard/dashboard.toml --role core"
+    ).stdout.strip()
+    time.sleep(6.5)  # the core rereads its agents file every 5 ticks
+    agent = AgentProcess(tmp_path, "edge-1", token, f"http://localhost:{demo.port}/agents")
+    agent.start()
+    try:
+
+        def reported() -> bool:
+            hosts = demo.get("/api/hosts").json()["hosts"]
+            return any(h["id"] == "edge-1" and h["state"] == "ok" for h in hosts)
+
+        wait_until(reported, timeout=30, what="the agent's samples at the guest's hub")
+    finally:
+        agent.stop()
     assert demo.apply() == 0, demo.last

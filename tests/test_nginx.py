@@ -11,7 +11,7 @@ import pytest
 import requests
 import websocket
 
-from testkit.deploytools import SITE_TEMPLATE, NginxProcess, render_epp
+from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
 from testkit.serverproc import ROOT, ServerProcess, free_port
 from testkit.sioclient import RecordingClient, assert_foreign_origin_refused
 from testkit.wait import wait_until
@@ -37,13 +37,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     site = render_epp(
         puppet,
         SITE_TEMPLATE,
-        {
-            "server_name": "localhost 127.0.0.1",
-            "listen": f"127.0.0.1:{port}",
-            "app_port": app.port,
-            "static_dir": str(ROOT / "server" / "static"),
-            "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
-        },
+        checkout_site(f"127.0.0.1:{port}", app.port, "localhost 127.0.0.1"),
     )
     nginx = NginxProcess(nginx_binary, tmp_path / "nginx", site, port)
     try:

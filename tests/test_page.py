@@ -20,7 +20,6 @@ import pytest
 
 from testkit.chromium import Chromium
 from testkit.serverproc import ServerProcess
-from tests.conftest import require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -55,15 +54,6 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         server.stop()
         burner.kill()
         burner.wait()
-
-
-@pytest.fixture
-def browser() -> Iterator[Chromium]:
-    chromium = Chromium(require_binary("chromium", "chromium-browser"))
-    try:
-        yield chromium
-    finally:
-        chromium.close()
 
 
 def open_page(browser: Chromium, url: str, width: int, height: int, scheme: str) -> None:

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from testkit.chromium import Chromium
-from testkit.deploytools import DEFAULT_SITE_VALUES, SITE_TEMPLATE, NginxProcess, render_epp
+from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
 from testkit.redisproc import RedisProcess
 from testkit.serverproc import ROOT, ServerProcess, free_port
 from testkit.sioclient import RecordingClient
@@ -78,15 +78,9 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
         for web in tier.webs:
             web.start()
         port = free_port()
-        values = {
-            **DEFAULT_SITE_VALUES,
-            "server_name": "localhost 127.0.0.1",
-            "listen": f"127.0.0.1:{port}",
-            "app_port": tier.core.port,
-            "static_dir": str(ROOT / "server" / "static"),
-            "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
-            "web_workers": 2,
-        }
+        values = checkout_site(
+            f"127.0.0.1:{port}", tier.core.port, "localhost 127.0.0.1", web_workers=2
+        )
         site = render_epp(require_binary("puppet"), SITE_TEMPLATE, values)
         tier.nginx = NginxProcess(require_binary("nginx"), work / "nginx", site, port)
         yield tier

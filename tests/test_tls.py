@@ -13,8 +13,8 @@ import pytest
 import requests
 import socketio
 
-from testkit.deploytools import SITE_TEMPLATE, NginxProcess, render_epp
-from testkit.serverproc import ROOT, ServerProcess, free_port
+from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
+from testkit.serverproc import ServerProcess, free_port
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.e2e
@@ -56,17 +56,14 @@ def secure(tmp_path: Path) -> Iterator[Secure]:
     site = render_epp(
         puppet,
         SITE_TEMPLATE,
-        {
-            "server_name": "localhost",
-            "listen": f"127.0.0.1:{http_port}",
-            "app_port": app.port,
-            "static_dir": str(ROOT / "server" / "static"),
-            "errors_dir": str(ROOT / "deploy" / "nginx" / "errors"),
-            "tls_cert": str(cert),
-            "tls_key": str(key),
-            "tls_listen": f"127.0.0.1:{tls_port}",
-            "hsts": True,
-        },
+        checkout_site(
+            f"127.0.0.1:{http_port}",
+            app.port,
+            tls_cert=str(cert),
+            tls_key=str(key),
+            tls_listen=f"127.0.0.1:{tls_port}",
+            hsts=True,
+        ),
     )
     nginx = NginxProcess(nginx_binary, tmp_path / "nginx", site, tls_port)
     try:

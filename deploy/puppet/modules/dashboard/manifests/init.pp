@@ -126,7 +126,8 @@ class dashboard (
     "cd ${install_dir} && find . -path ./.venv -prune -o -type f -print | LC_ALL=C sort",
     "| xargs -d '\\n' sha256sum | sha256sum | cut -d' ' -f1",
   ].join(' ')
-  $imports = "cd / && ${venv}/bin/python -c 'import server.app, eventlet, flask_socketio, psutil, orjson'"
+  # test -x first: a missing venv is "install", not a check that cannot run (exit 127).
+  $imports = "test -x ${venv}/bin/python && cd / && ${venv}/bin/python -c 'import server.app, eventlet, flask_socketio, psutil, orjson'"
   exec { 'dashboard-install':
     command  => "${venv}/bin/pip install --quiet ${install_dir} && (${source_hash}) > ${marker}",
     unless   => "${imports} && test \"$(cat ${marker} 2>/dev/null)\" = \"$(${source_hash})\"",
