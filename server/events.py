@@ -8,6 +8,7 @@ fleet page (`auth: {"view": "fleet"}`) gets `fleet` tiles once a second.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import request, session
@@ -62,6 +63,12 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
             raise ConnectionRefusedError("no such host in this fleet")
         static = host.static or {"host": host.id, "hostname": host.id}
         columns = view.get("format") == "columns"
+        # A page that has history up to `since` (in its HTML, or from before a
+        # reconnect) is sent only what came after.
+        since = view.get("since")
+        if not (isinstance(since, int | float) and not isinstance(since, bool)
+                and math.isfinite(since)):  # fmt: skip
+            since = None
 
         def greet(ring: HistoryRing, latest: dict[str, Any] | None) -> None:
             # ignore_queue: one addressee, on this process; on a message queue
@@ -69,7 +76,10 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
             emit("static", static, ignore_queue=True)
             if columns:
                 # The same history in a seventh of the bytes; `latest` whole, for the cards.
-                emit("history", {**ring.columns(), "latest": latest}, ignore_queue=True)
+                answer = {**ring.columns(after=since), "latest": latest}
+                if since is not None:
+                    answer["since"] = since  # to append, not to replace
+                emit("history", answer, ignore_queue=True)
             else:
                 emit("history", {"samples": ring.rows(latest=latest)}, ignore_queue=True)
             emit("alerts", host.alerts.snapshot(), ignore_queue=True)

@@ -92,6 +92,9 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             fleet=len(state.fleet.hosts) > 1,
             version=state.static.version,
             latest=host.latest,
+            # The history in the page: the charts are full at first paint, and the
+            # socket sends only what came after (auth `since`).
+            history=host.columns() if host.latest is not None else None,
             kiosk=_kiosk(),
             firehose=state.firehose is not None,
         )

@@ -68,12 +68,15 @@ class HistoryRing:
         cutoff = samples[-1]["ts"] - seconds
         return [s for s in samples if s["ts"] > cutoff]
 
-    def columns(self, seconds: float | None = None) -> dict[str, Any]:
-        """The column form of the last `seconds` (see server/columns.py)."""
+    def columns(self, seconds: float | None = None, after: float | None = None) -> dict[str, Any]:
+        """The column form of the last `seconds`, or of the samples after the time
+        `after` (a page that has the rest already); see server/columns.py."""
         if self._columns_stale:
             self._columns = ColumnRing(self.size)
             for row in self._rows:
                 self._columns.append(row)
             self._columns_stale = False
         since = None if seconds is None or not self._rows else self._rows[-1]["ts"] - seconds
+        if after is not None:
+            since = after if since is None else max(since, after)
         return self._columns.columns(since=since)

@@ -113,3 +113,33 @@ def test_api_history_in_columns(client: FlaskClient, state: DashboardState) -> N
     assert client.get("/api/history?format=columns&seconds=86400").status_code == 200
     bad = client.get("/api/history?format=xml")
     assert bad.status_code == 400 and "format" in bad.get_json()["error"]
+
+
+def test_the_page_carries_its_history_and_the_socket_sends_only_what_came_after(
+    client: FlaskClient, state: DashboardState
+) -> None:
+    import html
+    import re
+
+    for _ in range(3):
+        state.sampler.tick()
+    page = client.get("/").get_data(as_text=True)
+    found = re.search(r'<script type="application/json" id="history-data">(.*?)</script>', page)
+    assert found
+    embedded = json.loads(html.unescape(found.group(1)))
+    assert embedded["format"] == "columns" and len(embedded["ts"]) == 3
+    state.sampler.tick()
+    socketio = client.application.extensions["socketio"]
+    page_socket = socketio.test_client(
+        client.application, auth={"format": "columns", "since": embedded["ts"][-1]}
+    )
+    history = next(e for e in page_socket.get_received() if e["name"] == "history")["args"][0]
+    assert history["since"] == embedded["ts"][-1]
+    assert len(history["ts"]) == 1 and history["ts"][0] > embedded["ts"][-1]
+    assert history["latest"]["seq"] == 4
+    page_socket.disconnect()
+    # A `since` that is not a number is the whole history.
+    whole = socketio.test_client(client.application, auth={"format": "columns", "since": "x"})
+    history = next(e for e in whole.get_received() if e["name"] == "history")["args"][0]
+    assert len(history["ts"]) == 4 and "since" not in history
+    whole.disconnect()

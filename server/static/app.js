@@ -122,32 +122,26 @@
     return true;
   }
 
-  // History in columns: the arrays are taken as they come; a hole gets a null row.
+  // History in columns (server/columns.py): the whole of it, or (a `history`
+  // with `since`) what came after the points drawn. A hole gets a null row.
   function loadColumns(body) {
     resetColumns();
+    appendColumns(body);
+  }
+
+  function appendColumns(body) {
     const ts = body.ts || [];
     const series = body.series || {};
     const constant = body.constant || {};
-    const column = (key) => series[key] || null;
-    const fixed = (key) => (key in constant ? constant[key] : null);
-    const sources = {};
-    for (const name in CHARTS) {
-      sources[name] = CHARTS[name].series.map(([, key]) => [key, column(key), column("bands." + key + ".0"), column("bands." + key + ".1")]);
-    }
+    const value = (key, i) => (series[key] ? series[key][i] : key in constant ? constant[key] : null);
     const step = body.step || interval;
     for (let i = 0; i < ts.length; i++) {
-      if (i && ts[i] - ts[i - 1] > 3 * Math.max(step, interval)) pushRow(ts[i - 1] + step, NOTHING);
-      columns.ts.push(ts[i]);
-      for (const name in CHARTS) {
-        sources[name].forEach(([key, v, lo, hi], j) => {
-          columns[name][j][0].push(v ? v[i] : fixed(key));
-          columns[name][j][1].push(lo ? lo[i] : fixed("bands." + key + ".0"));
-          columns[name][j][2].push(hi ? hi[i] : fixed("bands." + key + ".1"));
-        });
-      }
+      if (ts[i] <= lastTs) continue; // already drawn
+      if (lastTs && ts[i] - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
+      pushRow(ts[i], (key) => [value(key, i), value("bands." + key + ".0", i), value("bands." + key + ".1", i)]);
+      lastTs = ts[i];
+      lastStep = step;
     }
-    lastTs = ts.length ? ts[ts.length - 1] : 0;
-    lastStep = step;
   }
 
   function trimColumns() {
@@ -261,19 +255,18 @@
     }
   }
 
-  // uPlot is parsed after this script (while the socket's handshake is on the
-  // wire); the charts are built, empty, as soon as it is there.
+  // uPlot comes before this script; if it did not (a cached page of an older
+  // version), the charts are built at DOMContentLoaded.
   let uPlotReady = typeof uPlot !== "undefined";
-  let drawWaiting = false;
   function drawAll() {
-    if (!uPlotReady) { drawWaiting = true; return; }
+    if (!uPlotReady) return; // drawn at DOMContentLoaded
     if (!Object.keys(plots).length) buildCharts(); else redraw();
   }
-  document.addEventListener("DOMContentLoaded", () => {
+  function firstDraw() {
     uPlotReady = true;
     buildCharts();
-    if (drawWaiting) markFull();
-  });
+    markFull(); // full now if the page came with its history
+  }
 
   // ---------------------------------------------------------------- range
 
@@ -548,10 +541,27 @@
     }
   }
 
+  // The history the server put in the page: the charts are full at first
+  // paint, and the socket is asked only for what came after it.
+  const embedded = $("history-data");
+  if (embedded) {
+    try {
+      loadColumns(JSON.parse(embedded.textContent));
+      document.body.dataset.historyFormat = "columns";
+    } catch (e) { resetColumns(); }
+  }
+  if (uPlotReady) firstDraw(); // the page is parsed: its charts, full, at once
+  else document.addEventListener("DOMContentLoaded", firstDraw);
+
   const hostId = document.body.dataset.host;
   const socket = io({
-    // A host of the fleet; none: the hub's own, as before the fleet.
-    auth: hostId ? { host: hostId, format: "columns" } : { format: "columns" },
+    // A host of the fleet; none: the hub's own, as before the fleet. A function:
+    // asked again on each connect, so a reconnect asks only for what is missing.
+    auth: (give) => {
+      const view = hostId ? { host: hostId, format: "columns" } : { format: "columns" };
+      if (lastTs && rangeSeconds === null) view.since = lastTs;
+      give(view);
+    },
     transports: ["websocket", "polling"],
     reconnectionDelay: 1000,
     reconnectionDelayMax: 10000,
@@ -589,9 +599,12 @@
     document.body.dataset.historyFormat = payload.format || "rows";
     lastMessageAt = performance.now();
     if (rangeSeconds !== null) { loadRange(rangeSeconds); return; } // a longer range: from REST
-    // Replace, never append: after a reconnect this is the whole story again.
     windowSeconds = liveWindow;
-    if (payload.format === "columns") loadColumns(payload);
+    if (payload.format === "columns" && payload.since !== undefined) {
+      // What came after the history the page has: appended, in time order.
+      appendColumns(payload);
+      trimColumns();
+    } else if (payload.format === "columns") loadColumns(payload);
     else { resetColumns(); for (const s of payload.samples || []) pushSample(s); }
     drawAll();
     if (uPlotReady) markFull();
