@@ -206,3 +206,25 @@ def test_the_hub_tells_an_agent_what_is_watched_and_stops_it_after() -> None:
     # Lines of a source nobody watches are dropped at the hub.
     assert firehose.from_agent("agent-1", {"source": "syslog", "lines": []}) is None
     assert firehose.subscribe("page-1", "ops", "agent-1", ["../../etc/shadow"]) is not None
+
+
+def test_firehose_off_refuses_every_subscription(tmp_path: Path) -> None:
+    from server.app import create_app
+    from server.config import Config
+
+    app, socketio = create_app(
+        Config(
+            async_mode="threading",
+            log_dir=str(tmp_path / "logs"),
+            data_dir=str(tmp_path / "data"),
+            firehose=False,
+        )
+    )
+    page = socketio.test_client(app)
+    assert page.emit("firehose_subscribe", {}, callback=True) == {
+        "error": "the firehose is off on this server"
+    }
+    static = next(e for e in page.get_received() if e["name"] == "static")["args"][0]
+    assert "log_sources" not in static
+    assert 'id="firehose"' not in app.test_client().get("/").get_data(as_text=True)
+    page.disconnect()
