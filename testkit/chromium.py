@@ -91,7 +91,9 @@ class Chromium:
         for event in self.events:
             params = event.get("params", {})
             if event.get("method") == "Runtime.exceptionThrown":
-                errors.append(str(params.get("exceptionDetails", {}).get("text")))
+                details = params.get("exceptionDetails", {})
+                described = (details.get("exception") or {}).get("description") or ""
+                errors.append(f"{details.get('text')} {described}".strip())
             elif event.get("method") == "Log.entryAdded" and params["entry"]["level"] == "error":
                 errors.append(f"{params['entry'].get('text')} {params['entry'].get('url', '')}")
             elif event.get("method") == "Runtime.consoleAPICalled" and params["type"] == "error":
