@@ -201,3 +201,56 @@ def test_the_page_shows_lines_as_text_coloured_by_source_and_filtered(
         assert len(visible()) >= 4
     finally:
         browser.close()
+
+
+@pytest.mark.browser
+def test_the_panel_pauses_when_scrolled_up_and_on_request(
+    logs: tuple[ServerProcess, Path, Path],
+) -> None:
+    server, a, _ = logs
+    browser = Chromium(require_binary("chromium", "chromium-browser"), width=1400, height=1000)
+
+    def write(lines: list[str]) -> None:
+        with open(a, "a") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+
+    def count(text: str) -> int:
+        return int(
+            browser.evaluate(
+                "[...document.querySelectorAll('#firehose-lines .fh-text')]"
+                f".filter(t => t.textContent.startsWith({json.dumps(text)})).length"
+            )
+        )
+
+    try:
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.body.dataset.status === 'live'")
+        browser.evaluate("document.getElementById('firehose-toggle').click()")
+        write([f"fill {i}" for i in range(80)])  # more than the box shows
+        wait_until(lambda: count("fill") == 80, timeout=5, what="80 lines shown")
+        at_bottom = "(b => b.scrollTop + b.clientHeight >= b.scrollHeight - 4)"
+        box = "document.getElementById('firehose-lines')"
+        assert browser.evaluate(f"{at_bottom}({box})") is True  # it follows the tail
+        # Scrolled up: no jump, and a button says how many lines came below.
+        browser.evaluate(f"{box}.scrollTop = 0; {box}.dispatchEvent(new Event('scroll'))")
+        write(["below 1", "below 2", "below 3"])
+        wait_until(lambda: count("below") == 3, timeout=5, what="lines below the view")
+        assert browser.evaluate(f"{box}.scrollTop") == 0
+        more = "document.getElementById('firehose-more')"
+        shown = browser.evaluate(f"!{more}.hidden && {more}.textContent")
+        # 3, or more if the app's own log (a source too) wrote meanwhile.
+        assert shown.endswith(" new lines") and int(shown.split()[0]) >= 3, shown
+        browser.evaluate(f"{more}.click()")
+        assert browser.evaluate(f"{at_bottom}({box}) && {more}.hidden") is True
+        # Pause holds the lines; resume shows them.
+        browser.evaluate("document.getElementById('firehose-pause').click()")
+        write(["held 1", "held 2"])
+        # "Resume (N)": 2 held, or more if the app's own log wrote meanwhile.
+        browser.wait_for(
+            "parseInt(document.getElementById('firehose-pause').textContent.slice(8)) >= 2"
+        )
+        assert count("held") == 0
+        browser.evaluate("document.getElementById('firehose-pause').click()")
+        assert count("held") == 2
+    finally:
+        browser.close()
