@@ -92,9 +92,8 @@ def history(host_id: str | None = None) -> ResponseReturnValue:
     query = _history_query(host)
     if form == "columns":
         return _history_columns(host, query)
-    if isinstance(query, tuple):
-        step, samples = query
-        return jsonify({"step": step, "samples": samples})
+    if isinstance(query, int):
+        return jsonify({"step": 1, "samples": host.history(query)})
 
     def body(step: int, batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
         yield f'{{"step": {step}, "samples": ['
@@ -109,12 +108,11 @@ def history(host_id: str | None = None) -> ResponseReturnValue:
     return _stream(query, body, "application/json")
 
 
-def _history_columns(host: Host, query: tuple[int, Any] | _StoreQuery) -> ResponseReturnValue:
+def _history_columns(host: Host, query: int | _StoreQuery) -> ResponseReturnValue:
     """The column form (server/columns.py): the ring's, or the store's built in a pool thread."""
-    if isinstance(query, tuple):
-        return jsonify(host.columns(float(request.args.get("seconds") or 0) or None))
-    if not _heavy.acquire(blocking=False):
-        raise Busy(f"busy: {HEAVY_QUERIES} long history queries are running")
+    if isinstance(query, int):
+        return jsonify(host.columns(query))
+    _take_heavy()
     try:
         answer = _state().store.columns(query.start, query.end, query.step, host=query.host)
     finally:
@@ -143,7 +141,8 @@ def _json_off_loop(answer: dict[str, Any]) -> Response:
 @api.get("/api/history.csv")
 @api.get("/api/hosts/<host_id>/history.csv")
 def history_csv(host_id: str | None = None) -> ResponseReturnValue:
-    query = _history_query(_host(host_id))
+    host = _host(host_id)
+    query = _history_query(host)
 
     def body(step: int, batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
         yield history_csv_text([], step)
@@ -151,9 +150,10 @@ def history_csv(host_id: str | None = None) -> ResponseReturnValue:
             yield run_blocking(history_csv_text, batch, step, False)
 
     headers = {"Content-Disposition": "attachment; filename=history.csv"}
-    if isinstance(query, tuple):
-        step, samples = query
-        return Response(history_csv_text(samples, step), mimetype="text/csv", headers=headers)
+    if isinstance(query, int):
+        return Response(
+            history_csv_text(host.history(query), 1), mimetype="text/csv", headers=headers
+        )
     return _stream(query, body, "text/csv", headers)
 
 
@@ -175,8 +175,7 @@ def _stream(
     mimetype: str,
     headers: dict[str, str] | None = None,
 ) -> ResponseReturnValue:
-    if not _heavy.acquire(blocking=False):
-        raise Busy(f"busy: {HEAVY_QUERIES} long history queries are running")
+    _take_heavy()
     store = _state().store
 
     def released() -> Iterator[str]:
@@ -189,8 +188,15 @@ def _stream(
     return Response(released(), mimetype=mimetype, headers=headers)
 
 
-def _history_query(host: Host) -> tuple[int, list[dict[str, Any]]] | _StoreQuery:
-    """The ring's (step, samples), or a query for the store; 400 on bad input."""
+def _take_heavy() -> None:
+    """One of the HEAVY_QUERIES slots, or Busy (503); the caller releases it."""
+    if not _heavy.acquire(blocking=False):
+        raise Busy(f"busy: {HEAVY_QUERIES} long history queries are running")
+
+
+def _history_query(host: Host) -> int | _StoreQuery:
+    """Seconds of the ring (in memory, 1 s apart), or a query for the store; 400 on
+    bad input."""
     state = _state()
     args = request.args
     now = time.time()
@@ -206,7 +212,7 @@ def _history_query(host: Host) -> tuple[int, list[dict[str, Any]]] | _StoreQuery
     seconds = _seconds(args.get("seconds"), default=state.config.history_seconds)
     wanted = _number("step", args.get("step"), default=0.0) or None
     if seconds <= state.config.history_seconds and (wanted or 1) <= 1:
-        return 1, host.history(seconds)  # the ring, in memory
+        return seconds  # the ring, in memory
     start = now - seconds
     return _StoreQuery(host.id, start, now, state.store.pick_step(start, wanted))
 

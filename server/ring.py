@@ -11,12 +11,9 @@ import math
 from collections import deque
 from typing import Any
 
-from server.columns import ColumnRing
+from server.columns import MOMENT_KEYS, ColumnRing
 
 Sample = dict[str, Any]
-
-# Tables of the moment, not series: left out of the history.
-MOMENT_KEYS = frozenset({"processes", "server"})
 
 
 def history_view(sample: Sample) -> Sample:

@@ -321,9 +321,7 @@ class HistoryStore:
         """The step of an answer from `start`: the finest tier that still holds data
         from then, at least `step` apart. A step coarser than the tiers (a 7-day
         chart 1,000 points wide: 600 s) is a multiple of one, regrouped from it."""
-        age = self._clock() - start
-        # A minute of slack: "the last 24 h" asked a moment later is still 24 h.
-        holding = [t for t in (1, 10, 60) if age <= self.retention.for_step(t) + 60] or [60]
+        holding = self._holding(start) or [60]
         wanted = max(step or 1, 1)
         if wanted == 1:
             return holding[0]
@@ -332,6 +330,12 @@ class HistoryStore:
         tier = max((t for t in tiers if t <= wanted), default=tiers[0])
         return tier if wanted <= tier else math.ceil(wanted / tier) * tier
 
+    def _holding(self, start: float) -> list[int]:
+        """The tiers (1 for raw) that still hold data from `start`, finest first."""
+        age = self._clock() - start
+        # A minute of slack: "the last 24 h" asked a moment later is still 24 h.
+        return [t for t in (1, *TIER_TABLES) if age <= self.retention.for_step(t) + 60]
+
     def _query(self, start: float, step: int, limit: int) -> tuple[str, float]:
         """The SELECT of points `step` apart from `start` (columns `ts, sample`, or
         TIER_FIELDS), taking host, lowest ts and end; and that lowest ts."""
@@ -339,14 +343,10 @@ class HistoryStore:
         if step == 1:
             select, low = "SELECT ts, sample FROM raw", start
         else:
-            age = self._clock() - start
             # The coarsest tier that divides the step and holds data from `start`.
+            holding = self._holding(start)
             tier = max(
-                (
-                    t
-                    for t in TIER_TABLES
-                    if step % t == 0 and age <= self.retention.for_step(t) + 60
-                ),
+                (t for t in TIER_TABLES if step % t == 0 and t in holding),
                 default=10 if step % 60 else 60,
             )
             select, low = _tier_sql(tier, step), math.floor(start / step) * step

@@ -19,7 +19,6 @@ from werkzeug.security import generate_password_hash
 from testkit.chromium import Chromium
 from testkit.serverproc import ServerProcess
 from testkit.wait import wait_until
-from tests.conftest import require_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -139,76 +138,74 @@ def test_with_login_on_a_client_without_a_session_gets_no_lines(tmp_path: Path) 
         server.stop()
 
 
+def open_panel(server: ServerProcess, browser: Chromium) -> None:
+    """The host page, live, with its Logs panel shown."""
+    browser.navigate(server.url + "/")
+    browser.wait_for("document.body.dataset.status === 'live'")
+    browser.evaluate("document.getElementById('firehose-toggle').click()")
+
+
 @pytest.mark.browser
 def test_the_page_shows_lines_as_text_coloured_by_source_and_filtered(
-    logs: tuple[ServerProcess, Path, Path],
+    logs: tuple[ServerProcess, Path, Path], browser: Chromium
 ) -> None:
     server, a, b = logs
-    browser = Chromium(require_binary("chromium", "chromium-browser"), width=1400, height=1000)
-    try:
-        browser.navigate(server.url + "/")
-        browser.wait_for("document.body.dataset.status === 'live'")
-        browser.evaluate("document.getElementById('firehose-toggle').click()")
-        browser.wait_for("document.querySelectorAll('#firehose-lines .fh-line').length >= 2")
-        with open(a, "a") as handle:
-            handle.write('ERROR <img src=x onerror="window.__pwned=1"> from alpha\n')
-        with open(b, "a") as handle:
-            handle.write("WARN plain words from beta\n")
-        browser.wait_for(
-            "[...document.querySelectorAll('#firehose-lines .fh-text')].filter("
-            "t => / from (alpha|beta)$/.test(t.textContent)).length === 2"
+    open_panel(server, browser)
+    browser.wait_for("document.querySelectorAll('#firehose-lines .fh-line').length >= 2")
+    with open(a, "a") as handle:
+        handle.write('ERROR <img src=x onerror="window.__pwned=1"> from alpha\n')
+    with open(b, "a") as handle:
+        handle.write("WARN plain words from beta\n")
+    browser.wait_for(
+        "[...document.querySelectorAll('#firehose-lines .fh-text')].filter("
+        "t => / from (alpha|beta)$/.test(t.textContent)).length === 2"
+    )
+    rows = json.loads(
+        browser.evaluate(
+            "JSON.stringify([...document.querySelectorAll('#firehose-lines .fh-line')]"
+            ".map(r => [r.querySelector('.fh-source').textContent,"
+            " r.querySelector('.fh-text').textContent,"
+            " getComputedStyle(r).borderLeftColor, r.className]))"
         )
-        rows = json.loads(
+    )
+    by_text = {text: (source, colour, cls) for source, text, colour, cls in rows}
+    markup = 'ERROR <img src=x onerror="window.__pwned=1"> from alpha'
+    assert by_text[markup][0] == "alpha" and "fh-error" in by_text[markup][2]
+    assert by_text["WARN plain words from beta"][0] == "beta"
+    assert "fh-warn" in by_text["WARN plain words from beta"][2]
+    assert by_text[markup][1] != by_text["WARN plain words from beta"][1]  # a colour each
+    # The markup is text: no element was made from it, and no script ran.
+    assert browser.evaluate("document.querySelectorAll('#firehose-lines img').length") == 0
+    assert browser.evaluate("window.__pwned === undefined") is True
+
+    def visible() -> list[str]:
+        shown: list[str] = json.loads(
             browser.evaluate(
                 "JSON.stringify([...document.querySelectorAll('#firehose-lines .fh-line')]"
-                ".map(r => [r.querySelector('.fh-source').textContent,"
-                " r.querySelector('.fh-text').textContent,"
-                " getComputedStyle(r).borderLeftColor, r.className]))"
+                ".filter(r => !r.hidden).map(r => r.querySelector('.fh-text').textContent))"
             )
         )
-        by_text = {text: (source, colour, cls) for source, text, colour, cls in rows}
-        markup = 'ERROR <img src=x onerror="window.__pwned=1"> from alpha'
-        assert by_text[markup][0] == "alpha" and "fh-error" in by_text[markup][2]
-        assert by_text["WARN plain words from beta"][0] == "beta"
-        assert "fh-warn" in by_text["WARN plain words from beta"][2]
-        assert by_text[markup][1] != by_text["WARN plain words from beta"][1]  # a colour each
-        # The markup is text: no element was made from it, and no script ran.
-        assert browser.evaluate("document.querySelectorAll('#firehose-lines img').length") == 0
-        assert browser.evaluate("window.__pwned === undefined") is True
+        return shown
 
-        def visible() -> list[str]:
-            shown: list[str] = json.loads(
-                browser.evaluate(
-                    "JSON.stringify([...document.querySelectorAll('#firehose-lines .fh-line')]"
-                    ".filter(r => !r.hidden).map(r => r.querySelector('.fh-text').textContent))"
-                )
-            )
-            return shown
+    def type_filter(text: str) -> None:
+        browser.evaluate(
+            "(f => { f.value = " + json.dumps(text) + "; f.dispatchEvent(new Event('input')); })"
+            "(document.getElementById('firehose-filter'))"
+        )
 
-        def type_filter(text: str) -> None:
-            browser.evaluate(
-                "(f => { f.value = "
-                + json.dumps(text)
-                + "; f.dispatchEvent(new Event('input')); })"
-                "(document.getElementById('firehose-filter'))"
-            )
-
-        type_filter("FROM BETA")  # a substring, case-insensitive
-        assert visible() == ["WARN plain words from beta"]
-        type_filter("/^a backlog [12]$/")
-        assert visible() == ["a backlog 1", "a backlog 2"]
-        type_filter("")
-        assert len(visible()) >= 4
-    finally:
-        browser.close()
+    type_filter("FROM BETA")  # a substring, case-insensitive
+    assert visible() == ["WARN plain words from beta"]
+    type_filter("/^a backlog [12]$/")
+    assert visible() == ["a backlog 1", "a backlog 2"]
+    type_filter("")
+    assert len(visible()) >= 4
 
 
 @pytest.mark.browser
 def test_the_panel_pauses_when_scrolled_up_and_on_request(
-    logs: tuple[ServerProcess, Path, Path],
+    logs: tuple[ServerProcess, Path, Path], browser: Chromium
 ) -> None:
     server, a, _ = logs
-    browser = Chromium(require_binary("chromium", "chromium-browser"), width=1400, height=1000)
 
     def write(lines: list[str]) -> None:
         with open(a, "a") as handle:
@@ -222,35 +219,30 @@ def test_the_panel_pauses_when_scrolled_up_and_on_request(
             )
         )
 
-    try:
-        browser.navigate(server.url + "/")
-        browser.wait_for("document.body.dataset.status === 'live'")
-        browser.evaluate("document.getElementById('firehose-toggle').click()")
-        write([f"fill {i}" for i in range(80)])  # more than the box shows
-        wait_until(lambda: count("fill") == 80, timeout=5, what="80 lines shown")
-        at_bottom = "(b => b.scrollTop + b.clientHeight >= b.scrollHeight - 4)"
-        box = "document.getElementById('firehose-lines')"
-        assert browser.evaluate(f"{at_bottom}({box})") is True  # it follows the tail
-        # Scrolled up: no jump, and a button says how many lines came below.
-        browser.evaluate(f"{box}.scrollTop = 0; {box}.dispatchEvent(new Event('scroll'))")
-        write(["below 1", "below 2", "below 3"])
-        wait_until(lambda: count("below") == 3, timeout=5, what="lines below the view")
-        assert browser.evaluate(f"{box}.scrollTop") == 0
-        more = "document.getElementById('firehose-more')"
-        shown = browser.evaluate(f"!{more}.hidden && {more}.textContent")
-        # 3, or more if the app's own log (a source too) wrote meanwhile.
-        assert shown.endswith(" new lines") and int(shown.split()[0]) >= 3, shown
-        browser.evaluate(f"{more}.click()")
-        assert browser.evaluate(f"{at_bottom}({box}) && {more}.hidden") is True
-        # Pause holds the lines; resume shows them.
-        browser.evaluate("document.getElementById('firehose-pause').click()")
-        write(["held 1", "held 2"])
-        # "Resume (N)": 2 held, or more if the app's own log wrote meanwhile.
-        browser.wait_for(
-            "parseInt(document.getElementById('firehose-pause').textContent.slice(8)) >= 2"
-        )
-        assert count("held") == 0
-        browser.evaluate("document.getElementById('firehose-pause').click()")
-        assert count("held") == 2
-    finally:
-        browser.close()
+    open_panel(server, browser)
+    write([f"fill {i}" for i in range(80)])  # more than the box shows
+    wait_until(lambda: count("fill") == 80, timeout=5, what="80 lines shown")
+    at_bottom = "(b => b.scrollTop + b.clientHeight >= b.scrollHeight - 4)"
+    box = "document.getElementById('firehose-lines')"
+    assert browser.evaluate(f"{at_bottom}({box})") is True  # it follows the tail
+    # Scrolled up: no jump, and a button says how many lines came below.
+    browser.evaluate(f"{box}.scrollTop = 0; {box}.dispatchEvent(new Event('scroll'))")
+    write(["below 1", "below 2", "below 3"])
+    wait_until(lambda: count("below") == 3, timeout=5, what="lines below the view")
+    assert browser.evaluate(f"{box}.scrollTop") == 0
+    more = "document.getElementById('firehose-more')"
+    shown = browser.evaluate(f"!{more}.hidden && {more}.textContent")
+    # 3, or more if the app's own log (a source too) wrote meanwhile.
+    assert shown.endswith(" new lines") and int(shown.split()[0]) >= 3, shown
+    browser.evaluate(f"{more}.click()")
+    assert browser.evaluate(f"{at_bottom}({box}) && {more}.hidden") is True
+    # Pause holds the lines; resume shows them.
+    browser.evaluate("document.getElementById('firehose-pause').click()")
+    write(["held 1", "held 2"])
+    # "Resume (N)": 2 held, or more if the app's own log wrote meanwhile.
+    browser.wait_for(
+        "parseInt(document.getElementById('firehose-pause').textContent.slice(8)) >= 2"
+    )
+    assert count("held") == 0
+    browser.evaluate("document.getElementById('firehose-pause').click()")
+    assert count("held") == 2
