@@ -83,9 +83,13 @@ class LocalFeed:
                 out[name] = [{"ts": now, "text": t} for t in texts]
         return out
 
-    def step(self, wanted: Iterable[str]) -> tuple[dict[str, list[Line]], dict[str, list[Line]]]:
-        """watch(wanted), then poll(): the backlogs of newly watched sources, and new lines."""
-        return self.watch(wanted), self.poll()
+    def step(self, wanted: Iterable[str]) -> dict[str, list[Line]]:
+        """watch(wanted), then poll(): per source, its backlog if newly watched, then
+        its new lines."""
+        lines = self.watch(wanted)
+        for name, new in self.poll().items():
+            lines[name] = lines.get(name, []) + new
+        return {name: kept for name, kept in lines.items() if kept}
 
     def close(self) -> None:
         self.watch(())

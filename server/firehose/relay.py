@@ -84,7 +84,8 @@ class Firehose:
         log.info("firehose: %s watches %s: %s", user, host, ", ".join(names) or "(none)")
         for name in new:
             self._enter(sid, room(host, name))
-            kept = list(self._backlog.get((host, name), ()))
+            with self._lock:
+                kept = list(self._backlog.get((host, name), ()))
             if kept:
                 self._emit("firehose", {"host": host, "source": name, "lines": kept}, to=sid)
         self._rewatch(host)
@@ -105,8 +106,9 @@ class Firehose:
 
     def _rewatch(self, host: str) -> None:
         watched = self.watched(host)
-        for key in [k for k in self._backlog if k[0] == host and k[1] not in watched]:
-            del self._backlog[key]  # kept only while watched: a later page reads it fresh
+        with self._lock:  # kept only while watched: a later page reads it fresh
+            for key in [k for k in self._backlog if k[0] == host and k[1] not in watched]:
+                del self._backlog[key]
         if host != self.local_id:
             self._tell_agent(host, sorted(watched))
             return
@@ -125,13 +127,12 @@ class Firehose:
             with self._lock:
                 wanted = set(self._wanted)
             try:
-                backlogs, batches = run_blocking(self.feed.step, wanted)
+                batches = run_blocking(self.feed.step, wanted)
             except Exception:  # a source that fails must not end the firehose
                 log.exception("firehose: following the logs failed")
-                backlogs, batches = {}, {}
-            for name, lines in {**backlogs, **batches}.items():
-                if lines:
-                    self.relay(self.local_id, name, lines)
+                batches = {}
+            for name, lines in batches.items():
+                self.relay(self.local_id, name, lines)
             with self._lock:
                 if not wanted and not self._wanted:
                     self._polling = False
@@ -144,8 +145,9 @@ class Firehose:
                    to=room(host, source))  # fmt: skip
 
     def _keep(self, host: str, source: str, lines: list[Line]) -> None:
-        kept = self._backlog.setdefault((host, source), deque(maxlen=BACKLOG_LINES))
-        kept.extend(lines)
+        with self._lock:
+            kept = self._backlog.setdefault((host, source), deque(maxlen=BACKLOG_LINES))
+            kept.extend(lines)
 
     def from_agent(self, host: str, batch: Any) -> str | None:
         """An agent's lines: checked, then relayed to the pages watching them."""

@@ -124,9 +124,8 @@ class Link:
             wanted = self._firehose_wanted if self._connected.is_set() else set()
             if not wanted and not self.feed.watched:
                 continue
-            backlogs, batches = self.feed.step(wanted)
-            for name, lines in {**backlogs, **batches}.items():
-                if lines and self._connected.is_set():
+            for name, lines in self.feed.step(wanted).items():
+                if self._connected.is_set():
                     try:
                         self.sio.emit("firehose", {"source": name, "lines": lines},
                                       namespace=NAMESPACE)  # fmt: skip
