@@ -63,6 +63,27 @@ def shape(raw: bytes, redact: Redactor) -> str:
     return redact(text)
 
 
+class Lines:
+    """Bytes as they come, cut into complete lines; the piece after the last newline
+    waits for its end, up to 2 x MAX_LINE (then it is passed on as it is)."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def reset(self) -> None:
+        self._partial = b""
+
+    def feed(self, data: bytes, flush: bool = False) -> list[bytes]:
+        """The complete lines in what came so far (and, with `flush`, the rest)."""
+        chunks = (self._partial + data).split(b"\n")
+        self._partial = chunks.pop()
+        if len(self._partial) > MAX_LINE * 2 or (flush and self._partial):
+            # A line with no end in sight, or the end of a file: pass on what is kept.
+            chunks.append(self._partial)
+            self._partial = b""
+        return chunks
+
+
 class FileFollower:
     """One file, followed from its end; poll() gives the complete lines added since."""
 
@@ -71,7 +92,7 @@ class FileFollower:
         self.problem: str | None = None  # why it cannot be read now, if it cannot
         self._file: Any = None
         self._identity: tuple[int, int] | None = None
-        self._partial = b""
+        self._lines = Lines()
         self._open(at_end=at_end)
 
     def _open(self, at_end: bool) -> None:
@@ -116,7 +137,7 @@ class FileFollower:
         if stat.st_size < self._file.tell() or self._rewritten():
             # Truncated (copytruncate, or `> file`): what is there now is new.
             self._file.seek(0)
-            self._partial = b""
+            self._lines.reset()
         return self._read()
 
     def _rewritten(self) -> bool:
@@ -132,16 +153,7 @@ class FileFollower:
         data: bytes = self._file.read(READ_LIMIT)
         if not data and not flush:
             return []
-        chunks = (self._partial + data).split(b"\n")
-        self._partial = chunks.pop()
-        if len(self._partial) > MAX_LINE * 2:
-            # A line with no end in sight: pass on what is kept of it now.
-            chunks.append(self._partial)
-            self._partial = b""
-        if flush and self._partial:
-            chunks.append(self._partial)
-            self._partial = b""
-        return chunks
+        return self._lines.feed(data, flush)
 
 
 def last_lines(path: str, count: int) -> list[bytes]:

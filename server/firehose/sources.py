@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from server.firehose.follow import FileFollower, last_lines
+from server.firehose.follow import FileFollower, Lines, last_lines
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 MAX_SOURCES = 32
@@ -128,7 +128,7 @@ class JournalSource:
         self.source = source
         self.problem: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._partial = b""
+        self._lines = Lines()
         binary = shutil.which("journalctl")
         if binary is None:
             self.problem = "journalctl is not installed"
@@ -159,9 +159,7 @@ class JournalSource:
             return []
         if self._proc.poll() is not None and not data:
             self.problem = f"journalctl ended ({self._proc.returncode})"
-        chunks = (self._partial + data).split(b"\n")
-        self._partial = chunks.pop()
-        return chunks
+        return self._lines.feed(data)
 
     def close(self) -> None:
         if self._proc is not None:
