@@ -2,7 +2,6 @@
 // Socket.IO and draws them. No request leaves the server it came from.
 (function () {
   "use strict";
-  performance.mark("app-start");
 
   // Levels per alert rule come in `static` (declared once on the server, in
   // server/series.py), so a card turns amber and red exactly where its alert fires.
@@ -255,17 +254,13 @@
     }
   }
 
-  // uPlot comes before this script; if it did not (a cached page of an older
-  // version), the charts are built at DOMContentLoaded.
-  let uPlotReady = typeof uPlot !== "undefined";
   function drawAll() {
-    if (!uPlotReady) return; // drawn at DOMContentLoaded
     if (!Object.keys(plots).length) buildCharts(); else redraw();
   }
-  function firstDraw() {
-    uPlotReady = true;
-    buildCharts();
-    markFull(); // full now if the page came with its history
+
+  // When the charts were first full, from navigation start (for `make bench`).
+  function markFull() {
+    if (columns.ts.length && !window.__chartsFullAt) window.__chartsFullAt = performance.now();
   }
 
   // ---------------------------------------------------------------- range
@@ -550,8 +545,9 @@
       document.body.dataset.historyFormat = "columns";
     } catch (e) { resetColumns(); }
   }
-  if (uPlotReady) firstDraw(); // the page is parsed: its charts, full, at once
-  else document.addEventListener("DOMContentLoaded", firstDraw);
+  // This script comes after uPlot and the page's elements: the charts, full, at once.
+  drawAll();
+  markFull();
 
   const hostId = document.body.dataset.host;
   const socket = io({
@@ -571,7 +567,6 @@
   window.dashboardSocket = socket; // firehose.js shares it
 
   socket.on("connect", () => {
-    performance.mark("connected");
     disconnectedAt = null;
     setStatus("live", "live");
   });
@@ -593,7 +588,6 @@
   });
 
   socket.on("history", (payload) => {
-    performance.mark("history");
     payload = payload || {};
     if (payload.latest) showSample(payload.latest);
     document.body.dataset.historyFormat = payload.format || "rows";
@@ -607,13 +601,8 @@
     } else if (payload.format === "columns") loadColumns(payload);
     else { resetColumns(); for (const s of payload.samples || []) pushSample(s); }
     drawAll();
-    if (uPlotReady) markFull();
+    markFull();
   });
-
-  // When the charts were first full, from navigation start (for `make bench`).
-  function markFull() {
-    if (columns.ts.length && !window.__chartsFullAt) window.__chartsFullAt = performance.now();
-  }
 
   socket.on("alerts", (snapshot) => {
     activeAlerts = {};
@@ -631,7 +620,6 @@
     notify(a);
   });
 
-  performance.mark("app-end");
   // Main-thread time per live update, the last 120 (for `make bench`).
   const updateMs = (window.__updateMs = []);
 
