@@ -34,23 +34,29 @@ def sampler_tick(ticks: int) -> float:
     return (time.process_time() - started) / ticks
 
 
-def psutil_floor_tick(ticks: int, process_every: int = 5) -> float:
+def psutil_floor_tick(ticks: int, process_every: int = 5, mount_table_every: int = 10) -> float:
     """CPU seconds per tick for the same psutil calls, bare: the floor.
 
-    Like the sampler, it scans the processes every `process_every` ticks.
+    Like the sampler, it scans the processes every `process_every` ticks and
+    reads the mount table every `mount_table_every` ticks.
     """
     count = [0]
+    mounts: list[str] = []
 
     def once() -> None:
         count[0] += 1
-        psutil.cpu_percent(interval=None)
-        psutil.cpu_percent(interval=None, percpu=True)
+        psutil.cpu_times(percpu=True)
         psutil.virtual_memory()
         psutil.swap_memory()
-        for part in psutil.disk_partitions(all=True):
-            if part.mountpoint == "/" or part.device.startswith("/dev/"):
-                with contextlib.suppress(OSError):
-                    psutil.disk_usage(part.mountpoint)
+        if not count[0] % mount_table_every or not mounts:
+            mounts[:] = [
+                part.mountpoint
+                for part in psutil.disk_partitions(all=True)
+                if part.mountpoint == "/" or part.device.startswith("/dev/")
+            ]
+        for mount in mounts:
+            with contextlib.suppress(OSError):
+                psutil.disk_usage(mount)
         psutil.disk_io_counters(perdisk=True, nowrap=False)
         psutil.net_io_counters(pernic=True, nowrap=False)
         psutil.getloadavg()

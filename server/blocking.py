@@ -8,11 +8,11 @@ locks. Under `threading` they are plain calls.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,6 +24,20 @@ def _eventlet_patched() -> bool:
     from eventlet import patcher
 
     return bool(patcher.is_monkey_patched("thread"))
+
+
+def os_threading() -> ModuleType:
+    """The threading module of real OS threads, also under eventlet's monkey patch.
+
+    For a thread that must block in a system call without holding the loop;
+    it may touch nothing green (logging, eventlet locks, sockets).
+    """
+    if _eventlet_patched():
+        from eventlet import patcher
+
+        original: ModuleType = patcher.original("threading")
+        return original
+    return threading
 
 
 def run_blocking(function: Callable[..., T], *args: Any) -> T:
@@ -85,58 +99,3 @@ class KeyedLock:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self._held[key]
-
-
-class Pending:
-    """A blocking call started in a pool thread, to be waited for with a deadline.
-
-    A call that misses its deadline goes on in its thread; `done` says when
-    it has returned, so the caller can leave that resource alone until then.
-    """
-
-    def __init__(self, function: Callable[..., T], *args: Any) -> None:
-        self._green: Any = None
-        self._future: concurrent.futures.Future[Any] | None = None
-        if _eventlet_patched():
-            import eventlet
-            from eventlet import tpool
-
-            self._green = eventlet.spawn(tpool.execute, function, *args)
-        else:
-            self._future = _threads().submit(function, *args)
-
-    @property
-    def done(self) -> bool:
-        if self._green is not None:
-            return bool(self._green.dead)
-        assert self._future is not None
-        return self._future.done()
-
-    def wait(self, timeout: float) -> bool:
-        """True if the call returned (or raised) within `timeout` seconds."""
-        if self._green is not None:
-            import eventlet
-
-            with eventlet.Timeout(timeout, False), contextlib.suppress(Exception):
-                self._green.wait()  # raising is left to result()
-        else:
-            assert self._future is not None
-            concurrent.futures.wait([self._future], timeout)
-        return self.done
-
-    def result(self) -> Any:
-        """The call's value, or its exception raised here; only once done."""
-        if self._green is not None:
-            return self._green.wait()
-        assert self._future is not None
-        return self._future.result()
-
-
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _threads() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="blocking")
-    return _pool

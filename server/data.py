@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from server.blocking import Pending
+from server.mounts import GONE, NOT_A_DIRECTORY, Filesystem, MountWatch, real_filesystems
 
 log = logging.getLogger("dashboard.data")
 
@@ -29,43 +29,6 @@ T = TypeVar("T")
 # readings raise OSError (FileNotFoundError when a device vanishes).
 READ_ERRORS = (psutil.Error, OSError, RuntimeError, NotImplementedError)
 
-# Filesystems that are not storage: kernel views, memory, images, layers.
-PSEUDO_FSTYPES = frozenset(
-    [
-        "autofs",
-        "binfmt_misc",
-        "bpf",
-        "cgroup",
-        "cgroup2",
-        "configfs",
-        "debugfs",
-        "devpts",
-        "devtmpfs",
-        "efivarfs",
-        "fusectl",
-        "hugetlbfs",
-        "mqueue",
-        "nsfs",
-        "overlay",
-        "proc",
-        "pstore",
-        "ramfs",
-        "rpc_pipefs",
-        "securityfs",
-        "selinuxfs",
-        "squashfs",
-        "sysfs",
-        "tmpfs",
-        "tracefs",
-        "aufs",
-        "iso9660",
-        "fuse.lxcfs",
-        "fuse.snapfuse",
-        "fuse.gvfsd-fuse",
-    ]
-)
-# Network filesystems are left out too: statvfs on a hung NFS server blocks the tick.
-NETWORK_FSTYPES = frozenset(["nfs", "nfs4", "cifs", "smb3", "sshfs", "fuse.sshfs", "9p"])
 # Block devices whose I/O is not a disk's: loop images, compressed RAM, RAM disks.
 VIRTUAL_DISK_PREFIXES = ("loop", "ram", "zram")
 
@@ -223,12 +186,66 @@ def counter_rate(
     return round(first / seconds), round(second / seconds)
 
 
-def _disk_io_counters() -> dict[str, tuple[int, int]]:
+def _cpu_times() -> list[Any]:
+    return list(psutil.cpu_times(percpu=True))
+
+
+def _busy_and_total(times: Any) -> tuple[float, float]:
+    # As psutil's cpu_percent: guest time is already in user and nice, and
+    # idle and iowait are not busy.
+    total = sum(times) - getattr(times, "guest", 0) - getattr(times, "guest_nice", 0)
+    return total - times.idle - getattr(times, "iowait", 0), total
+
+
+def cpu_percents(
+    before: list[Any] | None, after: list[Any] | None
+) -> tuple[float | None, list[float | None] | None]:
+    """(the whole machine's busy %, each core's) between two per-core readings.
+
+    One read of /proc/stat a tick serves both: the machine's total is the sum
+    over its cores, as the kernel's own first line is.
+    """
+    if after is None:
+        return None, None
+    if before is None or len(before) != len(after):  # a core came or went: start again
+        return None, [None] * len(after)
+    per_core: list[float | None] = []
+    busy_sum = total_sum = 0.0
+    for old, new in zip(before, after, strict=True):
+        (busy_old, total_old), (busy_new, total_new) = _busy_and_total(old), _busy_and_total(new)
+        busy, total = max(busy_new - busy_old, 0.0), total_new - total_old
+        busy_sum += busy
+        total_sum += max(total, 0.0)
+        per_core.append(_percent(100 * busy / total) if total > 0 else 0.0)
+    return (_percent(100 * busy_sum / total_sum) if total_sum > 0 else 0.0), per_core
+
+
+def whole_disks(sys_block: str = "/sys/block") -> frozenset[str]:
+    """The block devices whose I/O is a disk's, each byte once.
+
+    /proc/diskstats also counts a partition's bytes in its disk, and a device
+    mapper (LVM, dm-crypt) or md RAID device's bytes in the disks under it: so
+    only whole disks (in /sys/block) that stack on nothing (no slaves) count.
+    """
+    found = set()
+    for name in os.listdir(sys_block):
+        if name.startswith(VIRTUAL_DISK_PREFIXES):
+            continue
+        try:
+            stacked = bool(os.listdir(os.path.join(sys_block, name, "slaves")))
+        except OSError:
+            stacked = False  # no slaves directory: an ordinary disk
+        if not stacked:
+            found.add(name)
+    return frozenset(found)
+
+
+def _disk_io_counters(disks: frozenset[str] | None) -> dict[str, tuple[int, int]]:
     counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
     return {
         name: (c.read_bytes, c.write_bytes)
         for name, c in counters.items()
-        if not name.startswith(VIRTUAL_DISK_PREFIXES)
+        if (name in disks if disks is not None else not name.startswith(VIRTUAL_DISK_PREFIXES))
     }
 
 
@@ -239,106 +256,60 @@ def _net_io_counters() -> dict[str, tuple[int, int]]:
     return {name: (c.bytes_recv, c.bytes_sent) for name, c in counters.items() if name != "lo"}
 
 
-def is_real_filesystem(mount: str, device: str, fstype: str) -> bool:
-    if mount == "/":
-        return True  # always shown, even as a container's overlay
-    if fstype in PSEUDO_FSTYPES or fstype in NETWORK_FSTYPES or not device.startswith("/dev/"):
-        return False
-    return not (device.startswith("/dev/loop") or mount.startswith("/snap/"))
-
-
-NOT_A_DIRECTORY = "not a directory"
-GONE = "gone"
-
-
-def _probe(mount: str) -> Any:
-    """Everything that touches a mount, in one call made off the loop."""
-    if not os.path.isdir(mount):
-        # A bind-mounted file (a container's /etc/hosts) is not a filesystem to
-        # watch; a path that vanished was unmounted since the table was read.
-        return GONE if not os.path.lexists(mount) else NOT_A_DIRECTORY
-    return psutil.disk_usage(mount)
-
-
-class MountWatch:
-    """Asks each mount for its usage in a pool thread, with a deadline.
-
-    A filesystem can hang (a dead NFS or FUSE server): its stat never
-    returns. Then the mount is "not answering": its call goes on in its
-    thread, and the mount is not asked again until that call has returned,
-    so a hung mount holds one thread, never one per tick, and never the loop.
-    """
-
-    def __init__(self, deadline: float = 0.5, max_hung: int = 8) -> None:
-        self.deadline = deadline
-        self.max_hung = max_hung
-        self._hung: dict[str, Pending] = {}
-
-    def usage(self, mount: str) -> tuple[Any, bool]:
-        """(the probe's result, answering); raises what the probe raised."""
-        hung = self._hung.get(mount)
-        if hung is not None:
-            if not hung.done:
-                return None, False
-            del self._hung[mount]
-            log.warning("filesystem %s answers again", mount)
-        if len(self._hung) >= self.max_hung:
-            return None, False  # too many hung already: no thread more for this one
-        pending = Pending(_probe, mount)
-        if not pending.wait(self.deadline):
-            self._hung[mount] = pending
-            log.warning(
-                "filesystem %s is not answering (no answer within %.1f s); "
-                "it is skipped until it answers",
-                mount,
-                self.deadline,
-            )
-            return None, False
-        return pending.result(), True
-
-
 class DynamicData:
     """Keeps previous counters; sample() returns one JSON-ready dict."""
 
-    def __init__(self, top_processes: int = 5, process_every: int = 5) -> None:
+    def __init__(
+        self, top_processes: int = 5, process_every: int = 5, mount_table_every: int = 10
+    ) -> None:
         self._top = top_processes
         # Scanning every process is most of a tick's cost: do it every few
         # ticks and show the last table in between (its CPU % then covers the
         # whole span between scans, which is steadier anyway).
         self._process_every = max(process_every, 1)
+        # The mount table changes rarely and reading it costs as much as the
+        # rest of a tick: it is read again every few ticks (and the list of
+        # disks with it). A mount that went away in between says so at once
+        # (its probe finds it gone); a disk that did counts for nothing.
+        self._mount_table_every = max(mount_table_every, 1)
         self._ticks = 0
         self._processes: list[dict[str, Any]] | None = []
+        self._filesystems: list[Filesystem] | None = None
         self._reader = FailureLog()
         self._mounts = MountWatch()
         self._cpu_count = psutil.cpu_count(logical=True) or 1
         self._boot_time = self._reader.read("boot_time", psutil.boot_time)
-        # cpu_percent's first call only sets a baseline and returns 0.0: prime it.
-        self._reader.read("cpu.percent", lambda: psutil.cpu_percent(interval=None))
-        self._reader.read("cpu.per_core", lambda: psutil.cpu_percent(interval=None, percpu=True))
+        self._cpu_before = self._reader.read("cpu", _cpu_times)
         if self._top:
             self._processes = self._reader.read("processes", self._top_processes)
         self._last_time = time.monotonic()
-        self._disk_before = self._reader.read("disk_io", _disk_io_counters)
+        self._whole_disks = self._reader.read("disk_io.devices", whole_disks)
+        self._disk_before = self._reader.read("disk_io", self._disk_io_counters)
         self._net_before = self._reader.read("net", _net_io_counters)
 
     def sample(self) -> dict[str, Any]:
         read = self._reader.read
+        self._ticks += 1
+        filesystems = self._mount_table()
+        if filesystems is not None:
+            # The prober reads them while this thread reads the rest.
+            self._mounts.ask([fs.mount for fs in filesystems])
         now = time.monotonic()
         elapsed, self._last_time = now - self._last_time, now
-        disk_after = read("disk_io", _disk_io_counters)
+        disk_after = read("disk_io", self._disk_io_counters)
         net_after = read("net", _net_io_counters)
         disk_rate = _rate(self._disk_before, disk_after, elapsed)
         net_rate = _rate(self._net_before, net_after, elapsed)
         self._disk_before, self._net_before = disk_after, net_after
+        cpu_after = read("cpu", _cpu_times)
+        cpu_percent, per_core = cpu_percents(self._cpu_before, cpu_after)
+        self._cpu_before = cpu_after
         return {
             "ts": round(time.time(), 3),
-            "cpu": {
-                "percent": _percent(read("cpu.percent", lambda: psutil.cpu_percent(interval=None))),
-                "per_core": read("cpu.per_core", self._per_core),
-            },
+            "cpu": {"percent": cpu_percent, "per_core": per_core},
             "memory": read("memory", self._memory),
             "swap": read("swap", self._swap),
-            "disks": read("disks", self._disks),
+            "disks": None if filesystems is None else self._disks(filesystems),
             "disk_io": {"read_bps": disk_rate[0], "write_bps": disk_rate[1]},
             "net": {"rx_bps": net_rate[0], "tx_bps": net_rate[1]},
             "load": read("load", lambda: [round(v, 2) for v in psutil.getloadavg()]),
@@ -346,17 +317,21 @@ class DynamicData:
             "processes": self._process_table(),
         }
 
+    def _mount_table(self) -> list[Filesystem] | None:
+        if self._filesystems is None or self._ticks % self._mount_table_every == 0:
+            self._filesystems = self._reader.read("disks", real_filesystems)
+            self._whole_disks = self._reader.read("disk_io.devices", whole_disks)
+        return self._filesystems
+
+    def _disk_io_counters(self) -> dict[str, tuple[int, int]]:
+        return _disk_io_counters(self._whole_disks)
+
     def _process_table(self) -> list[dict[str, Any]] | None:
         if not self._top:
             return []
-        self._ticks += 1
         if self._ticks % self._process_every == 0 or self._processes is None:
             self._processes = self._reader.read("processes", self._top_processes)
         return self._processes
-
-    @staticmethod
-    def _per_core() -> list[float | None]:
-        return [_percent(v) for v in psutil.cpu_percent(interval=None, percpu=True)]
 
     @staticmethod
     def _memory() -> dict[str, Any]:
@@ -373,32 +348,24 @@ class DynamicData:
         sm = psutil.swap_memory()
         return {"percent": _percent(sm.percent), "total": sm.total, "used": sm.used}
 
-    def _disks(self) -> list[dict[str, Any]]:
+    def _disks(self, filesystems: list[Filesystem]) -> list[dict[str, Any]]:
+        usage = self._mounts.usage()
         disks = []
-        seen_devices: set[str] = set()
-        partitions = sorted(psutil.disk_partitions(all=True), key=lambda p: len(p.mountpoint))
-        for part in partitions:
-            if not is_real_filesystem(part.mountpoint, part.device, part.fstype):
-                continue
-            if part.device in seen_devices and part.mountpoint != "/":
-                continue  # the same device bind-mounted again
-            seen_devices.add(part.device)
-            probe = self._reader.read(
-                f"disk {part.mountpoint}", functools.partial(self._mounts.usage, part.mountpoint)
-            )
-            # A probe that raised (FailureLog logged why) did answer, with an error.
-            usage, answering = probe if probe is not None else (None, True)
-            if usage in (GONE, NOT_A_DIRECTORY):
+        for fs in filesystems:
+            value, answering = usage.get(fs.mount, (None, False))
+            # A read that raised is logged once (FailureLog); it did answer, with an error.
+            value = self._reader.read(f"disk {fs.mount}", functools.partial(_value_of, value))
+            if value in (GONE, NOT_A_DIRECTORY):
                 continue
             disks.append(
                 {
-                    "mount": part.mountpoint,
-                    "device": part.device,
-                    "fstype": part.fstype,
-                    "percent": None if usage is None else _percent(usage.percent),
-                    "total": None if usage is None else usage.total,
-                    "used": None if usage is None else usage.used,
-                    "free": None if usage is None else usage.free,
+                    "mount": fs.mount,
+                    "device": fs.device,
+                    "fstype": fs.fstype,
+                    "percent": None if value is None else _percent(value.percent),
+                    "total": None if value is None else value.total,
+                    "used": None if value is None else value.used,
+                    "free": None if value is None else value.free,
                     "answering": answering,
                 }
             )
@@ -449,6 +416,12 @@ def executable_name(proc: psutil.Process) -> str | None:
         return os.path.basename(proc.name())
     except psutil.Error:
         return None
+
+
+def _value_of(value: Any) -> Any:
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 def _rate(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from server.blocking import BoundedPool, Busy, KeyedLock, Pending
+from server.blocking import BoundedPool, Busy, KeyedLock
 
 
 def test_a_bounded_pool_refuses_past_its_deadline() -> None:
@@ -35,15 +35,3 @@ def test_a_keyed_lock_holds_one_per_key() -> None:
     with lock.hold("a", timeout=0.05):
         pass
     assert lock._held == {}  # nothing kept for keys no one holds
-
-
-def test_a_pending_call_that_misses_its_deadline_is_left_to_finish() -> None:
-    release = threading.Event()
-    slow = Pending(release.wait, 5)
-    assert not slow.wait(0.05) and not slow.done
-    release.set()
-    assert slow.wait(1) and slow.result() is True
-    failing = Pending(int, "not a number")
-    assert failing.wait(1)
-    with pytest.raises(ValueError):
-        failing.result()

@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from server import data
-from server.data import DynamicData, StaticData, counter_rate, is_real_filesystem
+from server.data import DynamicData, StaticData, counter_rate
+from server.mounts import is_real_filesystem
 from tests.contract import SAMPLE_KEYS as CONTRACT_SAMPLE_KEYS
 from tests.contract import STATIC_KEYS
 
@@ -159,6 +160,25 @@ def test_real_filesystems(mount: str, device: str, fstype: str, real: bool) -> N
 Part = namedtuple("Part", "device mountpoint fstype opts")
 
 
+def test_disk_io_counts_each_byte_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # /sys/block as on a server: two disks, an NVMe, LVM on sda, md RAID on sdb, a loop image.
+    for name in ("sda", "sdb", "dm-0", "md0", "loop0", "zram0"):
+        (tmp_path / name / "slaves").mkdir(parents=True)
+    (tmp_path / "nvme0n1").mkdir()  # no slaves directory at all
+    (tmp_path / "dm-0" / "slaves" / "sda2").touch()
+    (tmp_path / "md0" / "slaves" / "sdb1").touch()
+    disks = data.whole_disks(str(tmp_path))
+    assert disks == {"sda", "sdb", "nvme0n1"}
+
+    # /proc/diskstats lists sda's partition and the LVM volume too: each
+    # byte written through dm-0 to sda2 shows in dm-0, sda2 and sda.
+    Io = namedtuple("Io", "read_bytes write_bytes")
+    counters = {"sda": Io(300, 600), "sda2": Io(300, 600), "dm-0": Io(300, 600)}
+    counters |= {"nvme0n1": Io(5, 7), "loop0": Io(9, 9)}
+    monkeypatch.setattr(psutil, "disk_io_counters", lambda **kwargs: counters)
+    assert data._disk_io_counters(disks) == {"sda": (300, 600), "nvme0n1": (5, 7)}
+
+
 def test_disk_unmounted_between_ticks(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     gone = tmp_path / "usb"
     gone.mkdir()
@@ -208,7 +228,7 @@ def test_unreadable_disk_is_listed_with_nulls(monkeypatch: pytest.MonkeyPatch) -
 
 # Each collector, the field it feeds, and how to find that field in a sample.
 COLLECTORS = [
-    ("cpu_percent", lambda s: s["cpu"]["percent"] or s["cpu"]["per_core"]),
+    ("cpu_times", lambda s: s["cpu"]["percent"] or s["cpu"]["per_core"]),
     ("virtual_memory", lambda s: s["memory"]),
     ("swap_memory", lambda s: s["swap"]),
     ("disk_partitions", lambda s: s["disks"]),
@@ -247,8 +267,7 @@ def test_failing_collector_gives_null_and_one_log_line(
     # The other fields still carry values.
     assert samples[-1]["uptime"] is not None
     warnings = [r for r in caplog.records if r.name == "dashboard.data"]
-    # One line per field it feeds (cpu_percent feeds the total and the cores).
-    assert len(warnings) == (2 if function == "cpu_percent" else 1), warnings
+    assert len(warnings) == 1, warnings
     assert type(error).__name__ in warnings[0].getMessage()
 
     monkeypatch.undo()
