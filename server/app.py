@@ -24,6 +24,7 @@ from server.fleet.hub import AgentLink
 from server.fleet.tokens import AgentTokens
 from server.state import DashboardState
 from server.store import HistoryStore, Retention
+from server.wire import JsonPacket
 from server.worker import Sampler
 
 TOKENS_EVERY = 5  # ticks between looks at the agents file (add-agent, remove-agent)
@@ -111,6 +112,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     socketio = SocketIO(
         app,
         async_mode=config.async_mode,
+        serializer=JsonPacket,
         # Pages send only handshakes and pings; an agent's batch of samples
         # stays well under this. Anything larger closes that connection.
         max_http_buffer_size=64 * 1024,

@@ -12,7 +12,6 @@ import logging
 import os
 import platform
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 import psutil
 
 from server.mounts import GONE, NOT_A_DIRECTORY, Filesystem, MountWatch, real_filesystems
+from server.processes import ProcessTable
 
 log = logging.getLogger("dashboard.data")
 
@@ -277,11 +277,15 @@ class DynamicData:
         self._filesystems: list[Filesystem] | None = None
         self._reader = FailureLog()
         self._mounts = MountWatch()
-        self._cpu_count = psutil.cpu_count(logical=True) or 1
+        self._table = ProcessTable(
+            top_processes,
+            psutil.cpu_count(logical=True) or 1,
+            self._reader.read("memory_total", lambda: psutil.virtual_memory().total) or 1,
+        )
         self._boot_time = self._reader.read("boot_time", psutil.boot_time)
         self._cpu_before = self._reader.read("cpu", _cpu_times)
         if self._top:
-            self._processes = self._reader.read("processes", self._top_processes)
+            self._processes = self._reader.read("processes", self._table.scan)
         self._last_time = time.monotonic()
         self._whole_disks = self._reader.read("disk_io.devices", whole_disks)
         self._disk_before = self._reader.read("disk_io", self._disk_io_counters)
@@ -330,7 +334,7 @@ class DynamicData:
         if not self._top:
             return []
         if self._ticks % self._process_every == 0 or self._processes is None:
-            self._processes = self._reader.read("processes", self._top_processes)
+            self._processes = self._reader.read("processes", self._table.scan)
         return self._processes
 
     @staticmethod
@@ -370,52 +374,6 @@ class DynamicData:
                 }
             )
         return disks
-
-    def _top_processes(self) -> list[dict[str, Any]]:
-        """The busiest processes: pid, name, CPU and memory share (never command lines)."""
-        rows = []
-        # process_iter() hands back the same Process object for a pid on each
-        # call, and cpu_percent() measures since that object's previous call.
-        for proc in psutil.process_iter():
-            try:
-                with proc.oneshot():
-                    cpu = proc.cpu_percent(interval=None)
-                    memory = proc.memory_percent()
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue
-            except psutil.AccessDenied:
-                continue  # other users' processes may be hidden; skip them
-            # Share of the whole machine, so 0-100 like every percentage.
-            rows.append((_percent(cpu / self._cpu_count) or 0.0, _percent(memory) or 0.0, proc))
-        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-        top = []
-        for cpu, memory, proc in rows[: self._top]:
-            name = executable_name(proc)
-            if name is not None:
-                top.append(
-                    {"pid": proc.pid, "name": name, "cpu_percent": cpu, "memory_percent": memory}
-                )
-        return top
-
-
-def executable_name(proc: psutil.Process) -> str | None:
-    """The kernel's name for a process (Linux: comm, 15 characters), never its title.
-
-    psutil's name() extends a 15-character comm with the start of the command
-    line, so a process that sets its title ("sshd: alice [priv]", "postgres:
-    user db 10.0.0.5") would show its arguments. comm is the executable's name,
-    or what the process set with prctl(PR_SET_NAME): never more than 15 bytes.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            with open(f"/proc/{proc.pid}/comm", encoding="utf-8", errors="replace") as handle:
-                return handle.read().rstrip("\n")
-        except OSError:
-            return None  # gone, or hidden from us
-    try:  # elsewhere psutil's name is the executable's own
-        return os.path.basename(proc.name())
-    except psutil.Error:
-        return None
 
 
 def _value_of(value: Any) -> Any:

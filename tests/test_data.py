@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import namedtuple
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 import psutil
 import pytest
 
-from server import data
+from server import data, processes
 from server.data import DynamicData, StaticData, counter_rate
 from server.mounts import is_real_filesystem
+from server.processes import ProcessTable
 from tests.contract import SAMPLE_KEYS as CONTRACT_SAMPLE_KEYS
 from tests.contract import STATIC_KEYS
 
@@ -235,7 +237,7 @@ COLLECTORS = [
     ("disk_io_counters", lambda s: s["disk_io"]["read_bps"]),
     ("net_io_counters", lambda s: s["net"]["rx_bps"]),
     ("getloadavg", lambda s: s["load"]),
-    ("process_iter", lambda s: s["processes"]),
+    ("proc_readings", lambda s: s["processes"]),
 ]
 ERRORS = [
     psutil.AccessDenied(pid=1, name="x"),
@@ -258,7 +260,8 @@ def test_failing_collector_gives_null_and_one_log_line(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(psutil, function, fail)
+    # The process table reads /proc itself (server/processes.py), the rest is psutil's.
+    monkeypatch.setattr(processes if function == "proc_readings" else psutil, function, fail)
     with caplog.at_level(logging.WARNING, logger="dashboard.data"):
         samples = [dynamic.sample() for _ in range(4)]
     for sample in samples:
@@ -277,18 +280,59 @@ def test_failing_collector_gives_null_and_one_log_line(
     assert any("can be read again" in r.getMessage() for r in caplog.records)
 
 
-def test_a_process_that_denies_access_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_iter = psutil.process_iter
+def stat_line(pid: int, comm: str, state: str, ticks: int, start: int, pages: int) -> str:
+    # Fields 1-24 of /proc/<pid>/stat: utime 14, stime 15, starttime 22, rss 24.
+    rest = ["0"] * 24
+    rest[0], rest[11], rest[19], rest[21] = state, str(ticks), str(start), str(pages)
+    return f"{pid} ({comm}) " + " ".join(rest) + "\n"
 
-    class Hidden:
-        pid = 999_999
 
-        def oneshot(self) -> Any:
-            raise psutil.AccessDenied(pid=self.pid)
+def test_the_process_table_reads_proc(tmp_path: Any) -> None:
+    proc = tmp_path / "proc"
+    procs = {
+        1: ("init", "S", 100, 5, 1000),
+        42: ("tmux: (a) b", "R", 500, 900, 25_000),  # a comm with spaces and a ')'
+        43: ("gone", "Z", 0, 950, 0),  # a zombie
+    }
+    for pid, (comm, state, ticks, start, pages) in procs.items():
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "stat").write_text(stat_line(pid, comm, state, ticks, start, pages))
+    (proc / "77").mkdir()  # exited between the listing and the read: no stat
+    (proc / "self").mkdir()
+    page = processes.PAGE_SIZE
+    table = ProcessTable(top=5, cpu_count=2, memory_total=100_000 * page, proc_root=str(proc))
+    first = table.scan()
+    assert [(r["pid"], r["name"], r["cpu_percent"]) for r in first] == [
+        (42, "tmux: (a) b", 0.0),  # first seen: 0 % until the next scan, then by memory
+        (1, "init", 0.0),
+    ]
+    assert first[0]["memory_percent"] == 25.0
+    # 2 s of CPU for pid 1 over a (short) span on 2 cores: capped at 100 %.
+    (proc / "1" / "stat").write_text(
+        stat_line(1, "init", "S", 100 + 2 * processes.CLOCK_TICKS, 5, 1000)
+    )
+    # pid 42 exited and its pid was reused: another process, first seen.
+    (proc / "42" / "stat").write_text(stat_line(42, "new", "S", 9_000, 1_000, 10))
+    second = table.scan()
+    assert [(r["pid"], r["name"], r["cpu_percent"]) for r in second] == [
+        (1, "init", 100.0),
+        (42, "new", 0.0),
+    ]
 
-    monkeypatch.setattr(psutil, "process_iter", lambda: [Hidden(), *real_iter()])
-    rows = DynamicData(process_every=1).sample()["processes"]
-    assert rows and all(r["pid"] != Hidden.pid for r in rows)
+
+def test_the_process_table_shares_add_up_on_this_machine() -> None:
+    table = ProcessTable(
+        top=1000, cpu_count=psutil.cpu_count() or 1, memory_total=psutil.virtual_memory().total
+    )
+    table.scan()
+    burn_until = time.monotonic() + 0.3
+    while time.monotonic() < burn_until:
+        pass  # this process: about a core for 0.3 s
+    rows = {r["pid"]: r for r in table.scan()}
+    me = rows[os.getpid()]
+    assert me["name"] == psutil.Process().name()[:15]
+    assert me["cpu_percent"] >= 50 / (psutil.cpu_count() or 1)
+    assert sum(r["memory_percent"] for r in rows.values()) <= 100.5
 
 
 def test_failure_log_logs_each_field_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -306,13 +350,13 @@ def test_failure_log_logs_each_field_once(caplog: pytest.LogCaptureFixture) -> N
 
 def test_process_scan_runs_every_few_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
     scans = []
-    real_iter = psutil.process_iter
+    real_scan = ProcessTable.scan
 
-    def counting_iter() -> Any:
+    def counting_scan(self: ProcessTable) -> Any:
         scans.append(1)
-        return real_iter()
+        return real_scan(self)
 
-    monkeypatch.setattr(psutil, "process_iter", counting_iter)
+    monkeypatch.setattr(ProcessTable, "scan", counting_scan)
     dynamic = DynamicData(process_every=5)
     tables = [dynamic.sample()["processes"] for _ in range(10)]
     assert len(scans) == 1 + 2  # at start, then every fifth tick
