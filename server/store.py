@@ -31,6 +31,7 @@ from server.blocking import run_blocking
 from server.columns import column_form, leaves, to_columns
 from server.ring import history_view
 from server.series import STORED, place
+from server.wire import compact_json
 
 log = logging.getLogger("dashboard.store")
 
@@ -252,7 +253,7 @@ class HistoryStore:
                         host,
                         s["ts"],
                         s.get("seq"),
-                        json.dumps(s, separators=(",", ":")),
+                        compact_json(s),
                         *(series.value(s) for series in STORED),
                     )
                     for host, s in batch

@@ -1,4 +1,4 @@
-"""How Socket.IO packets are written: JSON only, by orjson.
+"""How Socket.IO packets (and the stored samples) are written: JSON only, by orjson.
 
 python-socketio's default packet walks every payload it sends to find bytes
 to send as binary attachments (a list built for each dict and list in it,
@@ -20,15 +20,20 @@ import orjson
 from socketio import packet
 
 
+def compact_json(data: Any) -> str:
+    """JSON without spaces, by orjson; by the json module what orjson refuses."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # e.g. an int past 64 bits
+        return json.dumps(data, separators=(",", ":"))
+
+
 class _Json:
     """The json-like module a packet encodes with: dumps by orjson, loads by json."""
 
     @staticmethod
-    def dumps(data: Any, **options: Any) -> str:  # options: separators=(",", ":"), orjson's own
-        try:
-            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
-        except orjson.JSONEncodeError:  # e.g. an int past 64 bits
-            return json.dumps(data, separators=(",", ":"))
+    def dumps(data: Any, **options: Any) -> str:  # options: separators=(",", ":"), already so
+        return compact_json(data)
 
     @staticmethod
     def loads(text: str | bytes, **options: Any) -> Any:
