@@ -56,11 +56,18 @@ class DashboardState:
     def _judge_fleet(self) -> None:
         """The hosts' states four times an interval once there are agents: a host
         goes stale within a quarter interval of its third missed sample, not a
-        whole tick later. A fleet of one wakes once an interval (an idle server's
-        cost is mostly its wake-ups)."""
-        while not self._stopping.wait(
-            self.config.interval / (4 if len(self.fleet.hosts) > 1 else 1)
-        ):
+        whole tick later. A fleet of one is judged right after each tick, in the
+        same wake-up of the loop (an idle server's cost is mostly its wake-ups),
+        or 1.5 intervals after the last tick when the sampler stalls."""
+        interval = self.config.interval
+        while not self._stopping.is_set():
+            if len(self.fleet.hosts) > 1:
+                self._stopping.wait(interval / 4)
+            else:
+                self.sampler.ticked.wait(1.5 * interval)
+                self.sampler.ticked.clear()
+            if self._stopping.is_set():
+                return
             try:
                 self.fleet.judge()
             except Exception:  # never let one bad host end the judging
@@ -73,6 +80,7 @@ class DashboardState:
         self.store.stop()  # writes what is pending: nothing is lost on SIGTERM
         self.webhooks.stop()
         self._stopping.set()
+        self.sampler.ticked.set()  # the judge waits on it
         if self.lease is not None:
             self.lease.release()
 

@@ -72,6 +72,7 @@ class Sampler:
         # moves a fake clock instead.
         self._wait = wait or self._stop_event.wait
         self._thread: threading.Thread | None = None
+        self.ticked = threading.Event()  # set after each tick: the fleet's judge waits on it
         self.ticks = 0
         self.errors = 0
         self.last_tick_seconds: float | None = None
@@ -115,6 +116,7 @@ class Sampler:
                 self.tick()
             except Exception:
                 self._log_tick_error()
+            self.ticked.set()
             now = self._clock()
             next_at = next_slot(next_at, now, self.interval)
             self._wait(next_at - now)

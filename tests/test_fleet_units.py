@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
@@ -17,12 +18,15 @@ from server.alerts.notify import AlertNotifier
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import parse_settings
 from server.alerts.webhooks import WebhookSender
+from server.app import create_app
 from server.config import Config
 from server.fleet.agent import Link
 from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import sample_problem
 from server.fleet.tokens import AgentTokens
+from server.state import current_state
 from testkit.serverproc import ROOT
+from testkit.wait import wait_until
 
 
 def test_tokens_are_shown_once_and_kept_as_hashes(tmp_path: Path) -> None:
@@ -169,3 +173,32 @@ def test_the_agent_buffer_is_bounded_and_says_what_it_dropped(
     assert "5 oldest samples dropped" in caplog.text or "1 oldest samples dropped" in caplog.text
     link._acknowledged(list(link.buffer)[:4], {"ts": 8.0})
     assert [s["ts"] for s in link.buffer] == [float(i) for i in range(9, 15)]
+
+
+def test_a_fleet_of_one_is_judged_after_each_tick_and_when_the_sampler_stalls(
+    config: Config,
+) -> None:
+    app, _ = create_app(dataclasses.replace(config, interval=0.2))
+    with app.app_context():
+        state = current_state()
+    local = state.fleet.local
+    judged: list[float] = []
+    real_judge = state.fleet.judge
+
+    def counting_judge() -> None:
+        judged.append(time.monotonic())
+        real_judge()
+
+    state.fleet.judge = counting_judge  # type: ignore[method-assign]
+    state.start()
+    try:
+        wait_until(lambda: len(judged) >= 5, timeout=5, what="five judgements")
+        ticks, count = state.sampler.ticks, len(judged)
+        assert abs(count - ticks) <= 2  # once a tick, not on a clock of its own
+        assert local.state == "ok"
+        state.sampler.stop()  # the sampler stalls: the judge goes on, and says so
+        stalled_at = len(judged)
+        wait_until(lambda: local.state == "stale", timeout=5, what="the local host stale")
+        assert len(judged) - stalled_at >= 2  # judged with no tick to wait for
+    finally:
+        state.stop()
