@@ -9,15 +9,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import platform
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psutil
 
+from server.counters import disk_counters, net_counters, rate, whole_disks
 from server.mounts import GONE, NOT_A_DIRECTORY, Filesystem, MountWatch, real_filesystems
 from server.processes import ProcessTable
 
@@ -28,9 +28,6 @@ T = TypeVar("T")
 # psutil raises AccessDenied / NoSuchProcess (psutil.Error); /proc and /sys
 # readings raise OSError (FileNotFoundError when a device vanishes).
 READ_ERRORS = (psutil.Error, OSError, RuntimeError, NotImplementedError)
-
-# Block devices whose I/O is not a disk's: loop images, compressed RAM, RAM disks.
-VIRTUAL_DISK_PREFIXES = ("loop", "ram", "zram")
 
 
 class FailureLog:
@@ -165,27 +162,6 @@ def _percent(value: float | None) -> float | None:
     return None if value is None else round(min(max(value, 0.0), 100.0), 1)
 
 
-def counter_rate(
-    before: Mapping[str, tuple[int, int]],
-    after: Mapping[str, tuple[int, int]],
-    seconds: float,
-) -> tuple[int, int]:
-    """Bytes/s summed over devices seen in both readings.
-
-    A device that vanished or appeared is left out, and a counter that went
-    backwards (reset, wrap, driver reload) counts as 0, so a rate is never
-    negative.
-    """
-    first = second = 0
-    for name, (a_before, b_before) in before.items():
-        if name in after:
-            a_after, b_after = after[name]
-            first += max(a_after - a_before, 0)
-            second += max(b_after - b_before, 0)
-    seconds = max(seconds, 1e-6)
-    return round(first / seconds), round(second / seconds)
-
-
 def _cpu_times() -> list[Any]:
     return list(psutil.cpu_times(percpu=True))
 
@@ -218,42 +194,6 @@ def cpu_percents(
         total_sum += max(total, 0.0)
         per_core.append(_percent(100 * busy / total) if total > 0 else 0.0)
     return (_percent(100 * busy_sum / total_sum) if total_sum > 0 else 0.0), per_core
-
-
-def whole_disks(sys_block: str = "/sys/block") -> frozenset[str]:
-    """The block devices whose I/O is a disk's, each byte once.
-
-    /proc/diskstats also counts a partition's bytes in its disk, and a device
-    mapper (LVM, dm-crypt) or md RAID device's bytes in the disks under it: so
-    only whole disks (in /sys/block) that stack on nothing (no slaves) count.
-    """
-    found = set()
-    for name in os.listdir(sys_block):
-        if name.startswith(VIRTUAL_DISK_PREFIXES):
-            continue
-        try:
-            stacked = bool(os.listdir(os.path.join(sys_block, name, "slaves")))
-        except OSError:
-            stacked = False  # no slaves directory: an ordinary disk
-        if not stacked:
-            found.add(name)
-    return frozenset(found)
-
-
-def _disk_io_counters(disks: frozenset[str] | None) -> dict[str, tuple[int, int]]:
-    counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
-    return {
-        name: (c.read_bytes, c.write_bytes)
-        for name, c in counters.items()
-        if (name in disks if disks is not None else not name.startswith(VIRTUAL_DISK_PREFIXES))
-    }
-
-
-def _net_io_counters() -> dict[str, tuple[int, int]]:
-    counters = psutil.net_io_counters(pernic=True, nowrap=False) or {}
-    # Loopback traffic is the machine talking to itself (this dashboard
-    # included), not network load.
-    return {name: (c.bytes_recv, c.bytes_sent) for name, c in counters.items() if name != "lo"}
 
 
 class DynamicData:
@@ -289,7 +229,7 @@ class DynamicData:
         self._last_time = time.monotonic()
         self._whole_disks = self._reader.read("disk_io.devices", whole_disks)
         self._disk_before = self._reader.read("disk_io", self._disk_io_counters)
-        self._net_before = self._reader.read("net", _net_io_counters)
+        self._net_before = self._reader.read("net", net_counters)
 
     def sample(self) -> dict[str, Any]:
         read = self._reader.read
@@ -301,9 +241,9 @@ class DynamicData:
         now = time.monotonic()
         elapsed, self._last_time = now - self._last_time, now
         disk_after = read("disk_io", self._disk_io_counters)
-        net_after = read("net", _net_io_counters)
-        disk_rate = _rate(self._disk_before, disk_after, elapsed)
-        net_rate = _rate(self._net_before, net_after, elapsed)
+        net_after = read("net", net_counters)
+        disk_rate = rate(self._disk_before, disk_after, elapsed)
+        net_rate = rate(self._net_before, net_after, elapsed)
         self._disk_before, self._net_before = disk_after, net_after
         cpu_after = read("cpu", _cpu_times)
         cpu_percent, per_core = cpu_percents(self._cpu_before, cpu_after)
@@ -328,7 +268,7 @@ class DynamicData:
         return self._filesystems
 
     def _disk_io_counters(self) -> dict[str, tuple[int, int]]:
-        return _disk_io_counters(self._whole_disks)
+        return disk_counters(self._whole_disks)
 
     def _process_table(self) -> list[dict[str, Any]] | None:
         if not self._top:
@@ -380,16 +320,6 @@ def _value_of(value: Any) -> Any:
     if isinstance(value, BaseException):
         raise value
     return value
-
-
-def _rate(
-    before: Mapping[str, tuple[int, int]] | None,
-    after: Mapping[str, tuple[int, int]] | None,
-    seconds: float,
-) -> tuple[int | None, int | None]:
-    if before is None or after is None:
-        return None, None
-    return counter_rate(before, after, seconds)
 
 
 class OwnUsage:

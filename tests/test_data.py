@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from server import data, processes
-from server.data import DynamicData, StaticData, counter_rate
+from server.counters import counter_rate, parse_diskstats, parse_net_dev, whole_disks
+from server.data import DynamicData, StaticData
 from server.mounts import is_real_filesystem
 from server.processes import ProcessTable
 from tests.contract import SAMPLE_KEYS as CONTRACT_SAMPLE_KEYS
@@ -124,18 +125,15 @@ def test_counter_rate_is_never_negative(
     assert counter_rate(before, after, 2.0) == expected
 
 
-NetIO = namedtuple("NetIO", "bytes_recv bytes_sent")
-
-
 def test_interface_that_disappears_gives_no_negative_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = iter(
         [
-            {"eth0": NetIO(10_000, 10_000), "tun0": NetIO(10**9, 10**9)},
-            {"eth0": NetIO(12_000, 11_000)},
-            {"eth0": NetIO(100, 100)},  # driver reload: counters start again
+            {"eth0": (10_000, 10_000), "tun0": (10**9, 10**9)},
+            {"eth0": (12_000, 11_000)},
+            {"eth0": (100, 100)},  # driver reload: counters start again
         ]
     )
-    monkeypatch.setattr(psutil, "net_io_counters", lambda **kw: next(readings))
+    monkeypatch.setattr(data, "net_counters", lambda: next(readings))
     dynamic = DynamicData(top_processes=0)
     first = dynamic.sample()["net"]
     second = dynamic.sample()["net"]
@@ -169,16 +167,34 @@ def test_disk_io_counts_each_byte_once(monkeypatch: pytest.MonkeyPatch, tmp_path
     (tmp_path / "nvme0n1").mkdir()  # no slaves directory at all
     (tmp_path / "dm-0" / "slaves" / "sda2").touch()
     (tmp_path / "md0" / "slaves" / "sdb1").touch()
-    disks = data.whole_disks(str(tmp_path))
+    disks = whole_disks(str(tmp_path))
     assert disks == {"sda", "sdb", "nvme0n1"}
 
     # /proc/diskstats lists sda's partition and the LVM volume too: each
     # byte written through dm-0 to sda2 shows in dm-0, sda2 and sda.
-    Io = namedtuple("Io", "read_bytes write_bytes")
-    counters = {"sda": Io(300, 600), "sda2": Io(300, 600), "dm-0": Io(300, 600)}
-    counters |= {"nvme0n1": Io(5, 7), "loop0": Io(9, 9)}
-    monkeypatch.setattr(psutil, "disk_io_counters", lambda **kwargs: counters)
-    assert data._disk_io_counters(disks) == {"sda": (300, 600), "nvme0n1": (5, 7)}
+    diskstats = (
+        b"   8       0 sda 10 0 6 5 20 0 12 9 0 10 14 0 0 0 0 0 0\n"
+        b"   8       2 sda2 10 0 6 5 20 0 12 9 0 10 14 0 0 0 0 0 0\n"
+        b" 253       0 dm-0 10 0 6 5 20 0 12 9 0 10 14 0 0 0 0 0 0\n"
+        b" 259       0 nvme0n1 1 0 2 0 1 0 4 0 0 1 1 0 0 0 0 0 0\n"
+        b"   7       0 loop0 9 0 9 0 9 0 9 0 0 9 9 0 0 0 0 0 0\n"
+    )
+    assert parse_diskstats(diskstats, disks) == {"sda": (3072, 6144), "nvme0n1": (1024, 2048)}
+
+
+def test_net_counters_are_per_interface_without_loopback() -> None:
+    net_dev = (
+        b"Inter-|   Receive                                                |  Transmit\n"
+        b" face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets\n"
+        b"    lo: 9999      10    0    0    0     0          0         0     9999      10"
+        b"    0    0    0     0       0          0\n"
+        b"  eth0: 213240648 160000 0 0 0 0 0 0 255158 2000 0 0 0 0 0 0\n"
+    )
+    assert parse_net_dev(net_dev) == {"eth0": (213240648, 255158)}
+    # And this machine's, read by the sampler, as psutil reads them.
+    real = DynamicData(top_processes=0)._net_before
+    expected = psutil.net_io_counters(pernic=True)
+    assert real is not None and set(real) == set(expected) - {"lo"}
 
 
 def test_disk_unmounted_between_ticks(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -234,8 +250,8 @@ COLLECTORS = [
     ("virtual_memory", lambda s: s["memory"]),
     ("swap_memory", lambda s: s["swap"]),
     ("disk_partitions", lambda s: s["disks"]),
-    ("disk_io_counters", lambda s: s["disk_io"]["read_bps"]),
-    ("net_io_counters", lambda s: s["net"]["rx_bps"]),
+    ("disk_counters", lambda s: s["disk_io"]["read_bps"]),
+    ("net_counters", lambda s: s["net"]["rx_bps"]),
     ("getloadavg", lambda s: s["load"]),
     ("proc_readings", lambda s: s["processes"]),
 ]
@@ -260,8 +276,9 @@ def test_failing_collector_gives_null_and_one_log_line(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    # The process table reads /proc itself (server/processes.py), the rest is psutil's.
-    monkeypatch.setattr(processes if function == "proc_readings" else psutil, function, fail)
+    # The process table and the byte counters read /proc themselves; the rest is psutil's.
+    owner = {"proc_readings": processes, "disk_counters": data, "net_counters": data}
+    monkeypatch.setattr(owner.get(function, psutil), function, fail)
     with caplog.at_level(logging.WARNING, logger="dashboard.data"):
         samples = [dynamic.sample() for _ in range(4)]
     for sample in samples:
