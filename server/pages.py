@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from server.blocking import Busy
 from server.fleet.hosts import Host
 from server.state import current_state
+from server.wire import html_safe_json
 
 pages = Blueprint("pages", __name__)
 ROUTE_COOKIE = "dashboard_route"
@@ -94,7 +95,7 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             latest=host.latest,
             # The history in the page: the charts are full at first paint, and the
             # socket sends only what came after (auth `since`).
-            history=host.columns() if host.latest is not None else None,
+            history=html_safe_json(host.columns()) if host.latest is not None else None,
             kiosk=_kiosk(),
             firehose=state.firehose is not None,
         )

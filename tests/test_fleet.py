@@ -318,7 +318,7 @@ def test_a_hub_outage_is_replayed_without_gaps_or_duplicates(fleet: Fleet) -> No
     watcher = FleetWatcher(fleet.hub.url)
     try:
         wait_until(lambda: all_ok(watcher), timeout=60, what="every agent back")
-        time.sleep(3)  # the last replayed batches
+        time.sleep(6)  # the last replayed batches (the store commits every 5 s)
         for name in fleet.agents:
             stamps = history_rows(fleet, name, began - 5, ended + 5)
             assert len(stamps) == len(set(stamps)), f"{name}: duplicates"

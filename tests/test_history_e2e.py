@@ -49,14 +49,14 @@ def test_sigterm_loses_no_sample(tmp_path: Path, mode: str) -> None:
 
 def test_sigkill_loses_at_most_the_last_batch(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "logs", "--async-mode", "eventlet").start()
-    seen = watch(server, 5.5)
+    seen = watch(server, 7.5)  # a batch (5 s) is on disk, and some of the next
     server.stop(signal.SIGKILL)
     stored = stored_seqs(server)
     lost = [seq for seq in seen if seq not in stored]
-    # The writer commits every 2 s: at most that much (and the tick in flight) is lost.
-    assert len(lost) <= 3, lost
+    # The writer commits every 5 s: at most that much (and the tick in flight) is lost.
+    assert len(lost) <= 6, lost
     assert lost == seen[len(seen) - len(lost) :]  # only the newest
-    assert len(stored) >= len(seen) - 3
+    assert len(stored) >= len(seen) - 6
 
 
 def test_restart_refills_history_with_a_gap(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_history_ranges_and_csv(tmp_path: Path) -> None:
         tmp_path / "logs", "--async-mode", "threading", "--history-seconds", "10"
     ).start()
     try:
-        time.sleep(4.5)  # >2 s: at least one batch is on disk
+        time.sleep(6.5)  # >5 s: at least one batch is on disk
         now = time.time()
         ranged = requests.get(
             server.url + "/api/history", params={"start": now - 60, "end": now}, timeout=5

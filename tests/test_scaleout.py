@@ -223,7 +223,7 @@ def test_a_redis_outage_stalls_the_pages_and_loses_nothing(tier: Tier) -> None:
             timeout=40,
             what="metrics again after Redis came back",
         )
-        time.sleep(3)  # a store batch
+        time.sleep(6)  # a store batch
         params: dict[str, Any] = {"start": began - 3, "end": ended + 1}
         samples = requests.get(tier.url + "/api/history", params=params, timeout=10).json()
         stamps = [s["ts"] for s in samples["samples"]]
