@@ -241,16 +241,19 @@
       plots[key] = new uPlot(opts, chartData(key), container);
     }
     window.__dashboardPlots = plots; // for the console and the browser tests
-    redraw();
+    showLatest(); // made with the data: no second setData
   }
 
   function redraw() {
+    for (const key in plots) plots[key].setData(chartData(key));
+    showLatest();
+  }
+
+  // With no pointer over a chart, its legend shows the latest values.
+  function showLatest() {
     const last = columns.ts.length - 1;
     for (const key in plots) {
-      const plot = plots[key];
-      plot.setData(chartData(key));
-      // With no pointer over the chart, the legend shows the latest values.
-      if (plot.cursor.left < 0 && last >= 0) plot.setLegend({ idx: last });
+      if (plots[key].cursor.left < 0 && last >= 0) plots[key].setLegend({ idx: last });
     }
   }
 
