@@ -145,11 +145,12 @@ class ProcessMeter:
     def stop(self) -> tuple[float, float]:
         """(CPU % since start, peak RSS in MiB)."""
         elapsed = time.monotonic() - self._t0
-        cpu = (self._cpu() - self._cpu0) / elapsed * 100
         if self._base is not None:
             self._note_threads()
             used = sum(runtime - self._base.get(tid, 0) for tid, runtime in self._seen.items())
             cpu = used / 1e9 / elapsed * 100
+        else:
+            cpu = (self._cpu() - self._cpu0) / elapsed * 100
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join()

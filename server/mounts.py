@@ -138,9 +138,9 @@ class _Prober:
         self.retired = True
         self._kick.set()
 
-    def answered(self, mounts: Sequence[str]) -> bool:
-        current = self.round
-        return all(self.results.get(mount, (0, None))[0] == current for mount in mounts)
+    def answered(self, mount: str) -> bool:
+        """Whether the mount's read of the round last asked has returned."""
+        return self.results.get(mount, (0, None))[0] == self.round
 
     def _run(self) -> None:
         while True:
@@ -200,14 +200,14 @@ class MountWatch:
             if prober is None:  # too many hung already: no thread more for these
                 found.update((mount, (None, False)) for mount in waiting)
                 break
-            while (
-                not prober.answered(waiting) and time.monotonic() < self._asked_at + self.deadline
+            while not all(map(prober.answered, waiting)) and (
+                time.monotonic() < self._asked_at + self.deadline
             ):
                 time.sleep(POLL_SECONDS)  # green under eventlet: the loop goes on
             found.update(
                 (mount, (prober.results[mount][1], True))
                 for mount in waiting
-                if prober.results.get(mount, (0, None))[0] == prober.round
+                if prober.answered(mount)
             )
             waiting = tuple(mount for mount in waiting if mount not in found)
             stuck = prober.reading
