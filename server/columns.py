@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 Sample = dict[str, Any]
@@ -116,6 +116,22 @@ def column_form(ts: list[float], columns: dict[str, list[Any]], step: int) -> di
         else:
             series[key] = column
     return {"format": "columns", "step": step, "ts": ts, "series": series, "constant": constant}
+
+
+def only(body: dict[str, Any], metrics: Collection[str]) -> dict[str, Any]:
+    """`body` with only the columns of `metrics` and their bands: what a page
+    draws (series.CHARTED) is a third of what a sample carries."""
+
+    def wanted(key: str) -> bool:
+        if key.startswith("bands."):
+            key = key[len("bands.") :].rpartition(".")[0]
+        return key in metrics
+
+    return {
+        **body,
+        "series": {k: v for k, v in body["series"].items() if wanted(k)},
+        "constant": {k: v for k, v in body["constant"].items() if wanted(k)},
+    }
 
 
 def to_columns(samples: Sequence[Sample], step: int = 1) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from server import columns, series
 from server.blocking import Busy
 from server.fleet.hosts import Host
 from server.state import current_state
@@ -93,9 +94,14 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             fleet=len(state.fleet.hosts) > 1,
             version=state.static.version,
             latest=host.latest,
-            # The history in the page: the charts are full at first paint, and the
-            # socket sends only what came after (auth `since`).
-            history=html_safe_json(host.columns()) if host.latest is not None else None,
+            # The history in the page, of the charted series only: the charts are
+            # full at first paint, and the socket sends only what came after (auth `since`).
+            history=(
+                html_safe_json(columns.only(host.columns(), series.CHARTED))
+                if host.latest is not None
+                else None
+            ),
+            charts=series.CHARTS,
             kiosk=_kiosk(),
             firehose=state.firehose is not None,
         )

@@ -166,6 +166,30 @@ SERIES: tuple[Series, ...] = (
     ),
 )
 
+
+@dataclasses.dataclass(frozen=True)
+class Chart:
+    """A chart of the host page: its lines are series of SERIES, one unit."""
+
+    id: str  # the page's element is chart-<id>; the browser tests find it there
+    title: str
+    lines: tuple[tuple[str, str], ...]  # (legend label, series metric)
+
+    @property
+    def unit(self) -> str:
+        """The unit of its lines: percent charts run 0-100, rates fit their data."""
+        return BY_METRIC[self.lines[0][1]].unit
+
+
+CHARTS: tuple[Chart, ...] = (
+    Chart("cpu", "CPU %", (("total", "cpu.percent"),)),
+    Chart("memory", "Memory %", (("used", "memory.percent"), ("swap", "swap.percent"))),
+    Chart("disk", "Disk I/O", (("read", "disk_io.read_bps"), ("write", "disk_io.write_bps"))),
+    Chart("net", "Network", (("rx", "net.rx_bps"), ("tx", "net.tx_bps"))),
+)
+
+BY_METRIC: dict[str, Series] = {s.metric: s for s in SERIES}
+CHARTED: frozenset[str] = frozenset(metric for c in CHARTS for _, metric in c.lines)
 STORED: tuple[Series, ...] = tuple(s for s in SERIES if s.column)
 WATCHED: dict[str, Series] = {s.rule: s for s in SERIES if s.rule}
 

@@ -58,6 +58,12 @@ def history_drawn(browser: Chromium) -> int:
     return min(numbers)
 
 
+# Per chart line: [its band's edges shown, some point has a band value].
+BANDS_SHOWN = """Object.values(window.__dashboardPlots).flatMap((u) =>
+  u.series.map((s, i) => i).filter((i) => i % 3 === 2).map((i) =>
+    [u.series[i].show, u.data[i].some((v) => v !== null)]))"""
+
+
 def test_page_shows_host_and_live_cpu(server: ServerProcess, browser: Chromium) -> None:
     import requests
 
@@ -174,6 +180,9 @@ def test_range_selector_loads_longer_ranges(server: ServerProcess, browser: Chro
         "document.querySelector('#ranges button[aria-pressed=\"true\"]').dataset.seconds"
     )
     assert pressed == "86400"
+    # A band's edges are drawn where the points have them, and only there.
+    bands = browser.evaluate(BANDS_SHOWN)
+    assert all(shown == has for shown, has in bands), bands
     # Live points keep coming in after the range loaded.
     before = browser.evaluate("window.__dashboardPlots.cpu.data[0].length")
     browser.wait_for(f"window.__dashboardPlots.cpu.data[0].length > {before}", timeout=5)

@@ -9,8 +9,9 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from server.columns import ColumnRing, leaves, to_columns
+from server.columns import ColumnRing, leaves, only, to_columns
 from server.ring import HistoryRing
+from server.series import CHARTED
 from server.state import DashboardState
 from server.store import HistoryStore
 from testkit.synthetic import fill, synthetic_sample
@@ -103,6 +104,26 @@ def test_the_stores_tier_columns_equal_the_points(tmp_path: Path) -> None:
         store.stop()
 
 
+def test_only_keeps_the_named_series_and_their_bands() -> None:
+    body: dict[str, Any] = {
+        "format": "columns",
+        "step": 60,
+        "ts": [T0, T0 + 60],
+        "series": {
+            "cpu.percent": [1.0, 2.0],
+            "bands.cpu.percent.0": [0.5, 1.5],
+            "bands.cpu.percent.1": [1.5, 2.5],
+            "memory.used": [10, 20],
+            "bands.memory.used.0": [9, 19],
+        },
+        "constant": {"disks./.device": "/dev/vda", "swap.percent": 0.0},
+    }
+    kept = only(body, {"cpu.percent", "swap.percent"})
+    assert kept["series"] == {k: body["series"][k] for k in list(body["series"])[:3]}
+    assert kept["constant"] == {"swap.percent": 0.0}
+    assert kept["ts"] == body["ts"] and kept["step"] == 60 and body["series"]["memory.used"]
+
+
 def test_api_history_in_columns(client: FlaskClient, state: DashboardState) -> None:
     for _ in range(3):
         state.sampler.tick()
@@ -128,6 +149,13 @@ def test_the_page_carries_its_history_and_the_socket_sends_only_what_came_after(
     assert found
     embedded = json.loads(html.unescape(found.group(1)))
     assert embedded["format"] == "columns" and len(embedded["ts"]) == 3
+    # Only what the charts draw: a third of the bytes of every series.
+    kept = set(embedded["series"]) | set(embedded["constant"])
+    assert kept <= CHARTED and "cpu.percent" in kept, kept
+    rows = client.get("/api/history").get_json()["samples"]
+    assert [row_of(embedded, i)["cpu.percent"] for i in range(3)] == [
+        s["cpu"]["percent"] for s in rows
+    ]
     state.sampler.tick()
     socketio = client.application.extensions["socketio"]
     page_socket = socketio.test_client(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import sqlite3
 from pathlib import Path
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import DEFAULTS, page_levels, parse_settings
 from server.csv_export import history_csv_text
-from server.series import PERCENT, SERIES, STORED, WATCHED, lookup
+from server.series import CHARTED, CHARTS, PERCENT, RATE, SERIES, STORED, WATCHED, lookup
 from server.state import DashboardState
 from server.store import HistoryStore
 from testkit.synthetic import synthetic_sample
@@ -130,3 +131,16 @@ def test_alert_rules_watch_the_declared_values() -> None:
     changes = engine.evaluate(sample)
     cpu = next(a for a in changes if a["rule"] == "cpu")
     assert cpu["metric"] == WATCHED["cpu"].metric and cpu["value"] == 15.0
+
+
+def test_the_page_charts_declared_series_one_unit_a_chart(client: FlaskClient) -> None:
+    by_metric = {s.metric: s for s in SERIES}
+    for chart in CHARTS:
+        units = {by_metric[metric].unit for _, metric in chart.lines}
+        # The page draws percent charts 0-100 and formats rates; nothing else.
+        assert units == {chart.unit} and chart.unit in (PERCENT, RATE), chart
+    assert {metric for c in CHARTS for _, metric in c.lines} == CHARTED
+    page = client.get("/").get_data(as_text=True)
+    for chart in CHARTS:
+        lines = json.dumps([list(line) for line in chart.lines])
+        assert f'id="chart-{chart.id}" data-lines=\'{lines}\' data-unit="{chart.unit}"' in page

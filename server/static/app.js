@@ -62,14 +62,20 @@
 
   // ---------------------------------------------------------------- charts
 
-  // Each chart series is a key of the column form (server/columns.py); its
-  // band (min and max of a downsampled point) is `bands.<key>.0` and `.1`.
-  const CHARTS = {
-    cpu: { el: "chart-cpu", series: [["total", "cpu.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
-    memory: { el: "chart-memory", series: [["used", "memory.percent"], ["swap", "swap.percent"]], max: 100, fmt: (v) => v.toFixed(0) + "%" },
-    disk: { el: "chart-disk", series: [["read", "disk_io.read_bps"], ["write", "disk_io.write_bps"]], fmt: (v) => rate(v) },
-    net: { el: "chart-net", series: [["rx", "net.rx_bps"], ["tx", "net.tx_bps"]], fmt: (v) => rate(v) },
-  };
+  // The charts are declared once, in server/series.py (CHARTS), and come in
+  // the page: each line is [legend label, a key of the column form
+  // (server/columns.py)]; its band (min and max of a downsampled point) is
+  // `bands.<key>.0` and `.1`. Percent charts run 0-100; rates fit their data.
+  const CHARTS = {};
+  for (const el of document.querySelectorAll(".plot[data-lines]")) {
+    const percent = el.dataset.unit === "percent";
+    CHARTS[el.id.replace(/^chart-/, "")] = {
+      el: el.id,
+      series: JSON.parse(el.dataset.lines),
+      max: percent ? 100 : null,
+      fmt: percent ? (v) => v.toFixed(0) + "%" : rate,
+    };
+  }
   // uPlot's data, per chart: [ts, y1, y1 min, y1 max, y2, ...]; min and max
   // are null for live samples.
   const columns = { ts: [] };
@@ -182,8 +188,8 @@
     return parseFloat(getComputedStyle(document.body).getPropertyValue("--plot-height")) || 180;
   }
 
-  function chartSize(container) {
-    return { width: Math.max(container.clientWidth, 200), height: plotHeight() };
+  function chartSize(container, height) {
+    return { width: Math.max(container.clientWidth, 200), height: height || plotHeight() };
   }
 
   // Time labels, one line each, never two dates on top of each other: by the
@@ -209,15 +215,23 @@
     return timeFormat(windowSeconds > 86400 ? "dayClock" : "clockSeconds").format(new Date(t * 1000));
   }
 
-  // The y axis as wide as its longest label (no clipped "191 MiB/s").
+  // The y axis as wide as its longest label (no clipped "191 MiB/s"). A
+  // label's width is measured once: setting a canvas font is not free, and
+  // the same few labels come back on every redraw.
+  const labelWidths = new Map();
   function axisWidth(u, values, axisIdx, cycleNum) {
     const axis = u.axes[axisIdx];
     if (cycleNum > 1) return axis._size;
     let size = axis.ticks.size + axis.gap + 4;
     const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
     if (longest) {
-      u.ctx.font = axis.font[0];
-      size += u.ctx.measureText(longest).width / devicePixelRatio;
+      const key = axis.font[0] + "|" + longest;
+      if (!labelWidths.has(key)) {
+        if (labelWidths.size > 500) labelWidths.clear();
+        u.ctx.font = axis.font[0];
+        labelWidths.set(key, u.ctx.measureText(longest).width / devicePixelRatio);
+      }
+      size += labelWidths.get(key);
     }
     return Math.ceil(size);
   }
@@ -229,19 +243,25 @@
     const grid = cssVar("--grid");
     const colors = [cssVar("--series-1"), cssVar("--series-2")];
     const font = "11px system-ui, sans-serif";
+    // Every container measured before any chart is put in one: one layout,
+    // not one forced by each chart's DOM before the next is measured.
+    const sizes = {};
+    const height = plotHeight();
+    for (const key in CHARTS) $(CHARTS[key].el).textContent = "";
+    for (const key in CHARTS) sizes[key] = chartSize($(CHARTS[key].el), height);
     for (const key in CHARTS) {
       const spec = CHARTS[key];
       const container = $(spec.el);
-      container.textContent = "";
-      const size = chartSize(container);
+      const size = sizes[key];
       const show = (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v));
+      const withBands = hasBands(key);
       const series = [{ label: "time", value: legendTime }];
       const bands = [];
       spec.series.forEach(([label], i) => {
         const at = series.length;
         series.push({ label: label, stroke: colors[i], fill: colors[i] + "22", width: 1.5, points: { show: false }, value: show });
         for (const edge of ["min", "max"]) {
-          series.push({ label: label + " " + edge, class: "band-edge", stroke: "transparent", width: 0, points: { show: false }, value: show });
+          series.push({ label: label + " " + edge, class: "band-edge", show: withBands, stroke: "transparent", width: 0, points: { show: false }, value: show });
         }
         bands.push({ series: [at + 2, at + 1], fill: colors[i] + "40" });
       });
@@ -265,8 +285,30 @@
   }
 
   function redraw() {
-    for (const key in plots) plots[key].setData(chartData(key));
+    for (const key in plots) {
+      showBands(key);
+      plots[key].setData(chartData(key));
+    }
     showLatest();
+  }
+
+  // A band's edges are drawn only when some point has them (a downsampled
+  // range): raw samples have none, and walking 900 nulls per edge per draw
+  // is a fifth of the page's first drawing.
+  function hasBands(key) {
+    return columns[key].some((triple) => triple[1].some((v) => v !== null));
+  }
+
+  function showBands(key) {
+    const u = plots[key];
+    const wanted = hasBands(key);
+    if (u.series[2].show === wanted) return;
+    u.batch(() => {
+      CHARTS[key].series.forEach((spec, i) => {
+        u.setSeries(3 * i + 2, { show: wanted });
+        u.setSeries(3 * i + 3, { show: wanted });
+      });
+    });
   }
 
   // With no pointer over a chart, its legend shows the latest values.
@@ -326,8 +368,14 @@
     });
   }
 
+  // Observing reports every chart once at the start: a size that has not
+  // changed is not drawn again.
   const resize = new ResizeObserver(() => {
-    for (const key in plots) plots[key].setSize(chartSize($(CHARTS[key].el)));
+    const height = plotHeight();
+    for (const key in plots) {
+      const size = chartSize($(CHARTS[key].el), height);
+      if (size.width !== plots[key].width || size.height !== plots[key].height) plots[key].setSize(size);
+    }
   });
   for (const key in CHARTS) resize.observe($(CHARTS[key].el));
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildCharts);
@@ -585,12 +633,15 @@
       give(view);
     },
     transports: ["websocket", "polling"],
+    autoConnect: false, // opened after the charts are drawn, below
     reconnectionDelay: 1000,
     reconnectionDelayMax: 10000,
     randomizationFactor: 0.5,
   });
 
   window.dashboardSocket = socket; // firehose.js shares it
+  // Queued after uPlot's drawing: the first paint does not wait for a WebSocket.
+  queueMicrotask(() => socket.connect());
 
   socket.on("connect", () => {
     disconnectedAt = null;
