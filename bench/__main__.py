@@ -33,8 +33,8 @@ from bench.cost import ProcessMeter, psutil_floor_tick, sampler_tick
 from server.app import host_id_of
 from server.data import DynamicData
 from server.fleet.tokens import token_hash
-from server.ring import history_view
-from server.store import HistoryStore
+from server.history.ring import history_view
+from server.history.store import HistoryStore
 from testkit.serverproc import ROOT, ServerProcess
 from testkit.sioclient import RecordingClient, open_socket
 from testkit.synthetic import fill, like_this_host

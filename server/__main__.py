@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         state.start()
     except Exception as exc:  # LeaseTaken, or a message queue that can't be reached
-        from server.queue import LeaseTaken
+        from server.web.queue import LeaseTaken
 
         if not isinstance(exc, LeaseTaken) and config.role != "core":
             raise

@@ -10,7 +10,7 @@ from flask import Flask
 from flask_compress import Compress
 from flask_socketio import SocketIO
 
-from server import __version__, access, api, events, metrics_export, pages, queue
+from server import __version__, access
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
@@ -22,9 +22,10 @@ from server.firehose.relay import Firehose, local_feed
 from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import AgentLink
 from server.fleet.tokens import AgentTokens
+from server.history.store import HistoryStore, Retention
 from server.state import DashboardState
-from server.store import HistoryStore, Retention
-from server.wire import JsonPacket
+from server.web import api, events, metrics_export, pages, queue
+from server.web.wire import JsonPacket
 from server.worker import Sampler
 
 TOKENS_EVERY = 5  # ticks between looks at the agents file (add-agent, remove-agent)
@@ -84,7 +85,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     role all: one process does everything (no message queue). role core: the
     same, publishing through the queue, without pages of its own behind
     Nginx. role web: pages, REST and sockets only, kept up to date from the
-    queue (server/queue.py); it never samples and never writes the store.
+    queue (server/web/queue.py); it never samples and never writes the store.
     """
     config = config or Config()
     app = Flask(__name__)

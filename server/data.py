@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import psutil
 
-from server.counters import disk_counters, net_counters, rate, whole_disks
-from server.mounts import GONE, NOT_A_DIRECTORY, Filesystem, MountWatch, real_filesystems
-from server.processes import ProcessTable
+from server.sampling.counters import disk_counters, net_counters, rate, whole_disks
+from server.sampling.mounts import GONE, NOT_A_DIRECTORY, Filesystem, MountWatch, real_filesystems
+from server.sampling.processes import ProcessTable
 
 log = logging.getLogger("dashboard.data")
 

@@ -17,8 +17,8 @@ from server.data import StaticData
 from server.firehose.relay import Firehose
 from server.fleet.hosts import Fleet
 from server.fleet.hub import AgentLink
-from server.queue import CoreLease
-from server.store import HistoryStore
+from server.history.store import HistoryStore
+from server.web.queue import CoreLease
 from server.worker import Sampler
 
 

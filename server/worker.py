@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from server.ring import HistoryRing
+from server.history.ring import HistoryRing
 
 log = logging.getLogger("dashboard.worker")
 

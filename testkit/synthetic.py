@@ -7,7 +7,7 @@ import math
 import random
 from typing import Any
 
-from server.store import HistoryStore
+from server.history.store import HistoryStore
 
 
 def synthetic_sample(ts: float, seq: int, rng: random.Random) -> dict[str, Any]:

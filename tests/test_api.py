@@ -100,7 +100,7 @@ def test_unknown_path_and_method_are_json(client: FlaskClient) -> None:
 
 
 def test_long_history_queries_past_the_cap_get_503_with_retry_after(client: FlaskClient) -> None:
-    from server import api
+    from server.web import api
 
     taken = [api._heavy.acquire(blocking=False) for _ in range(api.HEAVY_QUERIES)]
     try:

@@ -9,11 +9,11 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from server.columns import ColumnRing, leaves, only, to_columns
-from server.ring import HistoryRing
+from server.history.columns import ColumnRing, leaves, only, to_columns
+from server.history.ring import HistoryRing
+from server.history.store import HistoryStore
 from server.series import CHARTED
 from server.state import DashboardState
-from server.store import HistoryStore
 from testkit.synthetic import fill, synthetic_sample
 
 T0 = 1_790_000_040.0

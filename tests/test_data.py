@@ -11,11 +11,12 @@ from typing import Any
 import psutil
 import pytest
 
-from server import data, processes
-from server.counters import counter_rate, parse_diskstats, parse_net_dev, whole_disks
+from server import data
 from server.data import DynamicData, StaticData
-from server.mounts import is_real_filesystem
-from server.processes import ProcessTable
+from server.sampling import processes
+from server.sampling.counters import counter_rate, parse_diskstats, parse_net_dev, whole_disks
+from server.sampling.mounts import is_real_filesystem
+from server.sampling.processes import ProcessTable
 from tests.contract import SAMPLE_KEYS as CONTRACT_SAMPLE_KEYS
 from tests.contract import STATIC_KEYS
 

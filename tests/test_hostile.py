@@ -29,7 +29,7 @@ import requests
 import socketio
 from werkzeug.security import generate_password_hash
 
-from server.store import HistoryStore
+from server.history.store import HistoryStore
 from testkit.serverproc import ROOT, ServerProcess
 from testkit.sioclient import RecordingClient
 from testkit.synthetic import fill

@@ -1,4 +1,4 @@
-"""server/mounts.py: the prober thread, a read that hangs, and one that comes back."""
+"""server/sampling/mounts.py: the prober thread, a read that hangs, and one that comes back."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server import mounts
-from server.mounts import MountWatch
+from server.sampling import mounts
+from server.sampling.mounts import MountWatch
 
 
 class Gates(dict[str, threading.Event]):

@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import DEFAULTS, page_levels, parse_settings
-from server.csv_export import history_csv_text
+from server.history.csv_export import history_csv_text
+from server.history.store import HistoryStore
 from server.series import CHARTED, CHARTS, PERCENT, RATE, SERIES, STORED, WATCHED, lookup
 from server.state import DashboardState
-from server.store import HistoryStore
 from testkit.synthetic import synthetic_sample
 
 T0 = 1_790_000_040.0

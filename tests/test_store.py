@@ -1,4 +1,4 @@
-"""server/store.py: tiers, exact downsampling, retention, size, faults."""
+"""server/history/store.py: tiers, exact downsampling, retention, size, faults."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.store import HistoryStore, Retention
+from server.history.store import HistoryStore, Retention
 from testkit.synthetic import fill, synthetic_sample
 
 T0 = 1_790_000_040.0  # a multiple of 60: buckets of 10 s and 1 min start on it
@@ -173,7 +173,7 @@ def test_the_store_keeps_samples_as_in_history(tmp_path: Path) -> None:
 
 
 def test_a_database_from_before_the_fleet_migrates_in_place(tmp_path: Path) -> None:
-    from server.store import COLUMNS
+    from server.history.store import COLUMNS
 
     path = tmp_path / "history.sqlite3"
     old = sqlite3.connect(path)

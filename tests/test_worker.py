@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server.ring import HistoryRing
+from server.history.ring import HistoryRing
 from server.worker import Sampler, next_slot
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
-from server.ring import HistoryRing
+from server.history.ring import HistoryRing
 from server.worker import Sampler
 
 Sample = dict[str, Any]

@@ -64,7 +64,7 @@
 
   // The charts are declared once, in server/series.py (CHARTS), and come in
   // the page: each line is [legend label, a key of the column form
-  // (server/columns.py)]; its band (min and max of a downsampled point) is
+  // (server/history/columns.py)]; its band (min and max of a downsampled point) is
   // `bands.<key>.0` and `.1`. Percent charts run 0-100; rates fit their data.
   const CHARTS = {};
   for (const el of document.querySelectorAll(".plot[data-lines]")) {
@@ -127,7 +127,7 @@
     return true;
   }
 
-  // History in columns (server/columns.py): the whole of it, or (a `history`
+  // History in columns (server/history/columns.py): the whole of it, or (a `history`
   // with `since`) what came after the points drawn. A hole gets a null row.
   function loadColumns(body) {
     resetColumns();

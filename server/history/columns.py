@@ -28,7 +28,7 @@ from typing import Any
 Sample = dict[str, Any]
 
 FORMATS = ("rows", "columns")
-# Tables of the moment, not series: left out of the history (server/ring.py).
+# Tables of the moment, not series: left out of the history (server/history/ring.py).
 MOMENT_KEYS = frozenset({"processes", "server"})
 LEFT_OUT = frozenset({"ts", "seq"}) | MOMENT_KEYS
 _MISSING = object()  # a sample without this key (null in the answer)

@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from server.blocking import run_blocking
-from server.columns import column_form, leaves, to_columns
-from server.ring import history_view
+from server.history.columns import column_form, leaves, to_columns
+from server.history.ring import history_view
 from server.series import STORED, place
-from server.wire import compact_json
+from server.web.wire import compact_json
 
 log = logging.getLogger("dashboard.store")
 
@@ -387,7 +387,7 @@ class HistoryStore:
     def columns(
         self, start: float, end: float, step: int, host: str | None = None
     ) -> dict[str, Any] | None:
-        """A range in the column form (server/columns.py), read and built in a pool
+        """A range in the column form (server/history/columns.py), read and built in a pool
         thread; None if it has more than MAX_COLUMN_POINTS points."""
         return run_blocking(self._columns, start, end, step, host or self.local_host)
 

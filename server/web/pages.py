@@ -19,11 +19,12 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from server import columns, series
+from server import series
 from server.blocking import Busy
 from server.fleet.hosts import Host
+from server.history import columns
 from server.state import current_state
-from server.wire import html_safe_json
+from server.web.wire import html_safe_json
 
 pages = Blueprint("pages", __name__)
 ROUTE_COOKIE = "dashboard_route"

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from typing import Any
 
-from server.columns import MOMENT_KEYS, ColumnRing
+from server.history.columns import MOMENT_KEYS, ColumnRing
 
 Sample = dict[str, Any]
 
@@ -67,7 +67,7 @@ class HistoryRing:
 
     def columns(self, seconds: float | None = None, after: float | None = None) -> dict[str, Any]:
         """The column form of the last `seconds`, or of the samples after the time
-        `after` (a page that has the rest already); see server/columns.py."""
+        `after` (a page that has the rest already); see server/history/columns.py."""
         if self._columns_stale:
             self._columns = ColumnRing(self.size)
             for row in self._rows:

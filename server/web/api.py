@@ -20,11 +20,11 @@ from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from server.blocking import Busy, run_blocking
-from server.columns import FORMATS
-from server.csv_export import history_csv_text
 from server.fleet.hosts import Host
+from server.history.columns import FORMATS
+from server.history.csv_export import history_csv_text
+from server.history.store import MAX_COLUMN_POINTS
 from server.state import current_state as _state
-from server.store import MAX_COLUMN_POINTS
 
 api = Blueprint("api", __name__)
 
@@ -109,7 +109,8 @@ def history(host_id: str | None = None) -> ResponseReturnValue:
 
 
 def _history_columns(host: Host, query: int | _StoreQuery) -> ResponseReturnValue:
-    """The column form (server/columns.py): the ring's, or the store's built in a pool thread."""
+    """The column form (server/history/columns.py): the ring's, or the store's built
+    in a pool thread."""
     if isinstance(query, int):
         return jsonify(host.columns(query))
     _take_heavy()

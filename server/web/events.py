@@ -16,7 +16,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
 from server.access.connections import TokenBucket
 from server.blocking import Busy
-from server.ring import HistoryRing
+from server.history.ring import HistoryRing
 from server.state import DashboardState
 
 log = logging.getLogger("dashboard.events")
