@@ -210,7 +210,7 @@ def lookup(sample: Any, path: Path) -> Any:
 
 
 def place(sample: dict[str, Any], path: Path, value: Any) -> None:
-    """Put `value` at `path` in a sample skeleton (see store._point)."""
+    """Put `value` at `path` in a sample skeleton (see server/history/tiers.py, point())."""
     node: Any = sample
     for key in path[:-1]:
         node = lookup(node, (key,))

@@ -173,7 +173,7 @@ def test_the_store_keeps_samples_as_in_history(tmp_path: Path) -> None:
 
 
 def test_a_database_from_before_the_fleet_migrates_in_place(tmp_path: Path) -> None:
-    from server.history.store import COLUMNS
+    from server.history.tiers import COLUMNS
 
     path = tmp_path / "history.sqlite3"
     old = sqlite3.connect(path)
