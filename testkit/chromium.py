@@ -43,6 +43,10 @@ class Chromium:
 
     def __init__(self, binary: str, width: int = 1280, height: int = 900) -> None:
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
+        # Chromium puts its singleton socket in a directory under TMPDIR that a
+        # terminated browser leaves behind: inside the profile, it goes with it.
+        scratch = os.path.join(self._profile, "tmp")
+        os.mkdir(scratch)
         self._proc = subprocess.Popen(
             [
                 binary,
@@ -53,6 +57,7 @@ class Chromium:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": scratch},
         )
         port = self._wait_for_port()
         targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
