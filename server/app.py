@@ -25,7 +25,7 @@ from server.fleet.tokens import AgentTokens
 from server.history.store import HistoryStore, Retention
 from server.state import DashboardState
 from server.web import api, events, metrics_export, pages, queue
-from server.web.wire import JsonPacket
+from server.wire import JsonPacket
 from server.worker import Sampler
 
 TOKENS_EVERY = 5  # ticks between looks at the agents file (add-agent, remove-agent)

@@ -1,4 +1,4 @@
-"""server/web/wire.py: the packets the pages get are the JSON they got before."""
+"""server/wire.py: the packets the pages get are the JSON they got before."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from socketio import packet
 
 from server.data import DynamicData
-from server.web.wire import JsonPacket
+from server.wire import JsonPacket
 
 
 def test_a_sample_is_written_as_the_default_packet_writes_it() -> None:

@@ -41,7 +41,7 @@ from server.history.tiers import (
     tier_sql,
 )
 from server.series import STORED
-from server.web.wire import compact_json
+from server.wire import compact_json
 
 log = logging.getLogger("dashboard.store")
 

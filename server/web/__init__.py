@@ -1,2 +1,2 @@
-"""The web tier: pages, REST, Socket.IO events, /metrics, the wire format,
-and the message queue between a core and its web processes."""
+"""The web tier: pages, REST, Socket.IO events, /metrics, and the message
+queue between a core and its web processes."""

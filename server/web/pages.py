@@ -24,7 +24,7 @@ from server.blocking import Busy
 from server.fleet.hosts import Host
 from server.history import columns
 from server.state import current_state
-from server.web.wire import html_safe_json
+from server.wire import html_safe_json
 
 pages = Blueprint("pages", __name__)
 ROUTE_COOKIE = "dashboard_route"
