@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from server.app import host_id_of
+from server.history.store import HistoryStore
 from testkit.chromium import Chromium
 from testkit.serverproc import ServerProcess
+from testkit.synthetic import fill
 from testkit.wait import wait_until
 from tests.conftest import require_binary
 
@@ -180,9 +184,33 @@ def test_range_selector_loads_longer_ranges(server: ServerProcess, browser: Chro
         "document.querySelector('#ranges button[aria-pressed=\"true\"]').dataset.seconds"
     )
     assert pressed == "86400"
-    # A band's edges are drawn where the points have them, and only there.
-    bands = browser.evaluate(BANDS_SHOWN)
-    assert all(shown == has for shown, has in bands), bands
     # Live points keep coming in after the range loaded.
     before = browser.evaluate("window.__dashboardPlots.cpu.data[0].length")
     browser.wait_for(f"window.__dashboardPlots.cpu.data[0].length > {before}", timeout=5)
+
+
+def test_bands_are_drawn_for_a_downsampled_range_and_not_for_raw_samples(
+    tmp_path: Path, browser: Chromium
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    clock = [time.time() - 1800]
+    own_id = host_id_of(socket.gethostname())  # the server's id for its own rows
+    store = HistoryStore(str(data / "history.sqlite3"), clock=lambda: clock[0], local_host=own_id)
+    store.open()
+    fill(store, clock, 1800, clock[0], batch=300)  # half an hour: 10 s points with min and max
+    store.stop()
+    server = ServerProcess(tmp_path / "logs", "--data-dir", str(data)).start()
+    try:
+        browser.navigate(server.url + "/")
+        browser.wait_for("document.body.dataset.status === 'live'")
+        # The page's own 15 minutes are raw samples: no band to draw.
+        assert browser.evaluate(BANDS_SHOWN) == [[False, False]] * 7
+        browser.evaluate("document.querySelector('#ranges button[data-seconds=\"86400\"]').click()")
+        browser.wait_for("document.body.dataset.rangeLoaded === '86400'")
+        assert browser.evaluate(BANDS_SHOWN) == [[True, True]] * 7
+        browser.evaluate("document.querySelector('#ranges button[data-seconds=\"900\"]').click()")
+        browser.wait_for("document.body.dataset.rangeLoaded === '900'")
+        assert browser.evaluate(BANDS_SHOWN) == [[False, False]] * 7
+    finally:
+        server.stop()
