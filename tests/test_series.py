@@ -16,7 +16,7 @@ from server.alerts.rules import AlertEngine
 from server.alerts.settings import DEFAULTS, page_levels, parse_settings
 from server.history.csv_export import history_csv_text
 from server.history.store import HistoryStore
-from server.series import CHARTED, CHARTS, PERCENT, RATE, SERIES, STORED, WATCHED, lookup
+from server.series import BY_METRIC, CHARTED, CHARTS, PERCENT, RATE, SERIES, STORED, WATCHED, lookup
 from server.state import DashboardState
 from testkit.synthetic import synthetic_sample
 
@@ -134,9 +134,8 @@ def test_alert_rules_watch_the_declared_values() -> None:
 
 
 def test_the_page_charts_declared_series_one_unit_a_chart(client: FlaskClient) -> None:
-    by_metric = {s.metric: s for s in SERIES}
     for chart in CHARTS:
-        units = {by_metric[metric].unit for _, metric in chart.lines}
+        units = {BY_METRIC[metric].unit for _, metric in chart.lines}
         # The page draws percent charts 0-100 and formats rates; nothing else.
         assert units == {chart.unit} and chart.unit in (PERCENT, RATE), chart
     assert {metric for c in CHARTS for _, metric in c.lines} == CHARTED

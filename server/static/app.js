@@ -189,7 +189,7 @@
   }
 
   function chartSize(container, height) {
-    return { width: Math.max(container.clientWidth, 200), height: height || plotHeight() };
+    return { width: Math.max(container.clientWidth, 200), height: height };
   }
 
   // Time labels, one line each, never two dates on top of each other: by the
