@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 from flask.testing import FlaskClient
 
 from server.state import DashboardState
@@ -19,6 +23,11 @@ def test_page_is_served_with_security_headers(client: FlaskClient, state: Dashbo
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "connect-src 'self'" in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    # The one inline script runs only because the policy names its hash.
+    inline = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(inline) == 1 and "Intl" in inline[0]
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}';" in csp
 
 
 def test_vendored_files_and_licences_are_served(client: FlaskClient) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from server.web.pages import CSP
 from testkit.deploytools import (
     DEFAULT_SITE_VALUES,
     MODULE,
@@ -224,3 +226,13 @@ def test_rendered_settings_file() -> None:
     assert "dash.example.net" in settings["allowed_hosts"]
     assert settings["password_hash"].startswith("scrypt:")
     assert settings["allow_anonymous"] is False
+
+
+@pytest.mark.parametrize("path", [SITE_TEMPLATE, *(ROOT / "deploy" / "nginx" / n for n in SITES)])
+def test_site_sends_the_app_s_security_policy(path: Path) -> None:
+    """Nginx sends its own policy (on static files too): the app's, word for word
+    (the inline script's hash included), with the socket's ws:// and wss://."""
+    found = re.search(r'add_header Content-Security-Policy "([^"]*)" always;', path.read_text())
+    assert found, path
+    sockets = "connect-src 'self' ws://$http_host wss://$http_host"
+    assert found.group(1) == CSP.replace("connect-src 'self'", sockets)
