@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from typing import Any
@@ -58,6 +59,9 @@ class Chromium:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "TMPDIR": scratch},
+            # Its own process group: its helpers (GPU, renderers, utilities) can be
+            # ended with it, and only they.
+            start_new_session=True,
         )
         port = self._wait_for_port()
         targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
@@ -185,4 +189,31 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+            # Helpers still writing to the profile would leave a part of it behind.
+            self._end_helpers()
             shutil.rmtree(self._profile, ignore_errors=True)
+
+    def _end_helpers(self) -> None:
+        # The session this browser started holds its own processes only; once the
+        # browser is gone they have nothing left to do (SIGTERM: ~1.6 s to go).
+        group = self._proc.pid
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        wait_until(lambda: not _group_alive(group), timeout=10, what="Chromium's helpers to end")
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of the group still runs (the dead wait as zombies for PID 1)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if fields[0] != "Z" and int(fields[2]) == group:
+            return True
+    return False
