@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -398,3 +399,32 @@ def test_bad_agents_are_refused_and_the_fleet_goes_on(fleet: Fleet) -> None:
         assert len(malformed) == 1, malformed  # one line per kind
     finally:
         watcher.close()
+
+
+def test_an_agent_refused_at_start_asks_again_and_joins_once_known(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Started before the hub knows its token (made on a spare agents file, as when
+    that file is restored or the hub has not read it yet): refused, asked again."""
+    spare = AgentTokens(str(tmp_path))
+    token = spare.add("late")
+    agent = AgentProcess(tmp_path, "late", token, fleet.hub.url).start()
+    watcher = FleetWatcher(fleet.hub.url)
+    try:
+        wait_until(lambda: "refused this agent" in agent.log(), timeout=30, what="a refusal")
+        known = json.loads(Path(fleet.tokens.path).read_text())
+        known["late"] = json.loads(Path(spare.path).read_text())["late"]
+        Path(fleet.tokens.path).write_text(json.dumps(known))
+        wait_until(
+            lambda: watcher.tiles().get("late", {}).get("state") == "ok",
+            timeout=60,
+            what="the late agent reporting",
+        )
+        assert agent.proc is not None and agent.proc.poll() is None
+        assert agent.log().count("refused this agent") == 1  # once a minute at most
+    finally:
+        watcher.close()
+        agent.stop()
+        fleet.tokens.reload()
+        with contextlib.suppress(ValueError):
+            fleet.tokens.remove("late")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ from server.fleet.protocol import MAX_BATCH, NAMESPACE
 from server.worker import Sampler
 
 log = logging.getLogger("dashboard.agent")
+RETRY_MAX_SECONDS = 30.0  # the longest wait between two connects, as the client's own
 
 Sample = dict[str, Any]
 
@@ -67,7 +69,7 @@ class Link:
             reconnection=True,
             reconnection_attempts=0,  # forever
             reconnection_delay=1,
-            reconnection_delay_max=30,
+            reconnection_delay_max=RETRY_MAX_SECONDS,
             randomization_factor=0.5,  # jitter: a fleet does not come back in step
             ssl_verify=True,
             websocket_extra_options=ca,
@@ -133,20 +135,27 @@ class Link:
                         break
 
     def _connect(self) -> None:
-        try:
-            # retry: a first connect that fails is retried like a lost link.
-            self.sio.connect(
-                self.url,
-                auth={"token": self.token},
-                transports=["websocket"],
-                namespaces=[NAMESPACE],
-                socketio_path=self.socketio_path,
-                wait_timeout=10,
-                retry=True,
-            )
-        except Exception as exc:  # the client gives up only when told to stop
-            if not self._stop.is_set():
-                log.error("agent link to %s ended: %s", self.url, exc)
+        """Until the link holds or the agent stops. The client's `retry` covers a hub
+        that does not answer; a hub that answers and refuses this agent (its token
+        not read yet, or not there yet) is asked again here, at the same pace."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self.sio.connect(
+                    self.url,
+                    auth={"token": self.token},
+                    transports=["websocket"],
+                    namespaces=[NAMESPACE],
+                    socketio_path=self.socketio_path,
+                    wait_timeout=10,
+                    retry=True,
+                )
+                return  # from here the client reconnects a lost link itself
+            except Exception as exc:
+                if not self.sio.failed_namespaces:  # a refusal is logged by _on_connect_error
+                    self._log_failure(f"could not connect to {self.url}: {exc}")
+            self._stop.wait(delay * random.uniform(0.5, 1.5))  # a fleet does not come back in step
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     def _on_connect(self) -> None:
         log.info("connected to the hub at %s", self.url)
@@ -162,10 +171,14 @@ class Link:
 
     def _on_connect_error(self, data: Any = None) -> None:
         message = data.get("message") if isinstance(data, dict) else str(data)
+        self._log_failure(f"the hub at {self.url} refused this agent: {message}")
+
+    def _log_failure(self, line: str) -> None:
+        """Each reason once a minute: the agent asks again every 30 s at most."""
         now = time.monotonic()
-        if message != self._last_error[0] or now - self._last_error[1] >= 60:
-            self._last_error = (str(message), now)
-            log.error("the hub at %s refused this agent: %s", self.url, message)
+        if line != self._last_error[0] or now - self._last_error[1] >= 60:
+            self._last_error = (line, now)
+            log.error("%s", line)
 
     def _send_loop(self) -> None:
         while not self._stop.is_set():
