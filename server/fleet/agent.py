@@ -32,7 +32,6 @@ from server.fleet.protocol import MAX_BATCH, NAMESPACE
 from server.worker import Sampler
 
 log = logging.getLogger("dashboard.agent")
-RETRY_MAX_SECONDS = 30.0  # the longest wait between two connects, as the client's own
 
 Sample = dict[str, Any]
 
@@ -69,7 +68,7 @@ class Link:
             reconnection=True,
             reconnection_attempts=0,  # forever
             reconnection_delay=1,
-            reconnection_delay_max=RETRY_MAX_SECONDS,
+            reconnection_delay_max=30,
             randomization_factor=0.5,  # jitter: a fleet does not come back in step
             ssl_verify=True,
             websocket_extra_options=ca,
@@ -138,7 +137,7 @@ class Link:
         """Until the link holds or the agent stops. The client's `retry` covers a hub
         that does not answer; a hub that answers and refuses this agent (its token
         not read yet, or not there yet) is asked again here, at the same pace."""
-        delay = 1.0
+        delay = self.sio.reconnection_delay
         while not self._stop.is_set():
             try:
                 self.sio.connect(
@@ -155,7 +154,7 @@ class Link:
                 if not self.sio.failed_namespaces:  # a refusal is logged by _on_connect_error
                     self._log_failure(f"could not connect to {self.url}: {exc}")
             self._stop.wait(delay * random.uniform(0.5, 1.5))  # a fleet does not come back in step
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            delay = min(delay * 2, self.sio.reconnection_delay_max)
 
     def _on_connect(self) -> None:
         log.info("connected to the hub at %s", self.url)
