@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from typing import Any
 
+import psutil
 import requests
 import websocket
 
@@ -206,14 +207,10 @@ class Chromium:
 
 def _group_alive(group: int) -> bool:
     """Whether a process of the group still runs (the dead wait as zombies for PID 1)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter(["status"]):
         try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == group:
+                return True
+        except ProcessLookupError:
             continue  # ended meanwhile
-        if fields[0] != "Z" and int(fields[2]) == group:
-            return True
     return False
