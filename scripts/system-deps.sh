@@ -2,7 +2,8 @@
 # Install the system binaries the tests drive, from Debian, when missing:
 # chromium (browser tests), nginx, puppet, puppet-lint and vagrant (deploy tests),
 # redis-server (the web tier on a message queue), prometheus (promtool checks /metrics),
-# debootstrap and systemd-container (a booted Debian guest for the Puppet path).
+# debootstrap and systemd-container (a booted Debian guest for the Puppet path),
+# faketime (agents whose clocks are wrong).
 # Without root or apt (a developer's laptop) it only reports: the tests that
 # need a missing binary skip with a reason, except under CI=true, where they fail.
 set -euo pipefail
@@ -18,6 +19,7 @@ have redis-server || need+=(redis-server)
 have promtool || need+=(prometheus)
 have debootstrap || need+=(debootstrap)
 have systemd-nspawn || need+=(systemd-container)
+have faketime || need+=(faketime)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "system-deps: missing ${need[*]}; tests that need them will skip" >&2

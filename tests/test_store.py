@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.history.store import HistoryStore, Retention
+from server.history.store import HistoryStore, Retention, Ticket
 from testkit.synthetic import fill, synthetic_sample
 
 T0 = 1_790_000_040.0  # a multiple of 60: buckets of 10 s and 1 min start on it
@@ -97,18 +97,104 @@ def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFi
     store.stop()
 
 
-def test_full_database_drops_writes_with_one_warning(
+def test_full_database_keeps_own_samples_refuses_tickets_and_recovers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """At its cap (SQLite's own "disk is full"): one error line, the failure named,
+    agents' tickets refused for a retry, this host's samples kept in memory (bounded)
+    and written once retention has made room."""
     clock = [T0]
-    store = make_store(tmp_path, clock, max_bytes=96 * 1024)  # SQLite's own "disk is full"
+    store = make_store(
+        tmp_path, clock, max_bytes=96 * 1024, keep_local=30, retention=Retention(raw=600)
+    )
     with caplog.at_level(logging.WARNING, logger="dashboard.store"):
         fill(store, clock, 2000, T0, batch=50)
-    assert store.dropped > 0 and store.written > 0
-    warnings = [r for r in caplog.records if "could not write" in r.getMessage()]
-    assert len(warnings) == 1  # rate-limited, not one per batch
-    assert "full" in warnings[0].getMessage()
+        assert store.failure is not None and "disk full" in store.failure
+        assert store.written > 0 and store.pending == 30  # the newest 30 of our own, kept
+        ticket = Ticket()
+        store.add(synthetic_sample(T0 + 3000, 1, random.Random()), host="agent", ticket=ticket)
+        store.flush()
+        assert ticket.done.is_set() and ticket.error and ticket.error.startswith("store: disk full")
+        assert not ticket.permanent  # the agent keeps it and sends it again
+        assert store.pending == 30  # the agent's sample is the agent's to keep
+        errors = [r for r in caplog.records if "cannot write" in r.getMessage()]
+        assert len(errors) == 1  # once, not once per batch
+        kept = [s["ts"] for _h, s, _t in store._pending]
+        assert kept == [T0 + i for i in range(1970, 2000)]
+        # Retention (10 min later, raw kept 10 min) ages rows out: room again.
+        clock[0] = T0 + 2000 + 600
+        store.flush()
+    assert store.failure is None and store.pending == 0
+    assert "writes again" in caplog.text
+    assert [p["ts"] for p in store.points(T0 + 1900, T0 + 2000, 1)] == kept  # on disk now
     store.add(synthetic_sample(T0 + 5000, 1, random.Random()))  # add() never raises
+    store.stop()
+
+
+def test_ticket_resolves_after_commit_and_replays_are_kept_once(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    ticket = Ticket()
+    rng = random.Random(5)
+    samples = [synthetic_sample(T0 + i, i + 1, rng) for i in range(5)]
+    for sample in samples:
+        store.add(sample, host="agent-1", ticket=ticket)
+    assert not ticket.done.is_set()  # nothing is acknowledged before its commit
+    store.flush()
+    assert ticket.wait(0) is None
+    # A replay whose clock offset was measured anew: a few ms off, the same samples.
+    replay = Ticket()
+    for sample in samples:
+        store.add({**sample, "ts": sample["ts"] + 0.004}, host="agent-1", ticket=replay)
+    store.add(synthetic_sample(T0 + 5, 6, rng), host="agent-1", ticket=replay)
+    store.flush()
+    assert replay.wait(0) is None
+    assert [p["ts"] for p in store.points(T0, T0 + 10, 1, host="agent-1")] == [
+        T0 + i for i in range(6)
+    ]
+    store.stop()
+
+
+def test_one_hosts_unstorable_sample_spoils_only_its_own_batch(tmp_path: Path) -> None:
+    """An integer past 64 bits: that batch is refused for good; the others commit."""
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    rng = random.Random(6)
+    bad, good = Ticket(), Ticket()
+    hostile = synthetic_sample(T0, 1, rng)
+    hostile["memory"]["used"] = 2**70
+    store.add(hostile, host="hostile", ticket=bad)
+    store.add(synthetic_sample(T0, 1, rng), host="good", ticket=good)
+    store.add(synthetic_sample(T0, 1, rng))  # the hub's own
+    store.flush()
+    assert bad.error and bad.error.startswith("shape") and bad.permanent
+    assert good.wait(0) is None and store.failure is None
+    assert len(store.points(T0, T0 + 1, 1, host="good")) == 1
+    assert len(store.points(T0, T0 + 1, 1)) == 1
+    assert store.points(T0, T0 + 1, 1, host="hostile") == []
+    store.stop()
+
+
+def test_writer_loop_survives_a_failing_flush(tmp_path: Path) -> None:
+    clock = [T0]
+    store = make_store(tmp_path, clock, batch_seconds=0.05)
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise RuntimeError("a bug in one batch")
+
+    original = store.flush
+    store.flush = broken  # type: ignore[method-assign]
+    store.start()
+    deadline = time.monotonic() + 5
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(calls) >= 3 and store.write_failures >= 3  # the loop went on
+    store.flush = original  # type: ignore[method-assign]
+    ticket = Ticket()
+    store.add(synthetic_sample(T0, 1, random.Random()), host="a", ticket=ticket)
+    assert ticket.wait(5) is None
     store.stop()
 
 

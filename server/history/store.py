@@ -8,9 +8,20 @@ Every row has its host: the hub keeps its agents' history beside its own.
 
 The tick only appends to a list. A writer loop commits the list every
 `batch_seconds` in one transaction, then folds the completed 10 s and 1 min
-buckets from the raw rows (so their average, min and max are exact) and
-applies retention. SQLite runs off eventlet's hub (server/blocking.py).
-Readers use their own connections: WAL lets them read while the writer writes.
+buckets from the raw rows (so their average, min and max are exact); retention
+is a transaction of its own, so a full database can still age rows out.
+SQLite runs off eventlet's hub (server/blocking.py). Readers use their own
+connections: WAL lets them read while the writer writes.
+
+Acknowledged means kept: an agent's batch comes with a `Ticket`, resolved
+only once the transaction that holds it has committed (or has failed). While
+tickets wait, the writer commits after `ack_window` instead of `batch_seconds`
+(group commit: one transaction for every agent that sent in that window).
+
+When the disk cannot take a write (full, I/O error, read-only, locked), the
+store says so (`failure`), refuses tickets (the agents keep their samples and
+send them again), keeps this host's own samples in memory (as many as its
+ring holds) and writes them when a later try succeeds.
 """
 
 from __future__ import annotations
@@ -50,6 +61,50 @@ Sample = dict[str, Any]
 # A column answer is built whole; past this many points, ask for a larger step.
 MAX_COLUMN_POINTS = 50_000
 LOG_EVERY = 60.0  # seconds between repeated warnings of the same trouble
+# SQLite's primary result codes that mean "the disk, not the data": the write
+# is tried again later, and the batch is kept (own samples) or refused (agents).
+DISK_TROUBLE = {
+    5: "database is locked",  # SQLITE_BUSY
+    6: "database is locked",  # SQLITE_LOCKED
+    8: "read-only",  # SQLITE_READONLY
+    10: "I/O error",  # SQLITE_IOERR
+    13: "disk full",  # SQLITE_FULL
+    14: "cannot open the database file",  # SQLITE_CANTOPEN
+    15: "database is locked",  # SQLITE_PROTOCOL
+}
+SYNCHRONOUS = ("normal", "full")
+
+
+class Ticket:
+    """An agent's batch waiting for the commit that holds it; the writer resolves it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()  # green under eventlet, as the writer is
+        self.error: str | None = None
+        self.permanent = False  # the data, not the disk: sending it again will not help
+
+    def resolve(self, error: str | None = None, permanent: bool = False) -> None:
+        self.error, self.permanent = error, permanent
+        self.done.set()
+
+    def wait(self, timeout: float) -> str | None:
+        """None once committed; else why not (a failure, or the deadline)."""
+        if not self.done.wait(timeout):
+            return "busy: the store did not commit in time"
+        return self.error
+
+
+def disk_trouble(exc: BaseException) -> str | None:
+    """What is wrong with the disk, if that is why `exc` happened."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in DISK_TROUBLE:
+            return f"{DISK_TROUBLE[code & 0xFF]} ({exc})"
+        if isinstance(exc, sqlite3.OperationalError):
+            return str(exc)  # no code: SQLite's own wording of a disk or lock error
+    if isinstance(exc, OSError):
+        return str(exc)
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +128,12 @@ class HistoryStore:
         max_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
         local_host: str = "local",
+        # Durability of a commit: "normal" (WAL) survives the process's crash,
+        # "full" (an fsync per commit) also a power cut.
+        synchronous: str = "full",
+        ack_window: float = 0.1,
+        keep_local: int = 900,
+        interval: float = 1.0,
     ) -> None:
         self.path = path
         self.local_host = local_host  # the host of rows from before the fleet, and the default
@@ -80,7 +141,15 @@ class HistoryStore:
         self.batch_seconds = batch_seconds
         self.max_bytes = max_bytes
         self._clock = clock
-        self._pending: deque[tuple[str, Sample]] = deque()
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}")
+        self.synchronous = synchronous
+        self.ack_window = ack_window
+        self.keep_local = keep_local
+        self.replay_slack = 0.45 * interval
+        self._folded: dict[tuple[str, int], float] = {}
+        self._pending: deque[tuple[str, Sample, Ticket | None]] = deque()
+        self._hurry = threading.Event()  # a ticket waits: commit within ack_window
         self._db: sqlite3.Connection | None = None
         self._fold_from: dict[tuple[str, int], float] = {}  # (host, step) -> first unfolded
         self._last_retention = 0.0
@@ -89,6 +158,10 @@ class HistoryStore:
         self._thread: threading.Thread | None = None
         self.written = 0
         self.dropped = 0
+        self.failure: str | None = None  # why writes fail now; None while they work
+        self.failing_since: float | None = None
+        self.write_failures = 0
+        self.last_success: float | None = None  # time.time() of the last commit
 
     # ---- opening, with a corrupt file moved aside
 
@@ -124,7 +197,7 @@ class HistoryStore:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             if self.max_bytes:
                 page_size = db.execute("PRAGMA page_size").fetchone()[0]
                 db.execute(f"PRAGMA max_page_count={max(self.max_bytes // page_size, 16)}")
@@ -148,14 +221,21 @@ class HistoryStore:
 
     # ---- writing
 
-    def add(self, sample: Sample, host: str | None = None) -> None:
+    def add(self, sample: Sample, host: str | None = None, ticket: Ticket | None = None) -> None:
         """Called in the tick: only an append (a deque append is thread-safe).
 
         What is kept is the sample as in `history`: not the process table or
         the server's own cost, which are of the moment. A sample already kept
-        for its host and time (an agent's replay) is left as it was.
+        for its host within half an interval of its time (an agent's replay)
+        is left as it was. With a ticket, the writer commits soon and resolves it.
         """
-        self._pending.append((host or self.local_host, history_view(sample)))
+        self._pending.append((host or self.local_host, history_view(sample), ticket))
+        if ticket is not None:
+            self._hurry.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -166,6 +246,7 @@ class HistoryStore:
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is pending, then close."""
         self._stop.set()
+        self._hurry.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush()
@@ -174,82 +255,167 @@ class HistoryStore:
             self._db = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.batch_seconds):
-            self.flush()
+        """Every batch_seconds, or ack_window after a ticket came; never ends on an error."""
+        while not self._stop.is_set():
+            if self._hurry.wait(self.batch_seconds) and not self._stop.is_set():
+                self._stop.wait(self.ack_window)  # the other agents' batches of this moment
+            self._hurry.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # a bug, not the disk: the loop goes on
+                self.write_failures += 1
+                self._warn("loop", f"history writer failed and goes on: {exc!r}")
 
     def flush(self) -> None:
-        batch = []
-        while self._pending:
-            batch.append(self._pending.popleft())
+        """Write what is pending in one transaction; say why not, and keep what must be kept."""
+        batch = [self._pending.popleft() for _ in range(len(self._pending))]
         if self._db is None:
+            for _host, _sample, ticket in batch:
+                if ticket is not None:
+                    ticket.resolve("the store is closed")
             return
-        error = run_blocking(self._write, batch, self._clock())
+        now = self._clock()
+        if now - self._last_retention >= 60:
+            # Its own transaction: a database at its cap frees rows before the insert.
+            if run_blocking(self._guarded, self._retain, now) is None:
+                self._last_retention = now
+        error = run_blocking(self._guarded, self._write, [(h, s) for h, s, _t in batch])
         if error is None:
-            self.written += len(batch)
-            return
-        self.dropped += len(batch)
-        self._warn(
-            "write",
-            f"history store could not write {len(batch)} samples; they are "
-            f"dropped and the live dashboard goes on: {error}",
-        )
+            self._committed(batch)
+        elif disk_trouble(error) is not None:
+            self._disk_failed(batch, str(disk_trouble(error)))
+        else:  # the data: write each host's part alone, so one bad sample spoils only its own
+            self._write_apart(batch, error)
+
+    def _committed(self, batch: list[tuple[str, Sample, Ticket | None]]) -> None:
+        self.written += len(batch)
+        self.last_success = time.time()
+        for _host, _sample, ticket in batch:
+            if ticket is not None and not ticket.done.is_set():
+                ticket.resolve()
+        if self.failure is not None:
+            lasted = time.monotonic() - (self.failing_since or time.monotonic())
+            self._warn(
+                "disk ok",
+                f"history store writes again after {lasted:.0f} s ({self.failure}); "
+                "what was kept in memory is written",
+            )
+            self.failure = self.failing_since = None
+
+    def _disk_failed(self, batch: list[tuple[str, Sample, Ticket | None]], reason: str) -> None:
+        """Agents' samples go back to them (their tickets fail); our own wait in memory."""
+        self.write_failures += 1
+        if self.failure is None:
+            self.failing_since = time.monotonic()
+            self._warn(
+                "disk",
+                f"history store cannot write: {reason}; pages go on from memory, agents keep "
+                f"their samples, and this host's are kept in memory (at most {self.keep_local})",
+            )
+        self.failure = reason
+        own = [(h, s, t) for h, s, t in batch if t is None]
+        for _host, _sample, ticket in batch:
+            if ticket is not None:
+                ticket.resolve(f"store: {reason}")
+        kept = own[-self.keep_local :]
+        self.dropped += len(own) - len(kept)
+        self._pending.extendleft(reversed(kept))
+        while len(self._pending) > self.keep_local and self._pending[0][2] is None:
+            self._pending.popleft()
+            self.dropped += 1
+
+    def _write_apart(
+        self, batch: list[tuple[str, Sample, Ticket | None]], error: BaseException
+    ) -> None:
+        groups: dict[tuple[str, int], list[tuple[str, Sample, Ticket | None]]] = {}
+        for item in batch:
+            groups.setdefault((item[0], id(item[2])), []).append(item)
+        for group in groups.values():
+            failed = run_blocking(self._guarded, self._write, [(h, s) for h, s, _t in group])
+            if failed is None:
+                self._committed(group)
+                continue
+            self.dropped += len(group)
+            self._warn(f"data {group[0][0]}", f"history of {group[0][0]!r}: {len(group)} "
+                       f"samples refused by the store: {failed!r}")  # fmt: skip
+            for _host, _sample, ticket in group:
+                if ticket is not None:
+                    ticket.resolve(f"shape: the store refused it ({failed})", permanent=True)
+        del error
 
     def _warn(self, key: str, message: str) -> None:
         now = time.monotonic()
         if now - self._last_warning.get(key, -math.inf) >= LOG_EVERY:
+            if len(self._last_warning) > 1000:
+                self._last_warning.clear()
             self._last_warning[key] = now
             log.warning("%s (repeats at most every %.0f s)", message, LOG_EVERY)
 
-    def _write(self, batch: list[tuple[str, Sample]], now: float) -> str | None:
-        """One transaction: the batch, the completed buckets, retention. In a pool thread."""
+    def _guarded(self, write: Callable[..., None], *args: Any) -> BaseException | None:
+        """`write` in one transaction, rolled back on any error. In a pool thread."""
         db = self._db
         assert db is not None
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(
-                f"INSERT OR IGNORE INTO raw (host, ts, seq, sample, {', '.join(COLUMNS)}) "
-                f"VALUES (?, ?, ?, ?{', ?' * len(COLUMNS)})",
-                [
-                    (
-                        host,
-                        s["ts"],
-                        s.get("seq"),
-                        compact_json(s),
-                        *(series.value(s) for series in STORED),
-                    )
-                    for host, s in batch
-                ],
-            )
-            spans: dict[str, tuple[float, float]] = {}
-            for host, s in batch:
-                low, high = spans.get(host, (s["ts"], s["ts"]))
-                spans[host] = (min(low, s["ts"]), max(high, s["ts"]))
-            for host, (earliest, latest) in spans.items():
-                for step in TIER_TABLES:
-                    # Fold only buckets that are over (the current one still
-                    # grows), from the first unfolded one or the earliest a
-                    # replay touched: a fold recomputes its buckets from raw.
-                    start = min(
-                        self._fold_from.get((host, step), math.inf),
-                        math.floor(earliest / step) * step,
-                    )
-                    until = math.floor(latest / step) * step
-                    if until > start:
-                        db.execute(fold_sql(step), (host, start, until))
-                        self._fold_from[host, step] = until
-            if now - self._last_retention >= 60:
-                db.execute("DELETE FROM raw WHERE ts < ?", (now - self.retention.raw,))
-                for step, table in TIER_TABLES.items():
-                    db.execute(
-                        f"DELETE FROM {table} WHERE ts < ?", (now - self.retention.for_step(step),)
-                    )
-                self._last_retention = now
+            self._folded = {}
+            write(db, *args)
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            return str(exc)
+            self._fold_from.update(self._folded)
+        except Exception as exc:
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the rollback's own failure: the next BEGIN starts over
+            return exc
         return None
+
+    def _retain(self, db: sqlite3.Connection, now: float) -> None:
+        db.execute("DELETE FROM raw WHERE ts < ?", (now - self.retention.raw,))
+        for step, table in TIER_TABLES.items():
+            db.execute(f"DELETE FROM {table} WHERE ts < ?", (now - self.retention.for_step(step),))
+
+    def _write(self, db: sqlite3.Connection, batch: list[tuple[str, Sample]]) -> None:
+        """The batch and the completed buckets it makes."""
+        # Within half an interval of a kept sample is the same sample: an
+        # agent's replay after a hub restart, its clock offset measured anew.
+        db.executemany(
+            f"INSERT OR IGNORE INTO raw (host, ts, seq, sample, {', '.join(COLUMNS)}) "
+            f"SELECT ?, ?, ?, ?{', ?' * len(COLUMNS)} WHERE NOT EXISTS "
+            "(SELECT 1 FROM raw WHERE host = ? AND ts > ? AND ts < ?)",
+            [
+                (
+                    host,
+                    s["ts"],
+                    s.get("seq"),
+                    compact_json(s),
+                    *(series.value(s) for series in STORED),
+                    host,
+                    s["ts"] - self.replay_slack,
+                    s["ts"] + self.replay_slack,
+                )
+                for host, s in batch
+            ],
+        )
+        spans: dict[str, tuple[float, float]] = {}
+        for host, s in batch:
+            low, high = spans.get(host, (s["ts"], s["ts"]))
+            spans[host] = (min(low, s["ts"]), max(high, s["ts"]))
+        folded: dict[tuple[str, int], float] = {}
+        for host, (earliest, latest) in spans.items():
+            for step in TIER_TABLES:
+                # Fold only buckets that are over (the current one still
+                # grows), from the first unfolded one or the earliest a
+                # replay touched: a fold recomputes its buckets from raw.
+                start = min(
+                    self._fold_from.get((host, step), math.inf),
+                    math.floor(earliest / step) * step,
+                )
+                until = math.floor(latest / step) * step
+                if until > start:
+                    db.execute(fold_sql(step), (host, start, until))
+                    folded[host, step] = until
+        self._folded = folded  # moved on only with the commit: a rolled-back fold is done again
 
     # ---- reading (own connection per read: never blocks the writer)
 
