@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -149,12 +150,16 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         ),
         max_bytes=config.history_max_mb * 1024 * 1024,
         local_host=local_id,
+        synchronous=config.history_sync,
+        keep_local=math.ceil(config.history_seconds / config.interval),  # what the ring holds
+        interval=config.interval,
     )
     own = OwnUsage()
     gates = access.install(app, config)
 
     def server_stats() -> dict[str, object]:
-        return {**own.read(), "clients": gates.caps.connected}
+        # store_error: the page's banner while the history cannot be written.
+        return {**own.read(), "clients": gates.caps.connected, "store_error": store.failure}
 
     def make_notifier(host_id: str, cores: int) -> AlertNotifier:
         engine = AlertEngine(config.alerts, interval=config.interval, cores=cores, host=host_id)
@@ -191,7 +196,13 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     )
 
     def make_host(host_id: str) -> Host:
-        return Host(host_id, make_notifier(host_id, 1), config.interval, config.history_seconds)
+        return Host(
+            host_id,
+            make_notifier(host_id, 1),
+            config.interval,
+            config.history_seconds,
+            clock_warn=config.clock_offset_warn,
+        )
 
     local = Host(
         local_id,
@@ -224,7 +235,10 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
             host.alerts.cores = (host.static.get("cpu") or {}).get("logical") or 1
         host.notifier(sample)
 
-    link = AgentLink(fleet, tokens, publish, lambda host, s: store.add(s, host=host.id))
+    link = AgentLink(
+        fleet, tokens, publish, lambda host, s, ticket: store.add(s, host=host.id, ticket=ticket)
+    )
+    link.store_failure = lambda: store.failure
     firehose = _firehose(config, socketio, fleet, link)
     if config.role != "web":  # agents report to the core (Nginx routes them there)
         sampler.preload(store.recent(config.history_seconds))

@@ -178,6 +178,15 @@ class Config:
     history_max_mb: int = setting(
         256, _integer(1, 1_000_000), "cap on the history database size in MiB"
     )
+    history_sync: str = setting(
+        "full",
+        _choice("full", "normal"),
+        "durability of each commit: full (fsync: survives a power cut) or normal "
+        "(survives the process's crash only)",
+    )
+    clock_offset_warn: float = setting(
+        2.0, _number(0.1, 86400), "seconds an agent's clock may be off before its tile says so"
+    )
     password_hash: str = setting(
         "", _password_hash, "require this password (a hash from `hash-password`)"
     )

@@ -15,13 +15,20 @@ class AgentProcess:
     """`python -m server agent`, optionally inside a network namespace; stopped by its PID."""
 
     def __init__(
-        self, workdir: Path, name: str, token: str, hub_url: str, netns: str | None = None
+        self,
+        workdir: Path,
+        name: str,
+        token: str,
+        hub_url: str,
+        netns: str | None = None,
+        env: dict[str, str] | None = None,
+        launcher: list[str] | None = None,
     ) -> None:
         self.name = name
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.args = [
-            sys.executable, "-m", "server", "agent",
+            *(launcher or [sys.executable, "-m", "server"]), "agent",
             "--hub-url", hub_url,
             "--log-dir", str(self.workdir / "logs"),
             "--data-dir", str(self.workdir / "data"),
@@ -32,6 +39,7 @@ class AgentProcess:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")},
             "DASHBOARD_HUB_TOKEN": token,
+            **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +66,29 @@ class AgentProcess:
     def log(self) -> str:
         path = self.workdir / "logs" / "dashboard.log"
         return path.read_text() if path.exists() else ""
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# libfaketime 0.9.10 answers EINVAL to clock_nanosleep(CLOCK_MONOTONIC,
+# TIMER_ABSTIME), Python's time.sleep, when the monotonic clock is left real;
+# an agent under it sleeps on an Event instead (a condition wait, which works).
+SLEEP_ON_EVENT = [
+    sys.executable, "-c",
+    "import runpy, threading, time; _e = threading.Event(); "
+    "time.sleep = lambda s: _e.wait(s); runpy.run_module('server', run_name='__main__')",
+]  # fmt: skip
+
+
+def wrong_clock(timestamp_file: Path) -> dict[str, str]:
+    """The environment of a process whose wall clock is off by what `timestamp_file`
+    says ("+10m", "-7m"; read again at each call, so a test can step it), and whose
+    monotonic clock is real, as a kernel keeps it when the wall clock steps."""
+    return {
+        "LD_PRELOAD": FAKETIME_LIB,
+        "FAKETIME_TIMESTAMP_FILE": str(timestamp_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
 
 
 class Netns:

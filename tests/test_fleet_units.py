@@ -166,13 +166,42 @@ def test_the_agent_buffer_is_bounded_and_says_what_it_dropped(
     link = Link(config, {"hostname": "x"})
     with caplog.at_level(logging.WARNING, logger="dashboard.agent"):
         for i in range(15):
-            link.add("metrics", {"ts": float(i), "server": {"cpu": 1}})
+            link.add("metrics", {"ts": float(i), "seq": i + 1, "server": {"cpu": 1}})
     assert [s["ts"] for s in link.buffer] == [float(i) for i in range(5, 15)]
     assert all("server" not in s for s in link.buffer)  # the hub's own cost is not sent
+    assert all(isinstance(s["mono"], float) for s in link.buffer)  # the hub places it by this
     assert link.dropped == 5
     assert "5 oldest samples dropped" in caplog.text or "1 oldest samples dropped" in caplog.text
-    link._acknowledged(list(link.buffer)[:4], {"ts": 8.0})
+    assert link._answered(list(link.buffer)[:4], {"ts": 8.0, "seq": 9}) == 0
     assert [s["ts"] for s in link.buffer] == [float(i) for i in range(9, 15)]
+
+
+def test_a_refused_batch_is_kept_and_sent_again_or_dropped_by_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A passing reason (a full disk at the hub): kept, backed off, logged once a
+    minute with a count. A permanent one (shape): dropped and counted. The buffer
+    goes by seq: a clock that stepped back (ts smaller) changes nothing."""
+    config = Config(hub_url="http://127.0.0.1:9", hub_token="t" * 43, interval=1.0)
+    link = Link(config, {"hostname": "x"})
+    for i in range(6):
+        link.add("metrics", {"ts": 1000.0 - 100 * (i >= 3) + i, "seq": i + 1})
+    batch = list(link.buffer)[:3]
+    full = {"error": "the hub cannot store samples now: disk full", "reason": "store",
+            "retry": True}  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger="dashboard.agent"):
+        waits = [link._answered(batch, full) for _ in range(5)]
+    assert len(link.buffer) == 6 and link.sent == 0  # nothing forgotten, the same go again
+    assert 0.5 <= waits[0] <= 1.5 and waits[-1] >= 0.5 * 15  # backed off, to at most 15 s
+    assert link.refused == {"store": 5}
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 1 and "1 batch(es)" in lines[0] and "sending them again" in lines[0]
+    assert link._answered(batch, {"ts": 1002.0, "seq": 3}) == 0  # the reason passed
+    assert [s["seq"] for s in link.buffer] == [4, 5, 6] and link._retry_delay == 1.0
+    rest = list(link.buffer)
+    shaped = {"ts": 905.0, "seq": 6, "refused": 1, "reason": "shape", "error": "x", "retry": False}
+    assert link._answered(rest, shaped) == 0
+    assert not link.buffer and link.refused == {"store": 5, "shape": 1}
 
 
 def test_a_fleet_of_one_is_judged_after_each_tick_and_when_the_sampler_stalls(

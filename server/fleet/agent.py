@@ -3,10 +3,18 @@
 The agent connects out (python-socketio's client, WebSocket only) to the
 hub's `/agent` namespace with its token, sends its `static` on every
 connect, and each sample as it is taken. Samples wait in a bounded buffer
-until the hub acknowledges them; after a reconnect every unacknowledged one
-goes again, oldest first, so the hub's history has no gap (the hub keeps
-each (host, time) once). Past `agent_buffer_seconds` the oldest go, and how
-many is logged.
+until the hub acknowledges them, which it does once they are committed to
+its store; after a reconnect every unacknowledged one goes again, oldest
+first, so the hub's history has no gap (the hub keeps each sample once).
+Past `agent_buffer_seconds` the oldest go, and how many is logged.
+
+A refused batch is sent again after a backoff when the hub says the reason
+passes (its disk is full, it is busy, the rate), and dropped and counted
+when it does not (a sample of the wrong shape); each reason is logged at most
+once a minute, with a count. The buffer goes by `seq`, not by time: this
+host's wall clock may step. Each sample carries `mono`, this host's monotonic
+clock, and the agent answers the hub's `clock` round trips, so the hub
+places samples on its own timeline (server/fleet/clock.py).
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from server.worker import Sampler
 
 log = logging.getLogger("dashboard.agent")
 
+RETRY_FIRST = 1.0  # seconds before a refused batch goes again; doubles to RETRY_MAX
+RETRY_MAX = 15.0
+
 Sample = dict[str, Any]
 
 
@@ -51,9 +62,12 @@ class Link:
         self.buffer: deque[Sample] = deque(
             maxlen=max(1, math.ceil(config.agent_buffer_seconds / config.interval))
         )
-        self.acked = -math.inf  # ts of the newest sample the hub has kept
-        self.sent = -math.inf  # ts of the newest sample sent since the last connect
+        self.acked = 0  # seq of the newest sample the hub has kept (seqs start at 1)
+        self.sent = 0  # seq of the newest sample sent since the last connect
         self.dropped = 0
+        self.refused: dict[str, int] = {}  # reason -> batches refused since start
+        self._refusals_logged: dict[str, tuple[float, int]] = {}  # reason -> (when, count then)
+        self._retry_delay = RETRY_FIRST
         self._dropped_logged = 0.0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -78,6 +92,7 @@ class Link:
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
         self.sio.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
         self.sio.on("firehose_watch", self._on_firehose_watch, namespace=NAMESPACE)
+        self.sio.on("clock", self._on_clock, namespace=NAMESPACE)
         # Log lines only while a page at the hub watches them (the hub says which).
         self.feed = local_feed(config) if config.firehose else None
         self._firehose_wanted: set[str] = set()
@@ -92,6 +107,7 @@ class Link:
     def add(self, event: str, sample: Sample) -> None:
         """The Sampler's broadcast: keep the sample and wake the sender."""
         sample = {k: v for k, v in sample.items() if k != "server"}
+        sample["mono"] = round(time.monotonic(), 3)  # the hub's timeline is placed by it
         with self._lock:
             if len(self.buffer) == self.buffer.maxlen:
                 self.dropped += 1
@@ -112,6 +128,10 @@ class Link:
         self._connector.start()
         if self.feed is not None:
             self._firehose.start()
+
+    def _on_clock(self, data: Any = None) -> dict[str, float]:
+        """The hub's round trip: this host's clocks, read as late as possible."""
+        return {"ts": time.time(), "mono": time.monotonic()}
 
     def _on_firehose_watch(self, data: Any = None) -> None:
         names = data.get("sources") if isinstance(data, dict) else None
@@ -185,25 +205,59 @@ class Link:
             self._wake.clear()
             while self._connected.is_set() and not self._stop.is_set():
                 with self._lock:
-                    batch = [s for s in self.buffer if s["ts"] > self.sent][:MAX_BATCH]
+                    batch = [s for s in self.buffer if s["seq"] > self.sent][:MAX_BATCH]
                 if not batch:
                     break
                 try:
                     answer = self.sio.call("samples", batch, namespace=NAMESPACE, timeout=10)
                 except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
                     break  # the link is going; the next connect sends these again
-                self._acknowledged(batch, answer)
+                wait = self._answered(batch, answer)
+                if wait:  # refused for a passing reason: the same samples again, later
+                    self._stop.wait(wait)
 
-    def _acknowledged(self, batch: list[Sample], answer: Any) -> None:
+    def _answered(self, batch: list[Sample], answer: Any) -> float:
+        """Take the hub's answer; seconds to wait before sending these again, or 0."""
+        answer = answer if isinstance(answer, dict) else {"error": "no answer", "retry": True}
+        if "error" in answer and "seq" not in answer and "ts" not in answer:
+            reason = str(answer.get("reason") or "refused")[:32]
+            retry = answer.get("retry") is not False
+            self._count_refusal(reason, str(answer["error"])[:300], retry)
+            if retry:
+                delay = self._retry_delay * random.uniform(0.5, 1.5)
+                self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+                return delay
+            handled = batch[-1]["seq"]  # the hub will never take these: forget them
+        else:
+            self._retry_delay = RETRY_FIRST
+            seq = answer.get("seq")
+            handled = seq if isinstance(seq, int) else max(
+                (s["seq"] for s in batch if s["ts"] <= (answer.get("ts") or -math.inf)),
+                default=0,
+            )  # a hub from before `seq` in the answer
+            if answer.get("refused"):
+                self._count_refusal("shape", str(answer.get("error"))[:300], retry=False)
         with self._lock:
-            self.sent = batch[-1]["ts"]
-            newest = answer.get("ts") if isinstance(answer, dict) else None
-            if isinstance(newest, int | float):
-                self.acked = max(self.acked, newest)
-                while self.buffer and self.buffer[0]["ts"] <= self.acked:
-                    self.buffer.popleft()
-            elif isinstance(answer, dict) and "error" in answer:
-                log.error("the hub refused a batch: %s", answer["error"])
+            self.sent = max(self.sent, batch[-1]["seq"])
+            self.acked = max(self.acked, handled)
+            while self.buffer and self.buffer[0]["seq"] <= self.acked:
+                self.buffer.popleft()
+        return 0.0
+
+    def _count_refusal(self, reason: str, message: str, retry: bool) -> None:
+        """Counted always; logged once a minute per reason with the count since the last line."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        now = time.monotonic()
+        logged_at, count_then = self._refusals_logged.get(reason, (-math.inf, 0))
+        if now - logged_at >= 60:
+            self._refusals_logged[reason] = (now, self.refused[reason])
+            log.error(
+                "the hub refused %d batch(es) since the last such line (%s: %s); %s",
+                self.refused[reason] - count_then,
+                reason,
+                message,
+                "sending them again" if retry else "they are dropped",
+            )
 
     def stop(self) -> None:
         self._stop.set()

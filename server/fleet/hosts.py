@@ -17,6 +17,7 @@ from typing import Any
 
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
+from server.fleet.clock import LinkClock
 from server.history.ring import HistoryRing
 from server.worker import Sampler
 
@@ -42,6 +43,7 @@ class Host:
         history_seconds: int,
         sampler: Sampler | None = None,
         clock: Callable[[], float] = time.monotonic,
+        clock_warn: float = 2.0,
     ) -> None:
         self.id = host_id
         self.notifier = notifier
@@ -49,6 +51,8 @@ class Host:
         self.static: dict[str, Any] | None = None
         self.sampler = sampler  # the hub's own host only
         self._clock = clock
+        self.clock = LinkClock()  # an agent's link's clock against the hub's (server/fleet/hub.py)
+        self.clock_warn = clock_warn  # seconds off before the tile says so
         self.ring = HistoryRing(history_seconds, interval)
         self._latest: Sample | None = None
         self._last_sample_at: float | None = None
@@ -185,7 +189,14 @@ class Host:
             "mem": (sample.get("memory") or {}).get("percent"),
             "disk": fullest,
             "alerts": self.alerts.counts(),
+            "clock_offset": self.clock_offset(),
+            "clock_skewed": abs(self.clock_offset() or 0) > self.clock_warn,
         }
+
+    def clock_offset(self) -> float | None:
+        """Its clock minus the hub's, seconds (positive: ahead); None for the hub's own."""
+        offset = self.clock.offset
+        return None if offset is None else round(offset, 1)
 
 
 class Fleet:

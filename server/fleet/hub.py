@@ -3,8 +3,15 @@
 An agent's identity is its token's, never its payload's. What an agent sends
 is checked and bounded before it touches any state: at most 64 KiB a message
 (Engine.IO's cap), a rate per agent, a shape per sample. Each refusal is
-logged at most once a minute per address (or host) and kind. The handlers
-are python-socketio's own, without a Flask request context per message.
+counted per host and reason (`/metrics`) and logged at most once a minute per
+address (or host) and kind. The handlers are python-socketio's own, each in
+a green thread of its own, without a Flask request context per message.
+
+Acknowledged means kept: a batch is answered once the store has committed
+it (server/history/store.py). A refusal says whether sending again can help
+(`retry`): a busy or full store, the rate, a clock not yet measured can;
+a sample of the wrong shape cannot, and is answered as handled, so the agent
+drops it. Samples are placed on the hub's timeline (server/fleet/clock.py).
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import socketio
 from server.access.connections import TokenBucket
 from server.firehose.relay import Firehose
 from server.firehose.sources import MAX_SOURCES, NAME
+from server.fleet.clock import LinkClock
 from server.fleet.hosts import Fleet, Host
 from server.fleet.protocol import MAX_BATCH, NAMESPACE
 from server.fleet.tokens import AgentTokens
+from server.history.store import Ticket
 from server.series import SERIES
 
 log = logging.getLogger("dashboard.fleet")
@@ -31,13 +40,20 @@ log = logging.getLogger("dashboard.fleet")
 Sample = dict[str, Any]
 SAMPLE_KEYS = frozenset(
     ["ts", "seq", "cpu", "memory", "swap", "disks", "disk_io", "net", "load", "uptime",
-     "processes", "host"]
+     "processes", "host", "mono"]
 )  # fmt: skip
 STATIC_KEYS = frozenset(
     ["hostname", "fqdn", "os", "cpu", "memory_total", "swap_total", "addresses", "boot_time",
      "interval", "history_seconds", "version", "levels", "host", "log_sources"]
 )  # fmt: skip
 OLDEST = 8 * 86400  # seconds: older samples than an agent can buffer are refused
+INT64 = 2**63  # what the store can keep of an integer
+ACK_DEADLINE = 8.0  # seconds a batch waits for its commit (the agent waits 10)
+CLOCK_EVERY = 10.0  # seconds between round trips that measure a link's clock
+CLOCK_FIRST_WAIT = 3.0  # seconds a first batch waits for the link's first measurement
+# Why a batch was refused, and whether sending it again can help.
+RETRY = {"rate": True, "busy": True, "store": True, "clock": True, "link": True,
+         "batch": False, "shape": False, "claims": False}  # fmt: skip
 
 
 class LogOnce:
@@ -61,18 +77,28 @@ class LogOnce:
 
 def _number(value: Any) -> bool:
     return value is None or (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and -INT64 <= value < INT64
     )
 
 
-def sample_problem(data: Any, now: float) -> str | None:
-    """What is wrong with an agent's sample, or None. Checks what the hub will read."""
+def sample_problem(
+    data: Any, now: float, to_hub: Callable[[Sample], float] | None = None
+) -> str | None:
+    """What is wrong with an agent's sample, or None. Checks what the hub will read;
+    its time as `to_hub` places it on the hub's timeline."""
     if not isinstance(data, dict) or not set(data) <= SAMPLE_KEYS:
         return "a sample is a table of the contract's keys"
-    ts = data.get("ts")
-    if not isinstance(ts, int | float) or not now - OLDEST <= ts <= now + 300:
-        return "ts must be epoch seconds, not in the future or older than 8 days"
-    if not (data.get("seq") is None or isinstance(data.get("seq"), int)):
+    if not isinstance(data.get("ts"), int | float) or not _number(data["ts"]):
+        return "ts must be epoch seconds"
+    if not _number(data.get("mono")):
+        return "mono must be a number"
+    ts = to_hub(data) if to_hub else data["ts"]
+    if not now - OLDEST <= ts <= now + 300:
+        return "ts is in the future or older than 8 days (on the hub's clock)"
+    if not (data.get("seq") is None or (isinstance(data.get("seq"), int) and _number(data["seq"]))):
         return "seq must be an integer"
     for key in ("cpu", "memory", "swap", "disk_io", "net"):
         part = data.get(key)
@@ -122,7 +148,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         fleet: Fleet,
         tokens: AgentTokens,
         publish: Callable[[Host, Sample], None],
-        keep: Callable[[Host, Sample], None],
+        keep: Callable[[Host, Sample, Ticket], None],
         max_rate: float = 10.0,
     ) -> None:
         super().__init__(NAMESPACE)
@@ -133,7 +159,9 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         self._rate = TokenBucket(burst=6 * max_rate, rate=max_rate)
         self.hosts_by_sid: dict[str, str] = {}
         self.refusals = LogOnce()
+        self.refused: dict[tuple[str, str], int] = {}  # (host, reason) -> batches
         self.accepted = 0
+        self.store_failure: Callable[[], str | None] = lambda: None  # why the store can't write
         # Log lines: several sources four times a second, and a backlog at first.
         self._firehose_rate = TokenBucket(burst=100, rate=40)
         self.firehose: Firehose | None = None  # set when the firehose is on
@@ -157,7 +185,10 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
                 self.hosts_by_sid.pop(old, None)
                 self.disconnect(old)
         self.hosts_by_sid[sid] = host_id
-        self.fleet.ensure(host_id).link(True)
+        host = self.fleet.ensure(host_id)
+        host.link(True)
+        host.clock = LinkClock()  # measured anew: the agent may be a new process
+        self.server.start_background_task(self._measure_clock, sid, host)
         log.info("agent %s connected from %s", host_id, address)
         if self.firehose is not None and self.firehose.watched(host_id):
             self.emit("firehose_watch", {"sources": sorted(self.firehose.watched(host_id))}, to=sid)
@@ -188,33 +219,71 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         return True
 
     def on_samples(self, sid: str, batch: Any) -> dict[str, Any]:
-        """Accept a batch, oldest first; the answer acknowledges the newest kept."""
+        """Keep a batch, oldest first; answered once it is committed, with the newest handled."""
         host = self._host(sid)
         if host is None:
-            return {"error": "not connected as an agent"}
+            return {"error": "not connected as an agent", "reason": "link", "retry": True}
         if not self._rate.take(host.id):
-            self.refusals.warn(host.id, "rate", "sends too fast: messages dropped")
-            return {"error": "too many messages: slow down"}
+            return self._refuse(host, "rate", "sends too fast: slow down")
         if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_BATCH:
-            self.refusals.warn(host.id, "malformed", "a batch is a list of 1 to 60 samples")
-            return {"error": "a batch is a list of 1 to 60 samples"}
+            return self._refuse(host, "batch", f"a batch is a list of 1 to {MAX_BATCH} samples")
+        failure = self.store_failure()
+        if failure is not None:
+            return self._refuse(host, "store", f"the hub cannot store samples now: {failure}")
+        if not host.clock.measured.wait(CLOCK_FIRST_WAIT):
+            return self._refuse(host, "clock", "the link's clock is not measured yet")
         now = time.time()
-        newest = None
+        ticket = Ticket()
+        kept = refused = 0
+        problem = None
         for sample in batch:
-            problem = sample_problem(sample, now)
+            problem = sample_problem(sample, now, host.clock.to_hub)
             if problem is None and sample.get("host") not in (None, host.id):
-                self.refusals.warn(host.id, "claims", f"claims host {sample.get('host')!r}")
-                return {"error": "a sample's host is its token's"}
+                problem = f"claims host {sample.get('host')!r}"
             if problem is not None:
-                self.refusals.warn(host.id, "malformed", f"sample refused: {problem}")
-                return {"error": problem}
-            sample["host"] = host.id
-            if host.take(sample, functools.partial(self._publish, host)):
-                host.seen(sample)
-            self._keep(host, sample)
-            self.accepted += 1
-            newest = sample["ts"]
-        return {"ts": newest}
+                refused += 1
+                continue
+            placed = {k: v for k, v in sample.items() if k != "mono"}
+            placed.update(ts=host.clock.to_hub(sample), host=host.id)
+            if host.clock.offset is not None:  # the host page's "clock 10 min ahead"
+                placed["clock_offset"] = round(host.clock.offset, 3)
+            if host.take(placed, functools.partial(self._publish, host)):
+                host.seen(placed)
+            self._keep(host, placed, ticket)
+            kept += 1
+        if kept:
+            error = ticket.wait(ACK_DEADLINE)
+            if error is not None:
+                reason = "shape" if ticket.permanent else error.partition(":")[0]
+                return self._refuse(host, reason if reason in RETRY else "store", error)
+        self.accepted += kept
+        last = batch[-1]
+        answer: dict[str, Any] = {"ts": last.get("ts"), "seq": last.get("seq")}
+        if refused:
+            self._refuse(host, "shape", f"{refused} of {len(batch)} samples refused: {problem}")
+            answer.update(refused=refused, reason="shape", error=problem, retry=False)
+        return answer
+
+    def _refuse(self, host: Host, reason: str, message: str) -> dict[str, Any]:
+        """Count and log (once a minute) a refusal; the answer says whether to send again."""
+        key = (host.id, reason)
+        self.refused[key] = self.refused.get(key, 0) + 1
+        self.refusals.warn(host.id, reason, f"batch refused ({reason}): {message}")
+        return {"error": message, "reason": reason, "retry": RETRY[reason]}
+
+    def _measure_clock(self, sid: str, host: Host) -> None:
+        """Round trips on this link: four at once, then one every CLOCK_EVERY seconds."""
+        trips = 0
+        while self.hosts_by_sid.get(sid) == host.id:
+            sent = time.time()
+            try:
+                answer = self.call("clock", {"ts": sent}, to=sid, timeout=5)
+            except Exception:  # a timeout, or the link went: an older agent stays unmeasured
+                answer = None
+            if not host.clock.add(sent, time.time(), answer):
+                host.clock.unknown()
+            trips += 1
+            self.server.sleep(0.2 if trips < 4 else CLOCK_EVERY)
 
     def on_firehose(self, sid: str, batch: Any) -> None:
         """Log lines of a watched source of this agent's host."""

@@ -275,10 +275,10 @@ class HistoryStore:
                     ticket.resolve("the store is closed")
             return
         now = self._clock()
-        if now - self._last_retention >= 60:
-            # Its own transaction: a database at its cap frees rows before the insert.
-            if run_blocking(self._guarded, self._retain, now) is None:
-                self._last_retention = now
+        # Retention in its own transaction: a database at its cap frees rows before the insert.
+        due = now - self._last_retention >= 60
+        if due and run_blocking(self._guarded, self._retain, now) is None:
+            self._last_retention = now
         error = run_blocking(self._guarded, self._write, [(h, s) for h, s, _t in batch])
         if error is None:
             self._committed(batch)

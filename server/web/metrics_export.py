@@ -146,6 +146,11 @@ class DashboardCollector(Collector):
                 1,
                 {"state": host.state},
             )
+            samples.gauge(
+                "dashboard_host_clock_offset_seconds",
+                "The host's clock minus the hub's, measured over its link (agents only).",
+                host.clock.offset,
+            )
             if latest is not None:
                 _sample_families(samples, latest)
         yield from samples.families.values()
@@ -178,6 +183,29 @@ class DashboardCollector(Collector):
                 "Active alerts by level.",
                 levels.count(level),
                 {"level": level},
+            )
+        store = state.store
+        f.gauge(
+            "dashboard_history_store_writable",
+            "1 while the history store commits, 0 while the disk refuses (see the log).",
+            None if state.config.role == "web" else float(store.failure is None),
+        )
+        f.counter(
+            "dashboard_history_store_write_failures",
+            "Commits that failed (disk full, I/O error, read-only, locked, a bug).",
+            store.write_failures,
+        )
+        f.gauge("dashboard_history_store_pending_samples", "Samples not yet committed.",
+                store.pending)  # fmt: skip
+        f.counter("dashboard_history_store_dropped_samples",
+                  "Samples given up: past the memory bound while the disk refused, or unstorable.",
+                  store.dropped)  # fmt: skip
+        for (host_id, reason), count in sorted(state.link.refused.items()):
+            f.counter(
+                "dashboard_agent_batches_refused",
+                "Agents' batches refused, by host and reason.",
+                count,
+                {"host": host_id, "reason": reason},
             )
         for outcome, count in state.webhooks.stats().items():
             f.counter(

@@ -1,0 +1,79 @@
+"""Each agent link's clock against the hub's, measured NTP-style over the link.
+
+The hub asks the agent for its clocks (`clock`: wall and monotonic) and
+times the round trip: the agent read them, at best guess, halfway through.
+Two offsets come out of each round trip:
+
+- `offset`: the agent's wall clock minus the hub's ("10 min ahead"), shown on
+  the tile and the host page, and exported;
+- the hub's wall clock minus the agent's monotonic clock. A sample that
+  carries `mono` (the agent's monotonic clock when it was taken) is placed on
+  the hub's timeline with it, so a wall clock that steps on the agent (NTP,
+  a VM resumed) moves none of its samples: no duplicates, holes or disorder.
+
+The monotonic offset is kept while new measurements agree with it within
+MONO_SLACK: its jitter (the round trip's asymmetry) would otherwise move
+points by milliseconds from one measurement to the next.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from typing import Any
+
+MONO_SLACK = 0.05  # seconds: a new monotonic offset within this of the kept one is the same
+KEEP = 8  # round trips remembered; the shortest of them is the best estimate
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class LinkClock:
+    """What the round trips of one agent's link say about its clocks."""
+
+    def __init__(self) -> None:
+        self.offset: float | None = None  # agent wall - hub wall, seconds
+        self.rtt: float | None = None
+        self.mono_offset: float | None = None  # hub wall - agent monotonic
+        self.measured = threading.Event()  # set after the first answer (or a failed ask)
+        self._trips: deque[tuple[float, float, float | None]] = deque(maxlen=KEEP)
+
+    def add(self, sent: float, received: float, answer: Any) -> bool:
+        """One round trip: hub wall clock when asked and answered, and the agent's
+        answer `{"ts", "mono"}`. False if the answer is not a clock reading."""
+        ts = answer.get("ts") if isinstance(answer, dict) else None
+        mono = answer.get("mono") if isinstance(answer, dict) else None
+        if not isinstance(ts, int | float) or not _finite(ts) or received < sent:
+            return False
+        if not (mono is None or _finite(mono)):
+            return False
+        middle = (sent + received) / 2
+        self._trips.append((received - sent, ts - middle, None if mono is None else middle - mono))
+        # The latest round trip says where the wall clock is now (it may have
+        # stepped); the shortest one is the best placing of the monotonic clock.
+        rtt, self.offset, _mono = self._trips[-1]
+        self.rtt = rtt
+        placings = [(trip, placing) for trip, _wall, placing in self._trips if placing is not None]
+        if not placings:
+            self.mono_offset = None
+        else:
+            best = min(placings)[1]
+            if self.mono_offset is None or abs(best - self.mono_offset) > MONO_SLACK:
+                self.mono_offset = best
+        self.measured.set()
+        return True
+
+    def unknown(self) -> None:
+        """No clock answer (an older agent): its timestamps are taken as they are."""
+        self.measured.set()
+
+    def to_hub(self, sample: dict[str, Any]) -> float:
+        """The sample's time on the hub's timeline."""
+        mono = sample.get("mono")
+        if self.mono_offset is not None and isinstance(mono, int | float) and _finite(mono):
+            return round(float(mono) + self.mono_offset, 3)
+        ts = float(sample["ts"])
+        return round(ts - self.offset, 3) if self.offset is not None else ts
