@@ -253,9 +253,10 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             kept += 1
         if kept:
             error = ticket.wait(ACK_DEADLINE)
-            if error is not None:
-                reason = "shape" if ticket.permanent else error.partition(":")[0]
-                return self._refuse(host, reason if reason in RETRY else "store", error)
+            if error is not None:  # "store: disk full (...)", "busy: ...", "shape: ..."
+                reason, _, why = error.partition(": ")
+                reason = "shape" if ticket.permanent else reason if reason in RETRY else "store"
+                return self._refuse(host, reason, f"the hub could not keep them: {why or error}")
         self.accepted += kept
         last = batch[-1]
         answer: dict[str, Any] = {"ts": last.get("ts"), "seq": last.get("seq")}

@@ -1,0 +1,253 @@
+"""Acknowledged means kept: a hub killed again and again, a hub whose disk fills up,
+and agents whose clocks are wrong. Real hub and agent processes on loopback.
+
+Each test reads the hub's store back with its own SQLite connection and
+checks every agent's samples by `seq` (the agent's sample counter, which
+goes up by one a tick): no hole, no duplicate, times in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from server.fleet.tokens import AgentTokens
+from testkit.fleet import FAKETIME_LIB, SLEEP_ON_EVENT, AgentProcess, wrong_clock
+from testkit.serverproc import ServerProcess
+from testkit.sioclient import RecordingClient
+from testkit.wait import wait_until
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.e2e
+
+
+def stored(data_dir: Path, host: str) -> list[tuple[float, int]]:
+    """(ts, seq) of a host's raw samples on disk, by time."""
+    db = sqlite3.connect(f"file:{data_dir / 'history.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute("SELECT ts, seq FROM raw WHERE host = ? ORDER BY ts", (host,)).fetchall()
+    finally:
+        db.close()
+    return [(float(ts), int(seq)) for ts, seq in rows]
+
+
+def whole(rows: list[tuple[float, int]], interval: float = 1.0) -> str | None:
+    """What is wrong with a host's stored samples, or None: seqs one by one from the
+    first (no hole, no duplicate), times strictly in order about an interval apart."""
+    seqs = [seq for _ts, seq in rows]
+    if not seqs:
+        return "nothing stored"
+    if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+        missing = sorted(set(range(seqs[0], max(seqs) + 1)) - set(seqs))
+        doubled = len(seqs) - len(set(seqs))
+        return f"missing seqs {missing[:20]} ({len(missing)}), {doubled} duplicates"
+    for (t0, s0), (t1, s1) in itertools.pairwise(rows):
+        if not 0.5 * interval < t1 - t0 < 2.5 * interval:
+            return f"seq {s0} at {t0} then seq {s1} at {t1}"
+    return None
+
+
+def agent_up_to(hub: ServerProcess, name: str) -> int:
+    """The newest seq the hub has published for an agent (its latest sample)."""
+    body = requests.get(f"{hub.url}/api/hosts/{name}/metrics", timeout=5).json()
+    return int(body.get("seq") or 0)
+
+
+def caught_up(hub: ServerProcess, names: list[str]) -> bool:
+    """Every agent's stored samples reach what it last sent, with nothing missing."""
+    for name in names:
+        rows = stored(hub.data_dir, name)
+        if whole(rows) is not None or rows[-1][1] < agent_up_to(hub, name) - 1:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def hub_and_agents(
+    work: Path, names: list[str], *hub_args: str, agent_env: dict[str, dict[str, str]] | None = None
+) -> Iterator[tuple[ServerProcess, dict[str, AgentProcess]]]:
+    hub = ServerProcess(work / "hub" / "logs", *hub_args)
+    tokens = AgentTokens(str(hub.data_dir))
+    agents: dict[str, AgentProcess] = {}
+    try:
+        hub.start()
+        for name in names:
+            env = (agent_env or {}).get(name)
+            agents[name] = AgentProcess(
+                work, name, tokens.add(name), hub.url, env=env,
+                launcher=SLEEP_ON_EVENT if env else None,
+            ).start()  # fmt: skip
+        yield hub, agents
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        if hub.proc is not None:
+            hub.stop()
+
+
+def test_a_hub_killed_five_times_loses_no_acknowledged_sample(tmp_path: Path) -> None:
+    """Three agents; the hub SIGKILLed five times at random moments in two minutes and
+    restarted on the same data directory. Every agent's stored history is whole."""
+    names = ["agent-1", "agent-2", "agent-3"]
+    seed = int(time.time())
+    rng = random.Random(seed)
+    with hub_and_agents(tmp_path, names) as (hub, _agents):
+        wait_until(lambda: caught_up(hub, names), timeout=30, what="agents reporting")
+        run_until = time.monotonic() + 120
+        for _kill in range(5):  # 5 x (8-18 s up, 0-3 s down, ~3 s to start): ~75-120 s
+            time.sleep(rng.uniform(8, 18))
+            hub.stop(signal.SIGKILL)  # no flush, no goodbye
+            assert hub.proc is not None and hub.proc.returncode == -signal.SIGKILL
+            time.sleep(rng.uniform(0, 3))  # the agents buffer meanwhile
+            hub.start()
+        time.sleep(max(0.0, run_until - time.monotonic()))
+        wait_until(lambda: caught_up(hub, names), timeout=60, interval=1, what="caught up")
+        for name in names:
+            rows = stored(hub.data_dir, name)
+            assert whole(rows) is None, f"{name} (seed {seed}): {whole(rows)}"
+            assert rows[-1][0] - rows[0][0] >= 120  # the whole run, hole-free
+
+
+def _fill(path: Path) -> None:
+    """Take every free byte of the filesystem that holds `path`."""
+    with open(path, "wb") as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(tmp_path: Path) -> None:
+    """The hub's data directory on a 24 MiB tmpfs that the test fills: pages keep their
+    1 Hz, /healthz, /metrics, the page's sample and the log say why, the agents
+    buffer; once space is freed every sample lands (the hub's own too)."""
+    if os.geteuid() != 0:
+        reason = "mounting a size-limited tmpfs needs root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"under CI: {reason}")
+        pytest.skip(reason)
+    data = tmp_path / "hub" / "data"
+    data.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(data)], check=True)
+    names = ["agent-1", "agent-2"]
+    filler = data / "filler"
+    try:
+        with hub_and_agents(tmp_path, names) as (hub, agents):
+            wait_until(lambda: caught_up(hub, names), timeout=30, what="agents reporting")
+            local = requests.get(hub.url + "/api/static", timeout=5).json()["host"]
+            page = RecordingClient()
+            page.connect(hub.url)
+            try:
+                _fill(filler)
+                full_at = time.monotonic()
+                health = wait_until(
+                    lambda: (
+                        (b := requests.get(hub.url + "/healthz", timeout=5).json())["status"]
+                        == "degraded"
+                        and b
+                    ),
+                    timeout=20,
+                    what="healthz degraded",
+                )
+                assert "disk full" in health["degraded"][0]
+                samples = page.wait_for("metrics", count=len(page.received("metrics")) + 1)
+                assert "disk full" in samples[-1]["server"]["store_error"]  # the page's banner
+                time.sleep(20)  # the agents buffer; the page goes on
+                times = [t for t in page.times("metrics") if t > full_at + 5]
+                assert len(times) >= 14 and max(b - a for a, b in itertools.pairwise(times)) < 2.0
+                metrics = requests.get(hub.url + "/metrics", timeout=5).text
+                assert "dashboard_history_store_writable 0.0" in metrics
+                for name in names:
+                    refused = re.search(
+                        rf'dashboard_agent_batches_refused_total{{host="{name}",reason="store"}} '
+                        r"(\d+)",
+                        metrics,
+                    )
+                    assert refused and int(refused.group(1)) >= 2
+                hub_log = (hub.log_dir / "dashboard.log").read_text()
+                assert hub_log.count("history store cannot write") == 1
+                filler.unlink()
+                wait_until(lambda: caught_up(hub, names), timeout=60, interval=1, what="landed")
+                wait_until(
+                    lambda: requests.get(hub.url + "/healthz", timeout=5).json()["status"] == "ok",
+                    timeout=10,
+                )
+            finally:
+                page.close()
+            hub.stop()  # SIGTERM writes what is pending
+            for name in names:
+                rows = stored(hub.data_dir, name)
+                assert whole(rows) is None, f"{name}: {whole(rows)}"
+                lines = [line for line in agents[name].log().splitlines() if "batch(es)" in line]
+                assert len(lines) == 1 and "sending them again" in lines[0], lines
+            own = [r for r in stored(hub.data_dir, local) if r[0] > time.time() - 600]
+            assert whole(own) is None, f"the hub's own: {whole(own)}"
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(tmp_path: Path) -> None:
+    """One agent 10 min ahead, one 7 min behind, one whose clock steps forward and back.
+    Each is ok with its offset shown; its samples are stored on the hub's timeline,
+    whole; an alert held 5 s fires within 2 intervals of its hold."""
+    require_binary("faketime")
+    if not os.path.exists(FAKETIME_LIB):
+        pytest.fail(f"faketime is installed but {FAKETIME_LIB} is not")
+    clocks = {"ahead": "+10m", "behind": "-7m", "stepping": "+0"}
+    env: dict[str, dict[str, str]] = {}
+    for name, offset in clocks.items():
+        (tmp_path / f"{name}.clock").write_text(offset + "\n")
+        env[name] = wrong_clock(tmp_path / f"{name}.clock")
+    config = tmp_path / "hub.toml"
+    # Memory above 0.1 % for 5 s: true on any machine, so the hold is what is timed.
+    config.write_text("[alerts.memory]\nwarning = 0.1\ncritical = 1000\nfor_seconds = 5\n")
+    names = list(clocks)
+    with hub_and_agents(tmp_path, names, "--config", str(config), agent_env=env) as (hub, _a):
+        wait_until(lambda: caught_up(hub, names), timeout=30, what="agents reporting")
+
+        def hosts() -> dict[str, Any]:
+            answer = requests.get(hub.url + "/api/hosts", timeout=5).json()
+            return {h["id"]: h["summary"] for h in answer["hosts"]}
+
+        tiles = wait_until(
+            lambda: (t := hosts())["ahead"]["clock_offset"] is not None and t, timeout=10
+        )
+        assert abs(tiles["ahead"]["clock_offset"] - 600) < 2 and tiles["ahead"]["clock_skewed"]
+        assert abs(tiles["behind"]["clock_offset"] + 420) < 2 and tiles["behind"]["clock_skewed"]
+        assert abs(tiles["stepping"]["clock_offset"]) < 1 and not tiles["stepping"]["clock_skewed"]
+        for name in names:
+            assert tiles[name]["state"] in ("ok", "warn"), tiles[name]
+            alerts = requests.get(f"{hub.url}/api/hosts/{name}/alerts", timeout=5).json()
+            fired = [a for a in alerts["recent"] if a["rule"] == "memory" and a["level"] != "ok"]
+            first = stored(hub.data_dir, name)[0][0]
+            assert fired, f"{name}: no memory alert"
+            # On the hub's timeline: 5 s after its first sample, within 2 intervals.
+            assert 5 <= fired[-1]["ts"] - first <= 7, (name, fired[-1]["ts"] - first)
+        metrics = requests.get(hub.url + "/metrics", timeout=5).text
+        ahead = re.search(r'dashboard_host_clock_offset_seconds{host="ahead"} (\S+)', metrics)
+        assert ahead and abs(float(ahead.group(1)) - 600) < 2
+        # The stepping clock: 5 min forward, then 3 min back, 8 s apart.
+        (tmp_path / "stepping.clock").write_text("+5m\n")
+        time.sleep(8)
+        (tmp_path / "stepping.clock").write_text("-3m\n")
+        wait_until(lambda: abs((hosts()["stepping"]["clock_offset"] or 0) + 180) < 2, timeout=20)
+        time.sleep(3)
+        wait_until(lambda: caught_up(hub, names), timeout=20, what="caught up")
+        now = time.time()
+        for name in names:
+            rows = stored(hub.data_dir, name)
+            assert whole(rows) is None, f"{name}: {whole(rows)}"
+            assert abs(rows[-1][0] - now) < 10  # the hub's timeline, not the agent's clock
