@@ -231,10 +231,10 @@ class Link:
         else:
             self._retry_delay = RETRY_FIRST
             seq = answer.get("seq")
-            handled = seq if isinstance(seq, int) else max(
-                (s["seq"] for s in batch if s["ts"] <= (answer.get("ts") or -math.inf)),
-                default=0,
-            )  # a hub from before `seq` in the answer
+            if not isinstance(seq, int):  # a hub from before `seq` in the answer
+                newest = answer.get("ts") or -math.inf
+                seq = max((s["seq"] for s in batch if s["ts"] <= newest), default=0)
+            handled = seq
             if answer.get("refused"):
                 self._count_refusal("shape", str(answer.get("error"))[:300], retry=False)
         with self._lock:
