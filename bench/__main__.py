@@ -56,6 +56,9 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+ACK_BEFORE = "5f95a77"  # the last commit that answered a batch on arrival
+
+
 class Bench:
     def __init__(
         self, quick: bool, workdir: Path, skip_glances: bool, baseline: str = "16fa3cf"
@@ -338,7 +341,31 @@ class Bench:
                      [f["fleet_bytes_per_host"]], "B", "target <= 150")  # fmt: skip
         self.agent_cost()
 
-    def fleet_once(self, count: int, seconds: float) -> dict[str, Any]:
+    # 6b. acknowledgement latency: answered on arrival (before) or after the commit (now)
+    def ack_latency(self) -> None:
+        before = ACK_BEFORE
+        seconds = 20 if self.quick else 40
+        print(
+            f"6b. Acknowledgement latency: a hub and N simulated agents at 1 Hz, {seconds} s, "
+            f"this tree against {before} (acknowledged on arrival, before its commit)",
+            flush=True,
+        )
+        old = self.workdir / "ack-before"
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", before], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "x"], cwd=old, input=archive, check=True)
+        for count in (100, 1000):
+            for label, tree in ((f"before ({before})", old), ("after", ROOT)):
+                f = self.fleet_once(count, seconds, tree=tree)
+                self.add("ack", f"N={count} {label}: ack p50", [f["ack_ms_p50"]], "ms")
+                self.add("ack", f"N={count} {label}: ack p99", [f["ack_ms_p99"]], "ms")
+                self.add("ack", f"N={count} {label}: samples acknowledged", [f["acked_ratio"]],
+                         "%")  # fmt: skip
+                self.add("ack", f"N={count} {label}: hub CPU", [f["cpu"]], "%")
+
+    def fleet_once(self, count: int, seconds: float, tree: Path = ROOT) -> dict[str, Any]:
         import socketio
 
         from server.fleet.tokens import AgentTokens
@@ -354,7 +381,9 @@ class Bench:
         tokens._write()
         token_file = data / "tokens.txt"
         token_file.write_text("\n".join(lines) + "\n")
-        server = self.server("--async-mode", "eventlet", data_dir=data)
+        logs = Path(tempfile.mkdtemp(dir=self.workdir)) / "logs"
+        server = ServerProcess(logs, "--async-mode", "eventlet", "--data-dir", str(data), cwd=tree)
+        server.start()
         ramp = count / 150
         load = subprocess.Popen(
             [sys.executable, "-m", "bench.agentload", server.url, str(token_file),
@@ -398,6 +427,8 @@ class Bench:
             if len(delays) > 2
             else 0.0,
             "fleet_bytes_per_host": statistics.median(fleet_bytes) / hosts if fleet_bytes else 0.0,
+            "ack_ms_p50": result.get("ack_ms_p50"),
+            "ack_ms_p99": result.get("ack_ms_p99"),
         }
 
     def agent_cost(self) -> None:
@@ -762,6 +793,7 @@ def main() -> None:
             "connect",
             "store",
             "fleet",
+            "ack",
             "scaleout",
             "firehose",
         ],
@@ -778,8 +810,8 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sections = args.only or [
-        "sampler", "protections", "idle", "fanout", "connect", "store", "fleet", "scaleout",
-        "firehose",
+        "sampler", "protections", "idle", "fanout", "connect", "store", "fleet", "ack",
+        "scaleout", "firehose",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp), args.skip_glances, args.baseline)
@@ -792,6 +824,7 @@ def main() -> None:
             "connect": bench.connect_cost,
             "store": bench.store_cost,
             "fleet": bench.fleet_cost,
+            "ack": bench.ack_latency,
             "scaleout": bench.scale_out,
             "firehose": bench.firehose_cost,
         }

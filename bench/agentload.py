@@ -1,5 +1,6 @@
 """Simulated agents: N raw Engine.IO v4 WebSockets in one asyncio process, speaking the
-agent protocol (namespace /agent, token auth, a `samples` batch a second, acks).
+agent protocol (namespace /agent, token auth, a `samples` batch a second, acks,
+and answers to the hub's `clock` round trips).
 
 Each comes from its own loopback address (127.0.X.Y), as agents on a LAN
 would, so the per-address handshake cap applies per agent. Prints one JSON
@@ -35,6 +36,8 @@ class Agent:
         self.acked = 0
         self.connected = False
         self.error: str | None = None
+        self.sent_at: dict[int, float] = {}  # batch id -> when sent
+        self.ack_ms: list[float] = []  # each batch's time to its answer
 
 
 async def run_agent(url: str, agent: Agent, start_at: float, until: float) -> None:
@@ -70,10 +73,17 @@ async def run_agent(url: str, agent: Agent, start_at: float, until: float) -> No
                 if frame == "2":
                     await ws.send("3")
                 elif isinstance(frame, str) and frame.startswith("43/agent,"):
-                    agent.acked += 1
+                    acked(agent, frame)
+                elif isinstance(frame, str) and frame.startswith("42/agent,"):
+                    call = frame[len("42/agent,") :]
+                    ident = call[: call.index("[")]
+                    if ident and '"clock"' in call[:20]:  # the hub times a round trip
+                        now = {"ts": time.time(), "mono": time.monotonic()}
+                        await ws.send(f"43/agent,{ident}" + json.dumps([now]))
                 if time.time() >= next_at and time.time() < until:
                     seq += 1
                     sample = synthetic_sample(time.time(), seq, rng)
+                    agent.sent_at[seq] = time.perf_counter()
                     await ws.send(f"42/agent,{seq}" + json.dumps(["samples", [sample]]))
                     agent.sent += 1
                     next_at += 1.0
@@ -85,9 +95,20 @@ async def run_agent(url: str, agent: Agent, start_at: float, until: float) -> No
                 except TimeoutError:
                     break
                 if isinstance(frame, str) and frame.startswith("43/agent,"):
-                    agent.acked += 1
+                    acked(agent, frame)
     except Exception as exc:  # one failed agent must not end the run
         agent.error = f"{type(exc).__name__}: {exc}"[:200]
+
+
+def acked(agent: Agent, frame: str) -> None:
+    """An answer to a batch: counted, and its latency kept."""
+    body = frame[len("43/agent,") :]
+    ident = body[: body.index("[")] if "[" in body else body
+    sent = agent.sent_at.pop(int(ident), None) if ident.isdigit() else None
+    if sent is not None:
+        agent.ack_ms.append(1000 * (time.perf_counter() - sent))
+    if '"error"' not in body:
+        agent.acked += 1
 
 
 async def main_async(url: str, tokens: list[tuple[str, str]], seconds: float) -> dict[str, Any]:
@@ -99,7 +120,10 @@ async def main_async(url: str, tokens: list[tuple[str, str]], seconds: float) ->
         *(run_agent(url, a, start + i / CONNECTS_PER_SECOND, until) for i, a in enumerate(agents))
     )
     errors = [a.error for a in agents if a.error]
+    latencies = sorted(ms for a in agents for ms in a.ack_ms)
     return {
+        "ack_ms_p50": latencies[len(latencies) // 2] if latencies else None,
+        "ack_ms_p99": latencies[int(len(latencies) * 0.99)] if latencies else None,
         "agents": len(agents),
         "connected": sum(a.connected for a in agents),
         "sent": sum(a.sent for a in agents),

@@ -239,6 +239,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         fleet, tokens, publish, lambda host, s, ticket: store.add(s, host=host.id, ticket=ticket)
     )
     link.store_failure = lambda: store.failure
+    fleet.degraded = lambda: [f"history store cannot write: {store.failure}"] * bool(store.failure)
     firehose = _firehose(config, socketio, fleet, link)
     if config.role != "web":  # agents report to the core (Nginx routes them there)
         sampler.preload(store.recent(config.history_seconds))

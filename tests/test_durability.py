@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from server.fleet.tokens import AgentTokens
+from testkit.chromium import Chromium
 from testkit.fleet import FAKETIME_LIB, SLEEP_ON_EVENT, AgentProcess, wrong_clock
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
@@ -130,7 +131,12 @@ def _fill(path: Path) -> None:
             os.fsync(out.fileno())
 
 
-def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(tmp_path: Path) -> None:
+BANNER = "(b => !b.hidden && b.textContent)(document.getElementById('store-banner'))"
+
+
+def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(
+    tmp_path: Path, browser: Chromium
+) -> None:
     """The hub's data directory on a 24 MiB tmpfs that the test fills: pages keep their
     1 Hz, /healthz, /metrics, the page's sample and the log say why, the agents
     buffer; once space is freed every sample lands (the hub's own too)."""
@@ -165,6 +171,11 @@ def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(tmp_path:
                 assert "disk full" in health["degraded"][0]
                 samples = page.wait_for("metrics", count=len(page.received("metrics")) + 1)
                 assert "disk full" in samples[-1]["server"]["store_error"]  # the page's banner
+                browser.navigate(hub.url + "/")  # the fleet page: the banner, live
+                assert "disk full" in browser.wait_for(BANNER)
+                browser.navigate(f"{hub.url}/host/{local}")
+                assert "disk full" in browser.wait_for(BANNER)
+                browser.navigate(hub.url + "/")
                 time.sleep(20)  # the agents buffer; the page goes on
                 times = [t for t in page.times("metrics") if t > full_at + 5]
                 assert len(times) >= 14 and max(b - a for a, b in itertools.pairwise(times)) < 2.0
@@ -185,6 +196,7 @@ def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(tmp_path:
                     lambda: requests.get(hub.url + "/healthz", timeout=5).json()["status"] == "ok",
                     timeout=10,
                 )
+                browser.wait_for(f"!{BANNER}")  # gone once it writes again
             finally:
                 page.close()
             hub.stop()  # SIGTERM writes what is pending
@@ -199,7 +211,9 @@ def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(tmp_path:
         subprocess.run(["umount", "-l", str(data)], check=False)
 
 
-def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(tmp_path: Path) -> None:
+def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(
+    tmp_path: Path, browser: Chromium
+) -> None:
     """One agent 10 min ahead, one 7 min behind, one whose clock steps forward and back.
     Each is ok with its offset shown; its samples are stored on the hub's timeline,
     whole; an alert held 5 s fires within 2 intervals of its hold."""
@@ -225,9 +239,12 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(tmp_path: Path) ->
         tiles = wait_until(
             lambda: (t := hosts())["ahead"]["clock_offset"] is not None and t, timeout=10
         )
-        assert abs(tiles["ahead"]["clock_offset"] - 600) < 2 and tiles["ahead"]["clock_skewed"]
-        assert abs(tiles["behind"]["clock_offset"] + 420) < 2 and tiles["behind"]["clock_skewed"]
-        assert abs(tiles["stepping"]["clock_offset"]) < 1 and not tiles["stepping"]["clock_skewed"]
+        assert abs(tiles["ahead"]["clock_offset"] - 600) < 2
+        assert tiles["ahead"]["clock_note"] == "clock 10 min ahead"
+        assert abs(tiles["behind"]["clock_offset"] + 420) < 2
+        assert tiles["behind"]["clock_note"] == "clock 7 min behind"
+        assert abs(tiles["stepping"]["clock_offset"]) < 1
+        assert tiles["stepping"]["clock_note"] is None
         for name in names:
             assert tiles[name]["state"] in ("ok", "warn"), tiles[name]
             alerts = requests.get(f"{hub.url}/api/hosts/{name}/alerts", timeout=5).json()
@@ -236,6 +253,19 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(tmp_path: Path) ->
             assert fired, f"{name}: no memory alert"
             # On the hub's timeline: 5 s after its first sample, within 2 intervals.
             assert 5 <= fired[-1]["ts"] - first <= 7, (name, fired[-1]["ts"] - first)
+        browser.navigate(hub.url + "/")  # the tiles say it
+        notes = browser.wait_for(
+            "(n => n.length === 2 && n)([...document.querySelectorAll('.tile-clock')]"
+            ".filter(e => !e.hidden).map(e => e.textContent).sort())"
+        )
+        assert notes == ["clock 10 min ahead", "clock 7 min behind"]
+        browser.navigate(hub.url + "/host/ahead")  # and the host's page
+        assert (
+            browser.wait_for(
+                "(n => !n.hidden && n.textContent)(document.getElementById('clock-note'))"
+            )
+            == "clock 10 min ahead"
+        )
         metrics = requests.get(hub.url + "/metrics", timeout=5).text
         ahead = re.search(r'dashboard_host_clock_offset_seconds{host="ahead"} (\S+)', metrics)
         assert ahead and abs(float(ahead.group(1)) - 600) < 2

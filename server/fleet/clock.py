@@ -77,3 +77,17 @@ class LinkClock:
             return round(float(mono) + self.mono_offset, 3)
         ts = float(sample["ts"])
         return round(ts - self.offset, 3) if self.offset is not None else ts
+
+
+def describe(offset: float) -> str:
+    """What a tile says of a clock `offset` seconds off: "clock 10 min ahead"."""
+    size = abs(offset)
+    if size >= 86400:
+        amount = f"{size / 86400:.1f} d"
+    elif size >= 3600:
+        amount = f"{size / 3600:.1f} h"
+    elif size >= 60:
+        amount = f"{size / 60:.0f} min"
+    else:
+        amount = f"{size:.0f} s"
+    return f"clock {amount} {'ahead' if offset > 0 else 'behind'}"

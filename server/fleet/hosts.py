@@ -17,7 +17,7 @@ from typing import Any
 
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
-from server.fleet.clock import LinkClock
+from server.fleet.clock import LinkClock, describe
 from server.history.ring import HistoryRing
 from server.worker import Sampler
 
@@ -189,14 +189,14 @@ class Host:
             "mem": (sample.get("memory") or {}).get("percent"),
             "disk": fullest,
             "alerts": self.alerts.counts(),
-            "clock_offset": self.clock_offset(),
-            "clock_skewed": abs(self.clock_offset() or 0) > self.clock_warn,
+            "clock_offset": None if self.clock.offset is None else round(self.clock.offset, 1),
+            "clock_note": self.clock_note(),
         }
 
-    def clock_offset(self) -> float | None:
-        """Its clock minus the hub's, seconds (positive: ahead); None for the hub's own."""
+    def clock_note(self) -> str | None:
+        """ "clock 10 min ahead" when its clock is off by more than clock_warn, else None."""
         offset = self.clock.offset
-        return None if offset is None else round(offset, 1)
+        return describe(offset) if offset is not None and abs(offset) > self.clock_warn else None
 
 
 class Fleet:
@@ -215,6 +215,8 @@ class Fleet:
         self.viewers: set[str] = set()  # Socket.IO ids of the open fleet pages
         # A web process's copy of the core's tiles (role web); None: judged here.
         self.mirrored: dict[str, Any] | None = None
+        # What the hub cannot do though it serves (its store cannot write): the pages' banner.
+        self.degraded: Callable[[], list[str]] = list
         self._lock = threading.Lock()
 
     def get(self, host_id: str) -> Host | None:
@@ -259,7 +261,7 @@ class Fleet:
             counts = {state: 0 for state in STATES}
             for tile in tiles:
                 counts[tile["state"]] += 1
-            payload = {"hosts": tiles, "counts": counts}
+            payload = {"hosts": tiles, "counts": counts, "degraded": self.degraded()}
         if sparks:
             payload["sparks"] = {h.id: list(h.spark) for h in list(self.hosts.values())}
             payload["spark_step"] = SPARK_STEP

@@ -245,8 +245,9 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
                 continue
             placed = {k: v for k, v in sample.items() if k != "mono"}
             placed.update(ts=host.clock.to_hub(sample), host=host.id)
-            if host.clock.offset is not None:  # the host page's "clock 10 min ahead"
-                placed["clock_offset"] = round(host.clock.offset, 3)
+            offset = host.clock.offset
+            if offset is not None:  # the host page's "clock 10 min ahead"
+                placed.update(clock_offset=round(offset, 3), clock_note=host.clock_note())
             if host.take(placed, functools.partial(self._publish, host)):
                 host.seen(placed)
             self._keep(host, placed, ticket)

@@ -29,7 +29,7 @@ Sample = dict[str, Any]
 
 FORMATS = ("rows", "columns")
 # Tables of the moment, not series: left out of the history (server/history/ring.py).
-MOMENT_KEYS = frozenset({"processes", "server", "clock_offset"})
+MOMENT_KEYS = frozenset({"processes", "server", "clock_offset", "clock_note"})
 LEFT_OUT = frozenset({"ts", "seq"}) | MOMENT_KEYS
 _MISSING = object()  # a sample without this key (null in the answer)
 

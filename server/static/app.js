@@ -484,12 +484,24 @@
     showProcesses(s.processes);
     if (s.uptime !== null && s.uptime !== undefined) uptimeBase = [s.uptime, performance.now()];
     showOwnCost(s.server);
+    showClockNote(s);
     setText("last-seq", "#" + s.seq);
     document.body.dataset.seq = s.seq;
   }
 
+  // An agent's clock, as the hub measured it: "clock 10 min ahead" past the setting.
+  function showClockNote(s) {
+    if (!("clock_offset" in s)) return; // the hub's own host, or a hub that does not measure
+    const note = $("clock-note");
+    note.hidden = !s.clock_note;
+    note.textContent = s.clock_note || "";
+  }
+
   function showOwnCost(own) {
     if (!own) return; // history samples carry none
+    // The hub's store cannot write: say so until it can (the page goes on from memory).
+    $("store-banner").hidden = !own.store_error;
+    setText("store-error", own.store_error || "");
     setText("own-cpu", pct(own.cpu_percent));
     setText("own-rss", bytes(own.rss));
     setText("own-tick", own.tick_ms === null ? "–" : own.tick_ms.toFixed(1) + "\u00a0ms");

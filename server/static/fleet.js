@@ -64,8 +64,9 @@
     const line = svg("polyline", { fill: "none", "stroke-width": 1.2 });
     spark.append(line);
     const age = el("span", "tile-age");
-    a.append(head, body, spark, age);
-    return { el: a, name, state, arcs, ringText, ring, bars, line, age };
+    const clock = el("span", "tile-clock"); // "clock 10 min ahead", as the hub measured it
+    a.append(head, body, spark, age, clock);
+    return { el: a, name, state, arcs, ringText, ring, bars, line, age, clock };
   }
 
   function drawSpark(t, points) {
@@ -100,6 +101,8 @@
       t.bars[k].value.textContent = pct(v);
     }
     t.age.textContent = h.age === null ? "no sample yet" : h.age < 2 ? "live" : "last sample " + h.age.toFixed(0) + " s ago";
+    t.clock.hidden = !h.clock_note;
+    t.clock.textContent = h.clock_note || "";
   }
 
   function favicon(worst) {
@@ -120,6 +123,10 @@
 
   function render(fleet) {
     lastFleet = fleet;
+    // The hub cannot write its history: said until it can.
+    const problems = fleet.degraded || [];
+    $("store-banner").hidden = !problems.length;
+    $("store-error").textContent = problems.join("; ");
     if (fleet.spark_step) sparkStep = fleet.spark_step;
     const box = $("tiles");
     const now = performance.now();

@@ -24,7 +24,6 @@ from server.fleet.hosts import Host
 from server.history.columns import FORMATS
 from server.history.csv_export import history_csv_text
 from server.history.store import MAX_COLUMN_POINTS
-from server.state import DashboardState
 from server.state import current_state as _state
 
 api = Blueprint("api", __name__)
@@ -267,16 +266,8 @@ def healthz() -> ResponseReturnValue:
         return jsonify(body), 503
     # Degraded: the page goes on from memory, but something is not kept. 200:
     # the process serves; the reason says what an operator must fix.
-    problems = degraded(state)
+    problems = state.fleet.degraded()
     body["status"] = "degraded" if problems else "ok"
     if problems:
         body["degraded"] = problems
     return jsonify(body)
-
-
-def degraded(state: DashboardState) -> list[str]:
-    """What the hub cannot do now though it serves: each a line an operator can act on."""
-    problems = []
-    if state.store.failure is not None:
-        problems.append(f"history store cannot write: {state.store.failure}")
-    return problems

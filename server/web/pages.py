@@ -123,6 +123,8 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             charts=series.CHARTS,
             kiosk=_kiosk(),
             firehose=state.firehose is not None,
+            store_error=state.store.failure,
+            clock_note=None if own else host.clock_note(),
         )
     )
 
