@@ -279,7 +279,8 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         while self.hosts_by_sid.get(sid) == host.id:
             sent = time.time()
             try:
-                answer = self.call("clock", {"ts": sent}, to=sid, timeout=5)
+                # The link is this process's own: not through the message queue (role core).
+                answer = self.call("clock", {"ts": sent}, to=sid, timeout=5, ignore_queue=True)
             except Exception:  # a timeout, or the link went: an older agent stays unmeasured
                 answer = None
             if not host.clock.add(sent, time.time(), answer):
