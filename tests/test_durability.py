@@ -234,7 +234,8 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(
 
         def hosts() -> dict[str, Any]:
             answer = requests.get(hub.url + "/api/hosts", timeout=5).json()
-            return {h["id"]: h["summary"] for h in answer["hosts"]}
+            return {h["id"]: {**h["summary"], "clock_offset": h["clock_offset"]}
+                    for h in answer["hosts"]}  # fmt: skip
 
         def settled() -> dict[str, Any] | None:
             tiles = hosts()
@@ -250,7 +251,7 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(
         assert abs(tiles["behind"]["clock_offset"] + 420) < 2
         assert tiles["behind"]["clock_note"] == "clock 7 min behind"
         assert abs(tiles["stepping"]["clock_offset"]) < 1
-        assert tiles["stepping"]["clock_note"] is None
+        assert "clock_note" not in tiles["stepping"]
         for name in names:
             assert tiles[name]["state"] in ("ok", "warn"), tiles[name]
 

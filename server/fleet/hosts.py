@@ -180,7 +180,7 @@ class Host:
         disks = [d.get("percent") for d in sample.get("disks") or []]
         fullest = max((p for p in disks if p is not None), default=None)
         age = self.last_sample_age()
-        return {
+        tile: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "state": self.state,
@@ -189,9 +189,11 @@ class Host:
             "mem": (sample.get("memory") or {}).get("percent"),
             "disk": fullest,
             "alerts": self.alerts.counts(),
-            "clock_offset": None if self.clock.offset is None else round(self.clock.offset, 1),
-            "clock_note": self.clock_note(),
         }
+        note = self.clock_note()
+        if note:  # only then: a tile goes out every second (bytes per host count)
+            tile["clock_note"] = note
+        return tile
 
     def clock_note(self) -> str | None:
         """ "clock 10 min ahead" when its clock is off by more than clock_warn, else None."""

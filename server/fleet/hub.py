@@ -224,7 +224,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         if host is None:
             return {"error": "not connected as an agent", "reason": "link", "retry": True}
         if not self._rate.take(host.id):
-            return self._refuse(host, "rate", "sends too fast: slow down")
+            return self._refuse(host, "rate", "too many messages (sends too fast): slow down")
         if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_BATCH:
             return self._refuse(host, "batch", f"a batch is a list of 1 to {MAX_BATCH} samples")
         failure = self.store_failure()

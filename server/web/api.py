@@ -40,7 +40,9 @@ def _host(host_id: str | None) -> Host:
 @api.get("/api/hosts")
 def hosts() -> ResponseReturnValue:
     """Every host, worst first: id, name, state, last sample age, and its tile."""
-    tiles = _state().fleet.summary()["hosts"]
+    fleet = _state().fleet
+    tiles = fleet.summary()["hosts"]
+    offsets = {h.id: h.clock.offset for h in list(fleet.hosts.values())}
     return jsonify(
         {
             "hosts": [
@@ -49,12 +51,17 @@ def hosts() -> ResponseReturnValue:
                     "name": t["name"],
                     "state": t["state"],
                     "last_sample_age": t["age"],
+                    "clock_offset": _rounded(offsets.get(t["id"]), 3),
                     "summary": t,
                 }
                 for t in tiles
             ]
         }
     )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 @api.get("/api/static")
