@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 from typing import Any
 
 from flask import Flask
@@ -233,13 +234,12 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         socketio.emit("metrics", sample, to=f"host:{host.id}")
         if host.static and host.alerts.cores == 1:
             host.alerts.cores = (host.static.get("cpu") or {}).get("logical") or 1
-        host.notifier(sample)
+        host.notifier(sample, time.time())  # hold times on the hub's clock, not the agent's
 
     link = AgentLink(
         fleet, tokens, publish, lambda host, s, ticket: store.add(s, host=host.id, ticket=ticket)
     )
     link.store_failure = lambda: store.failure
-    fleet.degraded = lambda: [f"history store cannot write: {store.failure}"] * bool(store.failure)
     firehose = _firehose(config, socketio, fleet, link)
     if config.role != "web":  # agents report to the core (Nginx routes them there)
         sampler.preload(store.recent(config.history_seconds))
@@ -260,6 +260,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         lease=lease,
         firehose=firehose,
     )
+    fleet.degraded = state.problems  # the pages' banner and /healthz
     state.registry = metrics_export.build_registry(state)
     app.extensions["dashboard"] = state
     app.register_blueprint(api.api)

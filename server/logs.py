@@ -55,11 +55,17 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c != 9}
+# C0 and C1 controls, and every other Unicode line break (str.splitlines() breaks
+# at U+0085, U+2028, U+2029, ...): a reader that splits there would see a new line.
+_LINE_BREAKS = [0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029]
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c != 9} | {
+    c: f"\\u{c:04x}" for c in _LINE_BREAKS if c > 0xFF
+}
 
 
 class EscapeFilter(logging.Filter):
-    """Control characters in a message (a newline, an ANSI escape) as \\xNN.
+    """Control characters and line breaks in a message (a newline, an ANSI escape,
+    U+0085, U+2028) as \\xNN or \\uNNNN.
 
     Client-supplied strings reach some lines raw (eventlet's access line has
     the request line as sent): none of them may forge a line or a colour.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 
 from flask import current_app
 from prometheus_client import CollectorRegistry
@@ -37,12 +38,40 @@ class DashboardState:
     firehose: Firehose | None = None  # live log tails; None when off
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
     _stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    judged_at: float | None = None  # time.monotonic() of the fleet judge's last round
 
     @property
     def clients(self) -> int:
         return self.access.caps.connected
 
+    def loops(self) -> dict[str, tuple[float | None, float]]:
+        """Each background loop: when it last went round (time.monotonic()), and the
+        longest it may take before it counts as stopped or fallen behind."""
+        if self.config.role == "web":
+            return {}
+        interval = self.config.interval
+        return {
+            "history-writer": (self.store.loop_at, 3 * self.store.batch_seconds + 10),
+            "fleet-judge": (self.judged_at, max(10 * interval, 10)),
+        }
+
+    def problems(self) -> list[str]:
+        """What the hub cannot do now though it serves: each a line an operator can act on
+        (/healthz `degraded`, the pages' banner)."""
+        found = []
+        if self.store.failure is not None:
+            found.append(f"history store cannot write: {self.store.failure}")
+        now = time.monotonic()
+        for name, (at, allowed) in self.loops().items():
+            since = now - (at if at is not None else self.started_at)
+            if since > allowed:
+                found.append(f"background loop {name} has not run for {since:.0f} s")
+        return found
+
     def start(self) -> None:
+        self.started_at = time.monotonic()
         if self.config.role == "web":
             return  # pages only: the core samples, stores and alerts
         if self.lease is not None:
@@ -70,6 +99,7 @@ class DashboardState:
                 return
             try:
                 self.fleet.judge()
+                self.judged_at = time.monotonic()
             except Exception:  # never let one bad host end the judging
                 logging.getLogger("dashboard.fleet").exception("judging the fleet failed")
 

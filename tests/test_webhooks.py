@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from server.alerts.webhooks import WebhookSender
+from server.alerts.webhooks import FairQueue, WebhookSender
 from testkit.wait import wait_until
 from tests.receivers import Receiver
 
@@ -64,8 +64,8 @@ def test_a_hanging_receiver_never_blocks_send_or_the_others() -> None:
     sender.start()
     try:
         started = time.monotonic()
-        for _ in range(300):  # more than the queue holds
-            sender.send(ALERT)
+        for i in range(300):  # more than the queue holds, from 10 hosts
+            sender.send({**ALERT, "host": f"host-{i % 10}"})
         assert time.monotonic() - started < 0.5  # send() only queues
         wait_until(lambda: len(good.bodies) >= 100)
         assert sender.stats()["dropped"] > 0  # the hanging one's queue overflowed
@@ -73,6 +73,25 @@ def test_a_hanging_receiver_never_blocks_send_or_the_others() -> None:
         hanging.close()
         sender.stop()
         good.close()
+
+
+def test_one_hosts_flood_never_crowds_out_anothers_down_or_critical() -> None:
+    """A receiver that is slow to answer; one host floods warnings. Every other host's
+    alerts get their share, and a host_down or a critical goes in even over the cap."""
+    queue = FairQueue(size=100, share=25)
+    flood = [{**ALERT, "host": "noisy", "seq": i} for i in range(300)]
+    assert sum(queue.put(a) for a in flood) == 25  # its share, no more
+    assert queue.put({**ALERT, "host": "quiet"})
+    for i in range(74):  # others fill the rest of the queue
+        assert queue.put({**ALERT, "host": f"other-{i}"})
+    down = {"rule": "host_down", "level": "critical", "host": "db-1"}
+    critical = {**ALERT, "level": "critical", "host": "web-3"}
+    warning = {**ALERT, "host": "web-4"}
+    assert not queue.put(warning)  # full: a warning waits its turn elsewhere
+    assert queue.put(down) is False and queue.put(critical) is False  # in, by eviction
+    out = [queue.get() for _ in range(100)]
+    assert down in out and critical in out and {**ALERT, "host": "quiet"} in out
+    assert sum(1 for a in out if a and a["host"] == "noisy") == 23  # the two evicted: its
 
 
 def test_unreachable_receiver_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from server.alerts.rules import CRITICAL, OK, AlertEngine
+from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
 from server.alerts.webhooks import WebhookSender
 
 log = logging.getLogger("dashboard.alerts")
+
+# Alert changes one host may send to the log and the webhooks a minute; the
+# rest still reach its page and its state. A host_down always goes out.
+CHANGES_PER_MINUTE = 30
 
 
 class AlertNotifier:
@@ -26,15 +31,30 @@ class AlertNotifier:
         self._broadcast = broadcast
         self._webhooks = webhooks
         self.host = host
+        # Said of a host over a budget (its tile shows it): (kind, what happened).
+        self.trouble: Callable[[str, str], None] = lambda kind, text: None
+        self._minute = (-1, 0)  # (minute, changes sent in it)
+        self.held = 0  # changes kept from the log and webhooks, over the budget
 
-    def __call__(self, sample: dict[str, Any]) -> None:
-        for alert in self.engine.evaluate(sample):
+    def __call__(self, sample: dict[str, Any], now: float | None = None) -> None:
+        for alert in self.engine.evaluate(sample, now):
             self.tell(alert)
+        if self.engine.over_budget:
+            self.trouble("mounts", self.engine.over_budget)
+            self.engine.over_budget = None
 
     def tell(self, alert: dict[str, Any]) -> None:
         """One change, to the pages, the webhooks and the log; it names its host."""
         alert["host"] = self.host
         self._broadcast("alert", alert)
+        if alert["rule"] != HOST_DOWN and not self._within_budget():
+            self.held += 1
+            self.trouble(
+                "alerts",
+                f"more than {CHANGES_PER_MINUTE} alert changes a minute: "
+                "the rest are not logged or sent",
+            )
+            return
         self._webhooks.send(alert)
         # Ops read the rotated logs: every change is a WARNING or ERROR line.
         level = logging.ERROR if alert["level"] == CRITICAL else logging.WARNING
@@ -50,3 +70,9 @@ class AlertNotifier:
             alert["previous"],
             self.host,
         )
+
+    def _within_budget(self) -> bool:
+        minute = int(time.monotonic() // 60)
+        count = self._minute[1] + 1 if self._minute[0] == minute else 1
+        self._minute = (minute, count)
+        return count <= CHANGES_PER_MINUTE

@@ -186,6 +186,9 @@ def _values(sample: Sample, cores: int) -> dict[str, float | None]:
     return values
 
 
+MAX_DISK_RULES = 64  # mounts watched per host (a sample carries at most 64)
+
+
 class AlertEngine:
     """All the rules; evaluate(sample) returns the alerts that changed state."""
 
@@ -212,25 +215,45 @@ class AlertEngine:
                 ]
         self.active: dict[str, Alert] = {}
         self.recent: deque[Alert] = deque(maxlen=settings.recent)
+        self.over_budget: str | None = None  # set when a sample asked more than the rules hold
 
-    def _disk_rule(self, mount: str) -> ThresholdRule:
+    def _disk_rule(self, mount: str, present: set[str]) -> ThresholdRule | None:
+        """The rule of a mount; None past MAX_DISK_RULES (the host is over its budget).
+
+        A rule is kept while its mount is sampled or its alert is active, so
+        mount names that come and go cannot grow the rules without bound.
+        """
         name = f"disk:{mount}"
         rule = self._rules.get(name)
         if rule is None:
+            disks = [n for n in self._rules if n.startswith("disk:")]
+            if len(disks) >= MAX_DISK_RULES:
+                for gone in disks:
+                    if gone[5:] not in present and gone not in self.active:
+                        del self._rules[gone]
+                if sum(n.startswith("disk:") for n in self._rules) >= MAX_DISK_RULES:
+                    self.over_budget = f"more than {MAX_DISK_RULES} mounts: the rest not watched"
+                    return None
             thresholds = self.settings.disk_overrides.get(mount, self.settings.rules["disk"])
             rule = self._rules[name] = ThresholdRule(name, f"disk.percent:{mount}", thresholds)
         return rule
 
-    def evaluate(self, sample: Sample) -> list[Alert]:
+    def evaluate(self, sample: Sample, now: float | None = None) -> list[Alert]:
+        """The changes this sample makes; hold times count on `now` (the hub's clock for
+        an agent's sample), or on the sample's own time."""
         if not self.settings.enabled:
             return []
-        now = float(sample.get("ts") or 0.0)
+        now = float(sample.get("ts") or 0.0) if now is None else now
         values = _values(sample, self.cores)
         changes = []
         for rule in [r for r in self._rules.values() if not r.name.startswith("disk:")]:
             changes.append(rule.evaluate(values[rule.metric], now))
-        for disk in [] if "disk" in self._off else sample.get("disks") or []:
-            changes.append(self._disk_rule(disk["mount"]).evaluate(disk.get("percent"), now))
+        disks = [] if "disk" in self._off else sample.get("disks") or []
+        present = {disk["mount"] for disk in disks}
+        for disk in disks:
+            disk_rule = self._disk_rule(disk["mount"], present)
+            if disk_rule is not None:
+                changes.append(disk_rule.evaluate(disk.get("percent"), now))
         for anomaly in self._anomalies:
             changes.append(anomaly.evaluate(values[anomaly.metric], now))
         alerts = [a for a in changes if a is not None]

@@ -12,11 +12,11 @@ import contextlib
 import http.client
 import json
 import logging
-import queue
 import socket
 import threading
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +25,76 @@ from server.data import describe_error
 log = logging.getLogger("dashboard.webhooks")
 
 QUEUE_SIZE = 100
+HOST_SHARE = 25  # of a queue, the most one host's alerts may hold
+
+
+def urgent(alert: dict[str, Any]) -> bool:
+    """Never dropped behind another host's flood: a host going down, a critical."""
+    return alert.get("rule") == "host_down" or alert.get("level") == "critical"
+
+
+class FairQueue:
+    """A receiver's queue, shared fairly among hosts.
+
+    One host holds at most HOST_SHARE of its QUEUE_SIZE places, so one host's
+    flood cannot crowd out another's alerts; an urgent alert goes in even
+    then, taking the place of the newest non-urgent alert of the host that
+    holds the most.
+    """
+
+    def __init__(self, size: int = QUEUE_SIZE, share: int = HOST_SHARE) -> None:
+        self.size = size
+        self.share = share
+        self._items: deque[dict[str, Any] | None] = deque()
+        self._held: dict[str, int] = {}  # host -> alerts it has queued
+        self._ready = threading.Condition()  # green under eventlet
+
+    def put(self, alert: dict[str, Any]) -> bool:
+        """Queue `alert`; False if it was dropped (or an older one was, to make room)."""
+        host = str(alert.get("host"))
+        with self._ready:
+            kept = True
+            if not urgent(alert) and self._held.get(host, 0) >= self.share:
+                return False
+            if len(self._items) >= self.size:
+                if not urgent(alert) or not self._evict():
+                    return False
+                kept = False  # room made by dropping another
+            self._items.append(alert)
+            self._held[host] = self._held.get(host, 0) + 1
+            self._ready.notify()
+            return kept
+
+    def _evict(self) -> bool:
+        """Drop the newest non-urgent alert of the host holding the most; False if none."""
+        for host, _count in sorted(self._held.items(), key=lambda h: -h[1]):
+            for i in range(len(self._items) - 1, -1, -1):
+                item = self._items[i]
+                if item is not None and str(item.get("host")) == host and not urgent(item):
+                    del self._items[i]
+                    self._forget(host)
+                    return True
+        return False
+
+    def _forget(self, host: str) -> None:
+        self._held[host] -= 1
+        if not self._held[host]:
+            del self._held[host]
+
+    def get(self) -> dict[str, Any] | None:
+        """The next alert, waiting for one; None: stop."""
+        with self._ready:
+            while not self._items:
+                self._ready.wait()
+            item = self._items.popleft()
+            if item is not None:
+                self._forget(str(item.get("host")))
+            return item
+
+    def close(self) -> None:
+        with self._ready:
+            self._items.append(None)
+            self._ready.notify()
 
 
 class _Receiver:
@@ -33,7 +103,7 @@ class _Receiver:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(QUEUE_SIZE)
+        self.queue = FairQueue()
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
@@ -130,9 +200,7 @@ class WebhookSender:
     def send(self, alert: dict[str, Any]) -> None:
         """Queue `alert` for every receiver; never blocks."""
         for receiver in self._receivers:
-            try:
-                receiver.queue.put_nowait(alert)
-            except queue.Full:
+            if not receiver.queue.put(alert):
                 receiver.dropped += 1
                 if receiver.dropped == 1 or receiver.dropped % 100 == 0:
                     log.warning(
@@ -143,8 +211,7 @@ class WebhookSender:
 
     def stop(self, timeout: float = 2.0) -> None:
         for receiver in self._receivers:
-            with contextlib.suppress(queue.Full):
-                receiver.queue.put_nowait(None)
+            receiver.queue.close()
         for receiver in self._receivers:
             if receiver.thread.is_alive():
                 receiver.thread.join(timeout)

@@ -27,7 +27,7 @@ class LocalFeed:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sources = {s.name: s for s in sources}
-        self._lines_per_second = lines_per_second
+        self.lines_per_second = lines_per_second
         self._redact = redact
         self._clock = clock
         self._open: dict[str, FileSource | JournalSource] = {}
@@ -53,7 +53,7 @@ class LocalFeed:
         for name in wanted - set(self._open):
             source = open_source(self.sources[name])
             self._open[name] = source
-            self._caps[name] = RateCap(self._lines_per_second, self._clock)
+            self._caps[name] = RateCap(self.lines_per_second, self._clock)
             now = time.time()
             backlogs[name] = [self._line(raw, now) for raw in source.backlog(BACKLOG_LINES)]
         return backlogs

@@ -16,7 +16,9 @@ import os
 import re
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MAX_LINE = 8 * 1024  # bytes of a line kept; the rest is cut, with a marker
 READ_LIMIT = 1024 * 1024  # bytes read from one file per poll: a flood is read over polls
@@ -186,10 +188,10 @@ class RateCap:
         self._passed = 0
         self.dropped = 0  # in the current window, not yet reported
 
-    def admit(self, lines: Iterable[bytes]) -> list[bytes | str]:
+    def admit(self, lines: Iterable[T]) -> list[T | str]:
         """The lines that pass, after a marker (str) for those dropped in an earlier second."""
         window = int(self._clock())
-        out: list[bytes | str] = []
+        out: list[T | str] = []
         if window != self._window:
             if self.dropped:
                 out.append(f"… {self.dropped} lines dropped (over {self.per_second} a second)")
@@ -202,6 +204,6 @@ class RateCap:
                 self.dropped += 1
         return out
 
-    def flush(self) -> list[bytes | str]:
+    def flush(self) -> list[Any]:
         """The marker of a past second's drops, if its second is over."""
         return self.admit(()) if self.dropped and int(self._clock()) != self._window else []

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from server.blocking import run_blocking
 from server.firehose.feed import BACKLOG_LINES, Line, LocalFeed
-from server.firehose.follow import Redactor
+from server.firehose.follow import RateCap, Redactor
 from server.firehose.sources import with_app_log
 
 log = logging.getLogger("dashboard.firehose")
@@ -58,6 +59,7 @@ class Firehose:
         self._backlog: dict[tuple[str, str], deque[Line]] = {}
         self._polling = False
         self._wanted: set[str] = set()  # the local sources pages watch
+        self._agent_caps: dict[tuple[str, str], RateCap] = {}  # (host, source): lines a second
 
     def watched(self, host: str) -> set[str]:
         with self._lock:
@@ -164,8 +166,15 @@ class Firehose:
                     and isinstance(line.get("ts"), int | float)):  # fmt: skip
                 return "a line is {ts, text}"
             clean.append({"ts": float(line["ts"]), "text": line["text"][:MAX_TEXT]})
-        self.relay(host, str(source), clean)
-        return None
+        # The same cap a second as this host's own sources: an agent cannot flood pages.
+        cap = self._agent_caps.get((host, source))
+        if cap is None:  # bounded: a host's sources are named in its static (32 at most)
+            cap = self._agent_caps[host, source] = RateCap(self.feed.lines_per_second)
+        kept = [line if isinstance(line, dict) else {"ts": time.time(), "text": line}
+                for line in cap.admit(clean)]  # fmt: skip
+        if kept:
+            self.relay(host, str(source), kept)
+        return "over the cap: lines dropped" if cap.dropped else None
 
 
 def local_feed(config: Any) -> LocalFeed:

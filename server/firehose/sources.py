@@ -21,7 +21,7 @@ from typing import Any
 
 from server.firehose.follow import FileFollower, Lines, last_lines
 
-NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,32}\Z")  # \Z: "$" would let a newline end it
 MAX_SOURCES = 32
 MAX_FILES = 64  # files one glob may follow
 GLOB_EVERY = 5.0  # seconds between looks for new files matching a glob

@@ -29,6 +29,7 @@ STALE_INTERVALS = 3
 DOWN_AFTER_CLOSE = 10.0
 DOWN_AFTER_STALE = 30.0
 LEVEL_STATE = {CRITICAL: "crit", "warning": "warn", OK: "ok"}
+TROUBLE_SHOWN = 60.0  # seconds a host's trouble stays on its tile after the last time
 SPARK_STEP = 10.0  # seconds per point of a tile's CPU sparkline (15 min: 90 points)
 
 
@@ -60,6 +61,8 @@ class Host:
         self.closed_at: float | None = None if sampler is not None else clock()
         self.state = "ok" if sampler is not None else "down"
         self._stale_since: float | None = None
+        self._trouble: dict[str, tuple[str, float]] = {}  # kind -> (what, when): over budget
+        notifier.trouble = self.note_trouble
         self.spark: deque[float | None] = deque(maxlen=90)
         self._spark_next = 0.0
         # Held while a sample is published and while a page is greeted, so a
@@ -193,7 +196,20 @@ class Host:
         note = self.clock_note()
         if note:  # only then: a tile goes out every second (bytes per host count)
             tile["clock_note"] = note
+        troubles = self.troubles()
+        if troubles:  # over a budget, or refused: why, on its tile
+            tile["trouble"] = troubles
         return tile
+
+    def note_trouble(self, kind: str, text: str) -> None:
+        """This host went over a budget, or sent what was refused: said on its tile a minute."""
+        self._trouble[kind] = (text[:200], self._clock())
+
+    def troubles(self) -> list[str]:
+        """What this host did wrong in the last minute, a line each."""
+        now = self._clock()
+        return [f"{kind}: {text}" for kind, (text, at) in list(self._trouble.items())
+                if now - at < TROUBLE_SHOWN]  # fmt: skip
 
     def clock_note(self) -> str | None:
         """ "clock 10 min ahead" when its clock is off by more than clock_warn, else None."""

@@ -27,116 +27,64 @@ import socketio
 
 from server.access.connections import TokenBucket
 from server.firehose.relay import Firehose
-from server.firehose.sources import MAX_SOURCES, NAME
+from server.fleet import schema
 from server.fleet.clock import LinkClock
 from server.fleet.hosts import Fleet, Host
 from server.fleet.protocol import MAX_BATCH, NAMESPACE
 from server.fleet.tokens import AgentTokens
 from server.history.store import Ticket
-from server.series import SERIES
 
 log = logging.getLogger("dashboard.fleet")
 
 Sample = dict[str, Any]
-SAMPLE_KEYS = frozenset(
-    ["ts", "seq", "cpu", "memory", "swap", "disks", "disk_io", "net", "load", "uptime",
-     "processes", "host", "mono"]
-)  # fmt: skip
-STATIC_KEYS = frozenset(
-    ["hostname", "fqdn", "os", "cpu", "memory_total", "swap_total", "addresses", "boot_time",
-     "interval", "history_seconds", "version", "levels", "host", "log_sources"]
-)  # fmt: skip
 OLDEST = 8 * 86400  # seconds: older samples than an agent can buffer are refused
-INT64 = 2**63  # what the store can keep of an integer
 ACK_DEADLINE = 8.0  # seconds a batch waits for its commit (the agent waits 10)
 CLOCK_EVERY = 10.0  # seconds between round trips that measure a link's clock
 CLOCK_FIRST_WAIT = 3.0  # seconds a first batch waits for the link's first measurement
 # Why a batch was refused, and whether sending it again can help.
 RETRY = {"rate": True, "busy": True, "store": True, "clock": True, "link": True,
-         "batch": False, "shape": False, "claims": False}  # fmt: skip
+         "batch": False, "shape": False, "claims": False, "budget": False}  # fmt: skip
 
 
 class LogOnce:
     """A log line per key at most once a `period`; the rest are counted."""
 
-    def __init__(self, period: float = 60.0) -> None:
+    def __init__(self, period: float = 60.0, level: int = logging.WARNING) -> None:
         self.period = period
+        self.level = level
         self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}  # lines not written since the last
         self.counts: dict[str, int] = {}
 
     def warn(self, who: str, kind: str, message: str) -> None:
+        self.say(who, kind, f"agent {who!r}: {message} (at most once a minute)")
+
+    def say(self, who: str, kind: str, line: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         now = time.monotonic()
         key = (who, kind)
-        if now - self._last.get(key, -math.inf) >= self.period:
-            if len(self._last) > 10_000:
-                self._last.clear()
-            self._last[key] = now
-            log.warning("agent %r: %s (at most once a minute)", who, message)
-
-
-def _number(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and -INT64 <= value < INT64
-    )
+        if now - self._last.get(key, -math.inf) < self.period:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        if len(self._last) > 10_000:
+            self._last.clear()
+            self._held.clear()
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        log.log(self.level, "%s%s", line, f" ({held} more like it not shown)" if held else "")
 
 
 def sample_problem(
     data: Any, now: float, to_hub: Callable[[Sample], float] | None = None
 ) -> str | None:
-    """What is wrong with an agent's sample, or None. Checks what the hub will read;
-    its time as `to_hub` places it on the hub's timeline."""
-    if not isinstance(data, dict) or not set(data) <= SAMPLE_KEYS:
-        return "a sample is a table of the contract's keys"
-    if not isinstance(data.get("ts"), int | float) or not _number(data["ts"]):
-        return "ts must be epoch seconds"
-    if not _number(data.get("mono")):
-        return "mono must be a number"
+    """What is wrong with an agent's sample, or None: its shape (server/fleet/schema.py),
+    then its time as `to_hub` places it on the hub's timeline."""
+    problem = schema.sample_problem(data)
+    if problem is not None:
+        return problem
     ts = to_hub(data) if to_hub else data["ts"]
     if not now - OLDEST <= ts <= now + 300:
         return "ts is in the future or older than 8 days (on the hub's clock)"
-    if not (data.get("seq") is None or (isinstance(data.get("seq"), int) and _number(data["seq"]))):
-        return "seq must be an integer"
-    for key in ("cpu", "memory", "swap", "disk_io", "net"):
-        part = data.get(key)
-        if part is not None and not (isinstance(part, dict) and len(part) <= 8):
-            return f"{key} must be a table"
-        for name, value in (part or {}).items():
-            if name != "per_core" and not _number(value):
-                return f"{key}.{name} must be a number or null"
-    cores = (data.get("cpu") or {}).get("per_core")
-    if cores is not None and not (
-        isinstance(cores, list) and len(cores) <= 1024 and all(_number(c) for c in cores)
-    ):
-        return "cpu.per_core must be a list of numbers"
-    load = data.get("load")
-    if load is not None and not (isinstance(load, list) and len(load) <= 3):
-        return "load must be a list of 3 numbers"
-    disks = data.get("disks") or []
-    if not isinstance(disks, list) or len(disks) > 64:
-        return "disks must be a list of at most 64"
-    for disk in disks:
-        if not isinstance(disk, dict) or not isinstance(disk.get("mount"), str):
-            return "a disk is a table with a mount"
-        if len(disk["mount"]) > 512 or not all(
-            _number(disk.get(k)) for k in ("percent", "total", "used", "free")
-        ):
-            return "a disk's sizes must be numbers"
-    processes = data.get("processes")
-    if processes is not None and not (
-        isinstance(processes, list)
-        and len(processes) <= 100
-        and all(
-            isinstance(p, dict) and isinstance(p.get("name"), str) and len(p["name"]) <= 256
-            for p in processes
-        )
-    ):
-        return "processes must be a list of at most 100 named processes"
-    if not all(_number(s.value(data)) for s in SERIES):
-        return "a series is not a number"
     return None
 
 
@@ -157,6 +105,10 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         self._publish = publish  # a live sample: to its room, its alerts
         self._keep = keep  # every accepted sample: to the store
         self._rate = TokenBucket(burst=6 * max_rate, rate=max_rate)
+        # Connects: an agent reconnects at a backoff of 1 s and more; a burst of 10.
+        self._host_connects = TokenBucket(burst=10, rate=0.2)
+        self._session_connects = TokenBucket(burst=5, rate=0.2)
+        self._link_lines = LogOnce(period=60.0, level=logging.INFO)
         self.hosts_by_sid: dict[str, str] = {}
         self.refusals = LogOnce()
         self.refused: dict[tuple[str, str], int] = {}  # (host, reason) -> batches
@@ -168,6 +120,10 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
 
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         address = str(environ.get("REMOTE_ADDR") or "?")
+        session = self.server.manager.eio_sid_from_sid(sid, NAMESPACE) or sid
+        if not self._session_connects.take(session):  # one WebSocket, connect after connect
+            self.refusals.warn(address, "connects", "refused: too many connects on one session")
+            raise socketio.exceptions.ConnectionRefusedError("too many connects: slow down")
         token = auth.get("token") if isinstance(auth, dict) else None
         host_id = self.tokens.host_of(token)
         if host_id is None:
@@ -180,6 +136,10 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             raise socketio.exceptions.ConnectionRefusedError(
                 f"agent name {host_id!r} is the hub's own host; add the agent under another name"
             )
+        if not self._host_connects.take(host_id):
+            self.refusals.warn(host_id, "connects", "refused: connects too often")
+            self.fleet.ensure(host_id).note_trouble("refused", "connects too often")
+            raise socketio.exceptions.ConnectionRefusedError("too many connects: slow down")
         for old, other in list(self.hosts_by_sid.items()):
             if other == host_id:  # the agent came back before its old link timed out
                 self.hosts_by_sid.pop(old, None)
@@ -189,7 +149,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         host.link(True)
         host.clock = LinkClock()  # measured anew: the agent may be a new process
         self.server.start_background_task(self._measure_clock, sid, host)
-        log.info("agent %s connected from %s", host_id, address)
+        self._link_lines.say(host_id, "connected", f"agent {host_id} connected from {address}")
         if self.firehose is not None and self.firehose.watched(host_id):
             self.emit("firehose_watch", {"sources": sorted(self.firehose.watched(host_id))}, to=sid)
 
@@ -198,22 +158,19 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         host = self.fleet.get(host_id) if host_id else None
         if host is not None and host_id not in self.hosts_by_sid.values():
             host.link(False)
-            log.info("agent %s disconnected (%s)", host_id, reason)
+            self._link_lines.say(host.id, "gone", f"agent {host.id} disconnected ({reason})")
 
     def on_static(self, sid: str, data: Any) -> bool:
         host = self._host(sid)
         if host is None:
             return False
-        if not isinstance(data, dict) or not set(data) <= STATIC_KEYS:
-            self.refusals.warn(host.id, "malformed", "static refused: not the contract's shape")
+        problem = schema.static_problem(data)
+        if problem is not None:
+            self.refusals.warn(host.id, "malformed", f"static refused: {problem}")
+            host.note_trouble("refused", f"static: {problem}")
             return False
         if data.get("host") not in (None, host.id):
             self.refusals.warn(host.id, "claims", f"claims to be host {data.get('host')!r}")
-            return False
-        names = data.get("log_sources", [])
-        if not (isinstance(names, list) and len(names) <= MAX_SOURCES
-                and all(isinstance(n, str) and NAME.match(n) for n in names)):  # fmt: skip
-            self.refusals.warn(host.id, "malformed", "static refused: bad log_sources")
             return False
         host.static = {**data, "host": host.id}
         return True
@@ -270,6 +227,8 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         """Count and log (once a minute) a refusal; the answer says whether to send again."""
         key = (host.id, reason)
         self.refused[key] = self.refused.get(key, 0) + 1
+        if not RETRY[reason] or reason == "rate":  # the agent's doing, not the hub's
+            host.note_trouble("refused", f"{reason}: {message}")
         self.refusals.warn(host.id, reason, f"batch refused ({reason}): {message}")
         return {"error": message, "reason": reason, "retry": RETRY[reason]}
 
@@ -299,6 +258,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         problem = self.firehose.from_agent(host.id, batch)
         if problem:
             self.refusals.warn(host.id, "firehose", f"log lines refused: {problem}")
+            host.note_trouble("logs", problem)
 
     def watch(self, host_id: str, sources: list[str]) -> None:
         """Tell an agent which of its sources pages watch (none: it sends nothing)."""

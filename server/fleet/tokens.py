@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from server.config import Config, ConfigError
 from server.private import write_private_json
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would let a newline end it
 
 
 def token_hash(token: str) -> str:

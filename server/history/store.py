@@ -73,6 +73,9 @@ DISK_TROUBLE = {
     15: "database is locked",  # SQLITE_PROTOCOL
 }
 SYNCHRONOUS = ("normal", "full")
+# Of history_max_mb, what the agents' raw samples may hold together, in equal
+# shares: the rest is the hub's own host's and the downsampled tiers'.
+AGENTS_SHARE = 0.6
 
 
 class Ticket:
@@ -148,6 +151,9 @@ class HistoryStore:
         self.keep_local = keep_local
         self.replay_slack = 0.45 * interval
         self._folded: dict[tuple[str, int], float] = {}
+        self._sized: dict[str, int] = {}  # bytes of raw samples a transaction adds (removes)
+        self._refused: dict[str, str] = {}  # hosts a transaction left out, and why
+        self.host_bytes: dict[str, int] = {}  # bytes of raw samples each host keeps
         self._pending: deque[tuple[str, Sample, Ticket | None]] = deque()
         self._hurry = threading.Event()  # a ticket waits: commit within ack_window
         self._db: sqlite3.Connection | None = None
@@ -162,6 +168,7 @@ class HistoryStore:
         self.failing_since: float | None = None
         self.write_failures = 0
         self.last_success: float | None = None  # time.time() of the last commit
+        self.loop_at: float | None = None  # time.monotonic() the writer loop last went round
 
     # ---- opening, with a corrupt file moved aside
 
@@ -179,7 +186,13 @@ class HistoryStore:
                 aside,
             )
             self._db = self._connect_checked()
-        hosts = [row[0] for row in self._db.execute("SELECT DISTINCT host FROM raw")]
+        self.host_bytes = {
+            host: int(size or 0)
+            for host, size in self._db.execute(
+                "SELECT host, sum(length(sample)) FROM raw GROUP BY host"
+            )
+        }
+        hosts = list(self.host_bytes)
         for host in hosts:
             for step, table in TIER_TABLES.items():
                 last = self._db.execute(
@@ -265,6 +278,7 @@ class HistoryStore:
             except Exception as exc:  # a bug, not the disk: the loop goes on
                 self.write_failures += 1
                 self._warn("loop", f"history writer failed and goes on: {exc!r}")
+            self.loop_at = time.monotonic()
 
     def flush(self) -> None:
         """Write what is pending in one transaction; say why not, and keep what must be kept."""
@@ -281,7 +295,13 @@ class HistoryStore:
             self._last_retention = now
         error = run_blocking(self._guarded, self._write, [(h, s) for h, s, _t in batch])
         if error is None:
-            self._committed(batch)
+            refused = self._refused
+            if refused:  # over their share of the cap: left out, for good
+                for host, _sample, ticket in batch:
+                    if ticket is not None and host in refused:
+                        ticket.resolve(f"budget: {refused[host]}", permanent=True)
+                self.dropped += sum(1 for h, _s, _t in batch if h in refused)
+            self._committed([item for item in batch if item[0] not in refused])
         elif disk_trouble(error) is not None:
             self._disk_failed(batch, str(disk_trouble(error)))
         else:  # the data: write each host's part alone, so one bad sample spoils only its own
@@ -357,10 +377,12 @@ class HistoryStore:
         assert db is not None
         try:
             db.execute("BEGIN IMMEDIATE")
-            self._folded = {}
+            self._folded, self._sized, self._refused = {}, {}, {}
             write(db, *args)
             db.execute("COMMIT")
             self._fold_from.update(self._folded)
+            for host, size in self._sized.items():
+                self.host_bytes[host] = max(self.host_bytes.get(host, 0) + size, 0)
         except Exception as exc:
             try:
                 if db.in_transaction:
@@ -371,12 +393,43 @@ class HistoryStore:
         return None
 
     def _retain(self, db: sqlite3.Connection, now: float) -> None:
+        for host, size in db.execute(
+            "SELECT host, sum(length(sample)) FROM raw WHERE ts < ? GROUP BY host",
+            (now - self.retention.raw,),
+        ):
+            self._sized[host] = -int(size or 0)
         db.execute("DELETE FROM raw WHERE ts < ?", (now - self.retention.raw,))
         for step, table in TIER_TABLES.items():
             db.execute(f"DELETE FROM {table} WHERE ts < ?", (now - self.retention.for_step(step),))
 
+    def host_budget(self) -> int | None:
+        """Bytes of raw samples one agent's host may keep: an equal share of the agents'
+        part of the cap (this host's own samples are never held to it)."""
+        if not self.max_bytes:
+            return None
+        agents = len([h for h in self.host_bytes if h != self.local_host]) or 1
+        return int(self.max_bytes * AGENTS_SHARE / agents)
+
     def _write(self, db: sqlite3.Connection, batch: list[tuple[str, Sample]]) -> None:
-        """The batch and the completed buckets it makes."""
+        """The batch and the completed buckets it makes; an agent's host past its share
+        of the cap is left out (in _refused)."""
+        encoded = [(host, s, compact_json(s)) for host, s in batch]
+        budget = self.host_budget()
+        if budget is not None:
+            adding: dict[str, int] = {}
+            for host, _s, text in encoded:
+                adding[host] = adding.get(host, 0) + len(text)
+            for host, size in adding.items():
+                if host != self.local_host and self.host_bytes.get(host, 0) + size > budget:
+                    mib = self.host_bytes.get(host, 0) / 2**20
+                    self._refused[host] = (
+                        f"its share of history_max_mb is full ({mib:.1f} of "
+                        f"{budget / 2**20:.1f} MiB); older samples must age out first"
+                    )
+            encoded = [row for row in encoded if row[0] not in self._refused]
+            batch = [(host, s) for host, s, _text in encoded]
+        for host, _s, text in encoded:
+            self._sized[host] = self._sized.get(host, 0) + len(text)
         # Within half an interval of a kept sample is the same sample: an
         # agent's replay after a hub restart, its clock offset measured anew.
         db.executemany(
@@ -388,13 +441,13 @@ class HistoryStore:
                     host,
                     s["ts"],
                     s.get("seq"),
-                    compact_json(s),
+                    text,
                     *(series.value(s) for series in STORED),
                     host,
                     s["ts"] - self.replay_slack,
                     s["ts"] + self.replay_slack,
                 )
-                for host, s in batch
+                for host, s, text in encoded
             ],
         )
         spans: dict[str, tuple[float, float]] = {}

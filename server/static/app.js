@@ -12,18 +12,20 @@
 
   // ---------------------------------------------------------------- format
 
+  // A value that is not a finite number (missing, or bad data from a host) shows a dash.
+  const num = (v) => typeof v === "number" && isFinite(v);
   const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
   function bytes(n) {
-    if (n === null || n === undefined) return "–";
+    if (!num(n)) return "–";
     let i = 0;
     while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
     return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 1 : 0)) + " " + UNITS[i];
   }
-  const rate = (n) => (n === null || n === undefined ? "–" : bytes(n) + "/s");
-  const pct = (p) => (p === null || p === undefined ? "–" : p.toFixed(1) + " %");
+  const rate = (n) => (num(n) ? bytes(n) + "/s" : "–");
+  const pct = (p) => (num(p) ? p.toFixed(1) + " %" : "–");
 
   function duration(seconds) {
-    if (seconds === null || seconds === undefined) return "–";
+    if (!num(seconds)) return "–";
     seconds = Math.floor(seconds);
     const d = Math.floor(seconds / 86400);
     const h = Math.floor((seconds % 86400) / 3600);
@@ -34,7 +36,7 @@
   }
 
   function level(p, rule) {
-    if (p === null || p === undefined) return "unknown";
+    if (!num(p)) return "unknown";
     const l = levels[rule];
     if (!l) return "ok";
     return p >= l.critical ? "crit" : p >= l.warning ? "warn" : "ok";
@@ -49,7 +51,7 @@
 
   function setMeter(id, p) {
     const el = $(id);
-    if (el) el.style.width = (p === null || p === undefined ? 0 : p) + "%";
+    if (el) el.style.width = (num(p) ? p : 0) + "%";
   }
 
   function cell(row, text, cls) {
@@ -449,7 +451,7 @@
     perCore.forEach((p, i) => {
       const core = box.children[i];
       core.querySelector(".core-fill").style.height = (p || 0) + "%";
-      const text = p === null ? "–" : p.toFixed(0) + "%";
+      const text = num(p) ? p.toFixed(0) + "%" : "–";
       core.querySelector(".core-label").textContent = text;
       core.title = "core " + i + ": " + text;
       core.className = "core " + level(p, "cpu");
@@ -474,7 +476,7 @@
 
   function showSample(s) {
     showUsage("cpu", s.cpu ? s.cpu.percent : null);
-    setText("load", s.load ? s.load.map((v) => v.toFixed(2)).join(" · ") : "–");
+    setText("load", Array.isArray(s.load) ? s.load.map((v) => (num(v) ? v.toFixed(2) : "–")).join(" · ") : "–");
     const m = s.memory || {};
     showUsage("memory", m.percent, bytes(m.used) + " of " + bytes(m.total));
     const sw = s.swap || {};
@@ -504,7 +506,7 @@
     setText("store-error", own.store_error || "");
     setText("own-cpu", pct(own.cpu_percent));
     setText("own-rss", bytes(own.rss));
-    setText("own-tick", own.tick_ms === null ? "–" : own.tick_ms.toFixed(1) + "\u00a0ms");
+    setText("own-tick", num(own.tick_ms) ? own.tick_ms.toFixed(1) + "\u00a0ms" : "–");
     setText("own-clients", own.clients + (own.clients === 1 ? " client" : " clients"));
   }
 

@@ -13,7 +13,9 @@
   let sparkStep = 10;
   let lastFleet = null;
 
-  const pct = (p) => (p === null || p === undefined ? "–" : p.toFixed(0) + " %");
+  // A value that is not a finite number (missing, or bad data from a host) shows a dash.
+  const num = (v) => typeof v === "number" && isFinite(v);
+  const pct = (p) => (num(p) ? p.toFixed(0) + " %" : "–");
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -65,15 +67,16 @@
     spark.append(line);
     const age = el("span", "tile-age");
     const clock = el("span", "tile-clock"); // "clock 10 min ahead", as the hub measured it
-    a.append(head, body, spark, age, clock);
-    return { el: a, name, state, arcs, ringText, ring, bars, line, age, clock };
+    const trouble = el("span", "tile-trouble"); // over a budget, or refused: why
+    a.append(head, body, spark, age, clock, trouble);
+    return { el: a, name, state, arcs, ringText, ring, bars, line, age, clock, trouble };
   }
 
   function drawSpark(t, points) {
     const coords = [];
     points.forEach((v, i) => {
       // Right-aligned: the newest point at the right edge, 90 points for 15 minutes.
-      if (v !== null && v !== undefined) coords.push((90 - points.length + i) + "," + (20 - Math.min(v, 100) / 5).toFixed(1));
+      if (num(v)) coords.push((90 - points.length + i) + "," + (20 - Math.min(v, 100) / 5).toFixed(1));
     });
     t.line.setAttribute("points", coords.join(" "));
   }
@@ -97,12 +100,14 @@
     t.ring.setAttribute("aria-label", ok + " ok, " + warn + " warning, " + crit + " critical");
     for (const k of ["cpu", "mem", "disk"]) {
       const v = h[k];
-      t.bars[k].fill.style.width = (v || 0) + "%";
+      t.bars[k].fill.style.width = (num(v) ? v : 0) + "%";
       t.bars[k].value.textContent = pct(v);
     }
-    t.age.textContent = h.age === null ? "no sample yet" : h.age < 2 ? "live" : "last sample " + h.age.toFixed(0) + " s ago";
+    t.age.textContent = !num(h.age) ? "no sample yet" : h.age < 2 ? "live" : "last sample " + h.age.toFixed(0) + " s ago";
     t.clock.hidden = !h.clock_note;
     t.clock.textContent = h.clock_note || "";
+    t.trouble.hidden = !h.trouble;
+    t.trouble.textContent = (h.trouble || []).join("; ");
   }
 
   function favicon(worst) {

@@ -8,6 +8,8 @@ Prometheus prefers. Rates are exported as measured over the last tick.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from server.series import PERCENT, SERIES, Series, lookup
 from server.state import DashboardState, current_state
 
 metrics_export = Blueprint("metrics_export", __name__)
+log = logging.getLogger("dashboard.metrics")
 
 
 def _ratio(percent: float | None) -> float | None:
@@ -44,6 +47,15 @@ class _Families:
         self, name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
     ) -> None:
         self._add(CounterMetricFamily, name, doc, value, labels or {})
+
+    def merge(self, other: _Families) -> None:
+        """Another set's samples, family by family."""
+        for name, family in other.families.items():
+            mine = self.families.get(name)
+            if mine is None:
+                self.families[name] = family
+            else:
+                mine.samples.extend(family.samples)
 
     def _add(
         self,
@@ -137,6 +149,7 @@ class DashboardCollector(Collector):
         state = self.state
         sampler = state.sampler
         samples = _Families()
+        skipped: list[str] = []
         for host in list(state.fleet.hosts.values()):
             latest = host.latest
             samples.base = {"host": host.id}
@@ -151,9 +164,22 @@ class DashboardCollector(Collector):
                 "The host's clock minus the hub's, measured over its link (agents only).",
                 host.clock.offset,
             )
-            if latest is not None:
-                _sample_families(samples, latest)
+            if latest is None:
+                continue
+            # One host's sample is read into a scratch set first: should it fail
+            # (a shape the checks missed), only that host's families are left out.
+            own = _Families()
+            own.base = samples.base
+            try:
+                _sample_families(own, latest)
+            except Exception:
+                skipped.append(host.id)
+                continue
+            samples.merge(own)
         yield from samples.families.values()
+        if skipped:
+            log.warning("/metrics left out hosts whose latest sample it could not read: %s",
+                        ", ".join(skipped[:10]))  # fmt: skip
         f = _Families()
         f.gauge("node_boot_time_seconds", "Boot time, epoch seconds.", state.static.boot_time)
         f.gauge(
@@ -200,6 +226,13 @@ class DashboardCollector(Collector):
         f.counter("dashboard_history_store_dropped_samples",
                   "Samples given up: past the memory bound while the disk refused, or unstorable.",
                   store.dropped)  # fmt: skip
+        for name, (at, _allowed) in state.loops().items():
+            f.gauge(
+                "dashboard_loop_last_run_age_seconds",
+                "Seconds since each background loop last went round.",
+                None if at is None else time.monotonic() - at,
+                {"loop": name},
+            )
         for (host_id, reason), count in sorted(state.link.refused.items()):
             f.counter(
                 "dashboard_agent_batches_refused",

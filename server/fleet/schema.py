@@ -1,0 +1,264 @@
+"""What an agent may send: one declaration of each message, checked before anything reads it.
+
+The hub checks every `static` and every sample against SAMPLE and STATIC
+below, so the store, the alert rules, the pages and `/metrics` can trust
+what they read: types, ranges that fit the store (64-bit integers, finite
+floats), string lengths and characters, list lengths. A value that fails is
+refused with the path of the first problem.
+
+The numbers that are series take their range from their unit in
+server/series.py (a percentage is 0-100, bytes and rates are whole or
+fractional counts that fit 64 bits); the rest is declared here. A key a new
+capability adds to a sample (containers, checks, ...) is declared here too,
+or every sample that carries it is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from server import series
+
+INT64 = 2**63
+# No control characters and no line breaks of any kind (they would forge log lines).
+PRINTABLE = re.compile(r"\A[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\Z")
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # a host id, as add-agent takes it
+SOURCE = re.compile(r"\A[A-Za-z0-9_.-]{1,32}\Z")  # a log source's name
+MAX_CORES = 1024
+MAX_DISKS = 64  # mounts in one sample
+MAX_PROCESSES = 100
+MAX_ADDRESSES = 64
+MAX_SOURCES = 32
+MAX_LEVELS = 80  # alert rules whose levels a static carries (one per disk, and the rest)
+
+
+class Shape:
+    """A value's declaration; problem() says what is wrong with a value, or None."""
+
+    null: bool = True
+
+    def problem(self, value: Any, path: str) -> str | None:
+        if value is None:
+            return None if self.null else f"{path} is missing"
+        return self.check(value, path)
+
+    def check(self, value: Any, path: str) -> str | None:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Number(Shape):
+    low: float = 0
+    high: float = INT64 - 1
+    integer: bool = False
+    null: bool = True
+
+    def check(self, value: Any, path: str) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{path} must be a number"
+        if self.integer and not isinstance(value, int):
+            return f"{path} must be a whole number"
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            return f"{path} must be within {self.low:g} and {self.high:g}"
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag(Shape):
+    null: bool = True
+
+    def check(self, value: Any, path: str) -> str | None:
+        return None if isinstance(value, bool) else f"{path} must be true or false"
+
+
+@dataclasses.dataclass(frozen=True)
+class Text(Shape):
+    longest: int = 256
+    pattern: re.Pattern[str] = PRINTABLE
+    null: bool = True
+
+    def check(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, str):
+            return f"{path} must be text"
+        if len(value) > self.longest:
+            return f"{path} is longer than {self.longest} characters"
+        if not self.pattern.match(value):
+            return f"{path} has characters it may not have"
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ListOf(Shape):
+    item: Shape
+    longest: int
+    exactly: int | None = None
+    null: bool = True
+
+    def check(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, list):
+            return f"{path} must be a list"
+        if len(value) > self.longest or self.exactly not in (None, len(value)):
+            wanted = self.exactly if self.exactly is not None else f"at most {self.longest}"
+            return f"{path} must have {wanted} items"
+        for i, item in enumerate(value):
+            problem = self.item.problem(item, f"{path}.{i}")
+            if problem:
+                return problem
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table(Shape):
+    fields: Mapping[str, Shape]
+    required: frozenset[str] = frozenset()
+    null: bool = True
+
+    def check(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, dict):
+            return f"{path} must be a table"
+        unknown = [k for k in value if k not in self.fields]
+        if unknown:
+            return f"{path}.{str(unknown[0])[:40]!r} is not a key the contract knows"
+        for key in self.required:
+            if value.get(key) is None:
+                return f"{path}.{key} is missing"
+        for key, item in value.items():
+            problem = self.fields[key].problem(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class MapOf(Shape):
+    """A table whose keys are names (rule names, say), each value of one shape."""
+
+    key: Text
+    value: Shape
+    longest: int
+    null: bool = True
+
+    def check(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, dict) or len(value) > self.longest:
+            return f"{path} must be a table of at most {self.longest} entries"
+        for key, item in value.items():
+            problem = self.key.problem(key, f"{path} key") or self.value.problem(
+                item, f"{path}.{key}"
+            )
+            if problem:
+                return problem
+        return None
+
+
+# A series' unit gives its range (server/series.py).
+UNIT_SHAPES: dict[str, Number] = {
+    series.PERCENT: Number(0, 100),
+    series.BYTES: Number(0, INT64 - 1),
+    series.RATE: Number(0, INT64 - 1),
+    series.LOAD: Number(0, 1e9),
+}
+
+
+def of_series(*path: str | int) -> Number:
+    """The declared series at `path` (a disk's fields: the root filesystem's series)."""
+    for s in series.SERIES:
+        if s.path is not None and tuple(s.path) == path:
+            return UNIT_SHAPES[s.unit]
+    raise KeyError(f"no series at {path}")
+
+
+PERCENT = UNIT_SHAPES[series.PERCENT]
+BYTES = Number(0, INT64 - 1, integer=True)
+DISK = Table(
+    {
+        "mount": Text(512),
+        "device": Text(256),
+        "fstype": Text(32),
+        "percent": of_series("disks", "/", "percent"),
+        "total": BYTES,
+        "used": BYTES,
+        "free": BYTES,
+        "answering": Flag(),
+    },
+    required=frozenset({"mount"}),
+    null=False,
+)
+SAMPLE = Table(
+    {
+        "ts": Number(0, 2**40, null=False),  # epoch seconds (the hub checks the window)
+        "seq": Number(0, INT64 - 1, integer=True),
+        "mono": Number(0, 2**40),  # the agent's monotonic clock (server/fleet/clock.py)
+        "host": Text(64, NAME),
+        "cpu": Table(
+            {"percent": of_series("cpu", "percent"), "per_core": ListOf(PERCENT, MAX_CORES)}
+        ),
+        "memory": Table(
+            {
+                "percent": of_series("memory", "percent"),
+                "total": BYTES,
+                "used": of_series("memory", "used"),
+                "available": BYTES,
+            }
+        ),
+        "swap": Table({"percent": of_series("swap", "percent"), "total": BYTES, "used": BYTES}),
+        "disks": ListOf(DISK, MAX_DISKS),
+        "disk_io": Table(
+            {
+                "read_bps": of_series("disk_io", "read_bps"),
+                "write_bps": of_series("disk_io", "write_bps"),
+            }
+        ),
+        "net": Table({"rx_bps": of_series("net", "rx_bps"), "tx_bps": of_series("net", "tx_bps")}),
+        "load": ListOf(of_series("load", 0), 3, 3),  # 1, 5 and 15 minutes
+        "uptime": Number(0, 2**40),
+        "processes": ListOf(
+            Table(
+                {
+                    "pid": Number(0, 2**31, integer=True),
+                    "name": Text(256),
+                    "cpu_percent": PERCENT,
+                    "memory_percent": PERCENT,
+                },
+                required=frozenset({"name"}),
+                null=False,
+            ),
+            MAX_PROCESSES,
+        ),
+    },
+    null=False,
+)
+COUNT = Number(1, MAX_CORES, integer=True)
+STATIC = Table(
+    {
+        "hostname": Text(255),
+        "fqdn": Text(255),
+        "os": Table({k: Text(128) for k in ("system", "release", "distribution", "machine")}),
+        "cpu": Table({"model": Text(256), "logical": COUNT, "physical": COUNT}),
+        "memory_total": BYTES,
+        "swap_total": BYTES,
+        "addresses": ListOf(
+            Table({"interface": Text(64), "family": Text(16), "address": Text(64)}, null=False),
+            MAX_ADDRESSES,
+        ),
+        "boot_time": Number(0, 2**40),
+        "interval": Number(0.1, 3600),
+        "history_seconds": Number(0, 8 * 86400, integer=True),
+        "version": Text(64),
+        "levels": MapOf(Text(600), MapOf(Text(16), Number(-1e12, 1e12), 8), MAX_LEVELS),
+        "host": Text(64, NAME),
+        "log_sources": ListOf(Text(32, SOURCE, null=False), MAX_SOURCES),
+    },
+    null=False,
+)
+
+
+def sample_problem(sample: Any) -> str | None:
+    return SAMPLE.problem(sample, "sample")
+
+
+def static_problem(static: Any) -> str | None:
+    return STATIC.problem(static, "static")
