@@ -17,7 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,19 +78,26 @@ def caught_up(hub: ServerProcess, names: list[str]) -> bool:
 
 @contextlib.contextmanager
 def hub_and_agents(
-    work: Path, names: list[str], *hub_args: str, agent_env: dict[str, dict[str, str]] | None = None
+    work: Path,
+    names: list[str],
+    *hub_args: str,
+    agent_env: dict[str, dict[str, str]] | None = None,
+    before_agents: Callable[[ServerProcess], None] = lambda hub: None,
 ) -> Iterator[tuple[ServerProcess, dict[str, AgentProcess]]]:
     hub = ServerProcess(work / "hub" / "logs", *hub_args)
     tokens = AgentTokens(str(hub.data_dir))
     agents: dict[str, AgentProcess] = {}
     try:
-        hub.start()
-        for name in names:
+        for name in names:  # known to the hub from its start
             env = (agent_env or {}).get(name)
             agents[name] = AgentProcess(
                 work, name, tokens.add(name), hub.url, env=env,
                 launcher=SLEEP_ON_EVENT if env else None,
-            ).start()  # fmt: skip
+            )  # fmt: skip
+        hub.start()
+        before_agents(hub)
+        for agent in agents.values():
+            agent.start()
         yield hub, agents
     finally:
         for agent in agents.values():
@@ -229,76 +236,95 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(
     # Memory above 0.1 % for 5 s: true on any machine, so the hold is what is timed.
     config.write_text("[alerts.memory]\nwarning = 0.1\ncritical = 1000\nfor_seconds = 5\n")
     names = list(clocks)
-    with hub_and_agents(tmp_path, names, "--config", str(config), agent_env=env) as (hub, _a):
-        wait_until(lambda: caught_up(hub, names), timeout=30, what="agents reporting")
+    # A page on each agent's host from before it starts: when the hub published its
+    # first sample (the crossing, on the hub's clock: memory is above 0.1 % at once).
+    pages: dict[str, RecordingClient] = {}
 
-        def hosts() -> dict[str, Any]:
-            answer = requests.get(hub.url + "/api/hosts", timeout=5).json()
-            return {h["id"]: {**h["summary"], "clock_offset": h["clock_offset"]}
-                    for h in answer["hosts"]}  # fmt: skip
-
-        def settled() -> dict[str, Any] | None:
-            tiles = hosts()
-            ready = all(
-                tiles[n]["state"] in ("ok", "warn") and tiles[n]["clock_offset"] is not None
-                for n in names
-            )
-            return tiles if ready else None
-
-        tiles = wait_until(settled, timeout=15, what="every agent reporting, its clock measured")
-        assert abs(tiles["ahead"]["clock_offset"] - 600) < 2
-        assert tiles["ahead"]["clock_note"] == "clock 10 min ahead"
-        assert abs(tiles["behind"]["clock_offset"] + 420) < 2
-        assert tiles["behind"]["clock_note"] == "clock 7 min behind"
-        assert abs(tiles["stepping"]["clock_offset"]) < 1
-        assert "clock_note" not in tiles["stepping"]
+    def watch_pages(hub: ServerProcess) -> None:
         for name in names:
-            assert tiles[name]["state"] in ("ok", "warn"), tiles[name]
+            pages[name] = RecordingClient()
+            pages[name].connect(hub.url, auth={"host": name})
 
-            def memory_alerts(host: str = name) -> list[dict[str, Any]]:
-                answer = requests.get(f"{hub.url}/api/hosts/{host}/alerts", timeout=5).json()
-                return [a for a in answer["recent"] if a["rule"] == "memory" and a["level"] != "ok"]
+    try:
+        with hub_and_agents(
+            tmp_path, names, "--config", str(config), agent_env=env, before_agents=watch_pages
+        ) as (hub, _a):
+            wait_until(lambda: caught_up(hub, names), timeout=30, what="agents reporting")
 
-            fired = wait_until(memory_alerts, timeout=15, what=f"{name}'s memory alert")
-            first = stored(hub.data_dir, name)[0][0]
-            # On the hub's timeline: 5 s after its first sample, within 2 intervals.
-            assert 5 <= fired[-1]["ts"] - first <= 7, (name, fired[-1]["ts"] - first)
-        browser.navigate(hub.url + "/")  # the tiles say it
-        notes = browser.wait_for(
-            "(n => n.length === 2 && n)([...document.querySelectorAll('.tile-clock')]"
-            ".filter(e => !e.hidden).map(e => e.textContent).sort())"
-        )
-        assert notes == ["clock 10 min ahead", "clock 7 min behind"]
-        browser.navigate(hub.url + "/host/ahead")  # and the host's page
-        assert (
-            browser.wait_for(
-                "(n => !n.hidden && n.textContent)(document.getElementById('clock-note'))"
+            def hosts() -> dict[str, Any]:
+                answer = requests.get(hub.url + "/api/hosts", timeout=5).json()
+                return {h["id"]: {**h["summary"], "clock_offset": h["clock_offset"]}
+                        for h in answer["hosts"]}  # fmt: skip
+
+            def settled() -> dict[str, Any] | None:
+                tiles = hosts()
+                ready = all(
+                    tiles[n]["state"] in ("ok", "warn") and tiles[n]["clock_offset"] is not None
+                    for n in names
+                )
+                return tiles if ready else None
+
+            tiles = wait_until(settled, timeout=15, what="every agent reporting, clock measured")
+            assert abs(tiles["ahead"]["clock_offset"] - 600) < 2
+            assert tiles["ahead"]["clock_note"] == "clock 10 min ahead"
+            assert abs(tiles["behind"]["clock_offset"] + 420) < 2
+            assert tiles["behind"]["clock_note"] == "clock 7 min behind"
+            assert abs(tiles["stepping"]["clock_offset"]) < 1
+            assert "clock_note" not in tiles["stepping"]
+            for name in names:
+                assert tiles[name]["state"] in ("ok", "warn"), tiles[name]
+
+                def memory_alerts(host: str = name) -> list[dict[str, Any]]:
+                    url = f"{hub.url}/api/hosts/{host}/alerts"
+                    recent = requests.get(url, timeout=5).json()["recent"]
+                    return [a for a in recent if a["rule"] == "memory" and a["level"] != "ok"]
+
+                fired = wait_until(memory_alerts, timeout=15, what=f"{name}'s memory alert")
+                published = pages[name].times("metrics")[0]  # monotonic, here
+                first = time.time() - (time.monotonic() - published)
+                # On the hub's clock: 5 s after the hub had its first sample, within 2 intervals.
+                assert 5 <= fired[-1]["ts"] - first <= 7, (name, fired[-1]["ts"] - first)
+            browser.navigate(hub.url + "/")  # the tiles say it
+            notes = browser.wait_for(
+                "(n => n.length === 2 && n)([...document.querySelectorAll('.tile-clock')]"
+                ".filter(e => !e.hidden).map(e => e.textContent).sort())"
             )
-            == "clock 10 min ahead"
-        )
-        metrics = requests.get(hub.url + "/metrics", timeout=5).text
-        ahead = re.search(r'dashboard_host_clock_offset_seconds{host="ahead"} (\S+)', metrics)
-        assert ahead and abs(float(ahead.group(1)) - 600) < 2
-        # The stepping clock: 5 min forward, then 3 min back, 8 s apart; every host
-        # reports all along (never stale or down).
-        states: list[str] = []
+            assert notes == ["clock 10 min ahead", "clock 7 min behind"]
+            browser.navigate(hub.url + "/host/ahead")  # and the host's page
+            assert (
+                browser.wait_for(
+                    "(n => !n.hidden && n.textContent)(document.getElementById('clock-note'))"
+                )
+                == "clock 10 min ahead"
+            )
+            metrics = requests.get(hub.url + "/metrics", timeout=5).text
+            ahead = re.search(r'dashboard_host_clock_offset_seconds{host="ahead"} (\S+)', metrics)
+            assert ahead and abs(float(ahead.group(1)) - 600) < 2
+            # The stepping clock: 5 min forward, then 3 min back, 8 s apart; every host
+            # reports all along (never stale or down).
+            states: list[str] = []
 
-        def watch(seconds: float) -> None:
-            until = time.monotonic() + seconds
-            while time.monotonic() < until:
-                states.extend(tile["state"] for tile in hosts().values())
-                time.sleep(0.5)
+            def watch(seconds: float) -> None:
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:
+                    states.extend(tile["state"] for tile in hosts().values())
+                    time.sleep(0.5)
 
-        (tmp_path / "stepping.clock").write_text("+5m\n")
-        watch(8)
-        (tmp_path / "stepping.clock").write_text("-3m\n")
-        watch(3)
-        wait_until(lambda: abs((hosts()["stepping"]["clock_offset"] or 0) + 180) < 2, timeout=20)
-        watch(3)
-        assert set(states) <= {"ok", "warn"}, states  # warn: this test's memory alert
-        wait_until(lambda: caught_up(hub, names), timeout=20, what="caught up")
-        now = time.time()
-        for name in names:
-            rows = stored(hub.data_dir, name)
-            assert whole(rows) is None, f"{name}: {whole(rows)}"
-            assert abs(rows[-1][0] - now) < 10  # the hub's timeline, not the agent's clock
+            (tmp_path / "stepping.clock").write_text("+5m\n")
+            watch(8)
+            (tmp_path / "stepping.clock").write_text("-3m\n")
+            watch(3)
+            wait_until(
+                lambda: abs((hosts()["stepping"]["clock_offset"] or 0) + 180) < 2, timeout=20
+            )
+            watch(3)
+            assert set(states) <= {"ok", "warn"}, states  # warn: this test's memory alert
+            wait_until(lambda: caught_up(hub, names), timeout=20, what="caught up")
+            now = time.time()
+            for name in names:
+                rows = stored(hub.data_dir, name)
+                assert whole(rows) is None, f"{name}: {whole(rows)}"
+                assert abs(rows[-1][0] - now) < 10  # the hub's timeline, not the agent's clock
+    finally:
+        for page in pages.values():
+            page.close()

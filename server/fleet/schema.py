@@ -123,8 +123,8 @@ class Table(Shape):
         unknown = [k for k in value if k not in self.fields]
         if unknown:
             return f"{path}.{str(unknown[0])[:40]!r} is not a key the contract knows"
-        for key in self.required:
-            if value.get(key) is None:
+        for key, shape in self.fields.items():  # a shape that may not be null may not be absent
+            if value.get(key) is None and (key in self.required or not shape.null):
                 return f"{path}.{key} is missing"
         for key, item in value.items():
             problem = self.fields[key].problem(item, f"{path}.{key}")
@@ -184,7 +184,7 @@ DISK = Table(
         "free": BYTES,
         "answering": Flag(),
     },
-    required=frozenset({"mount"}),
+    required=frozenset({"mount", "device", "fstype"}),  # /metrics labels by all three
     null=False,
 )
 SAMPLE = Table(
