@@ -328,3 +328,62 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(
     finally:
         for page in pages.values():
             page.close()
+
+
+def test_a_locked_database_is_found_and_the_writer_recovers(tmp_path: Path) -> None:
+    """Another process holds the database's write lock for 15 s: /healthz is degraded with
+    the reason, the agent's samples wait in its buffer, and all land once it is let go."""
+    with hub_and_agents(tmp_path, ["agent-1"]) as (hub, _agents):
+        wait_until(lambda: caught_up(hub, ["agent-1"]), timeout=30, what="agent reporting")
+        locker = sqlite3.connect(str(hub.data_dir / "history.sqlite3"), timeout=10)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")
+            health = wait_until(
+                lambda: (
+                    (b := requests.get(hub.url + "/healthz", timeout=5).json())["status"]
+                    == "degraded"
+                    and b
+                ),
+                timeout=30,
+                what="healthz degraded",
+            )
+            assert "locked" in health["degraded"][0]
+            time.sleep(5)
+        finally:
+            locker.rollback()
+            locker.close()
+        wait_until(
+            lambda: requests.get(hub.url + "/healthz", timeout=5).json()["status"] == "ok",
+            timeout=30,
+            what="healthz ok again",
+        )
+        wait_until(lambda: caught_up(hub, ["agent-1"]), timeout=60, interval=1, what="landed")
+        metrics = requests.get(hub.url + "/metrics", timeout=5).text
+        failures = re.search(r"^dashboard_history_store_write_failures_total (\S+)$", metrics, re.M)
+        assert failures and float(failures.group(1)) >= 1
+
+
+def test_a_stopped_background_loop_makes_healthz_degraded(tmp_path: Path) -> None:
+    """In process: a writer or judge loop that has not gone round in time is named."""
+    from server.app import create_app
+    from server.config import Config
+    from server.state import current_state
+
+    app, _ = create_app(
+        Config(async_mode="threading", log_dir=str(tmp_path / "logs"),
+               data_dir=str(tmp_path / "data"))
+    )  # fmt: skip
+    with app.app_context():
+        state = current_state()
+    state.sampler.tick()  # a sample, so /healthz is past "starting"
+    client = app.test_client()
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    state.started_at -= 1000  # neither loop has run since
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "degraded"
+    assert any("history-writer" in p for p in body["degraded"])
+    assert any("fleet-judge" in p for p in body["degraded"])
+    state.store.loop_at = state.judged_at = time.monotonic()
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    ages = client.get("/metrics").get_data(as_text=True)
+    assert 'dashboard_loop_last_run_age_seconds{loop="history-writer"}' in ages
