@@ -365,6 +365,46 @@ class Bench:
                          "%")  # fmt: skip
                 self.add("ack", f"N={count} {label}: hub CPU", [f["cpu"]], "%")
 
+    # 6c. the check of every sample an agent sends: the declaration against the old checks
+    def check_cost(self) -> None:
+        import importlib.util
+        import random as random_module
+
+        from server.fleet.hub import sample_problem
+        from testkit.synthetic import synthetic_sample
+
+        print(f"6c. Sample check: per sample, this tree against {ACK_BEFORE}", flush=True)
+        source = subprocess.run(
+            ["git", "show", f"{ACK_BEFORE}:server/fleet/hub.py"],
+            cwd=ROOT, capture_output=True, check=True, text=True,
+        ).stdout  # fmt: skip
+        spec = importlib.util.spec_from_loader("hub_before", loader=None)
+        assert spec is not None
+        before = importlib.util.module_from_spec(spec)
+        exec(compile(source, "hub_before.py", "exec"), before.__dict__)
+        rng = random_module.Random(1)
+        now = time.time()
+        samples = [synthetic_sample(now - i, i + 1, rng) for i in range(1000)]
+        for sample in samples:  # as an agent sends them: 5 processes
+            sample["processes"] = [
+                {"pid": p, "name": f"proc-{p}", "cpu_percent": 1.5, "memory_percent": 0.4}
+                for p in range(5)
+            ]
+        old_check: Callable[[Any, float], str | None] = before.sample_problem
+        checks: dict[str, Callable[[Any], str | None]] = {
+            "before": lambda s: old_check(s, now),
+            "after": lambda s: sample_problem(s, now),
+        }
+        results: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(self.repeat * 3):
+            for name, check in checks.items():  # interleaved: the same machine state
+                started = time.perf_counter()
+                for sample in samples:
+                    assert check(sample) is None
+                results[name].append((time.perf_counter() - started) / len(samples) * 1e6)
+        self.add("check", f"per sample, before ({ACK_BEFORE})", results["before"], "µs")
+        self.add("check", "per sample, after (the declaration)", results["after"], "µs")
+
     def fleet_once(self, count: int, seconds: float, tree: Path = ROOT) -> dict[str, Any]:
         import socketio
 
@@ -794,6 +834,7 @@ def main() -> None:
             "store",
             "fleet",
             "ack",
+            "check",
             "scaleout",
             "firehose",
         ],
@@ -811,7 +852,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sections = args.only or [
         "sampler", "protections", "idle", "fanout", "connect", "store", "fleet", "ack",
-        "scaleout", "firehose",
+        "check", "scaleout", "firehose",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp), args.skip_glances, args.baseline)
@@ -825,6 +866,7 @@ def main() -> None:
             "store": bench.store_cost,
             "fleet": bench.fleet_cost,
             "ack": bench.ack_latency,
+            "check": bench.check_cost,
             "scaleout": bench.scale_out,
             "firehose": bench.firehose_cost,
         }

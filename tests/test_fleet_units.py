@@ -131,7 +131,8 @@ def test_a_replay_fills_the_ring_in_order_once() -> None:
     [
         ({"ts": "now"}, "ts"),
         ({"ts": 1.0}, "ts"),  # older than any buffer
-        ({"ts": None, "extra": 1}, "not a key the contract knows"),
+        ({"ts": "T", "extra": 1}, "sample.extra is not a key the contract knows"),
+        ({"seq": 1}, "sample.ts is missing"),
         ({"ts": "T", "seq": "one"}, "seq"),
         ({"ts": "T", "cpu": {"percent": "high"}, "seq": 1}, "cpu.percent"),
         ({"ts": "T", "disks": [{"mount": "/", "percent": "x"}]}, "disks.0.percent"),

@@ -16,7 +16,6 @@ or every sample that carries it is refused.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -36,17 +35,45 @@ MAX_SOURCES = 32
 MAX_LEVELS = 80  # alert rules whose levels a static carries (one per disk, and the rest)
 
 
+class Problem(Exception):
+    """What is wrong, and where: the path is built on the way out, so a value that
+    passes costs no string work."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
+
+    def at(self, key: Any) -> Problem:
+        self.path.append(str(key)[:40])
+        return self
+
+    def __str__(self) -> str:
+        where = ".".join(reversed(self.path))
+        return f"{where} {self.message}" if where else self.message
+
+
 class Shape:
-    """A value's declaration; problem() says what is wrong with a value, or None."""
+    """A value's declaration; check() raises Problem for a value it does not admit."""
 
     null: bool = True
 
-    def problem(self, value: Any, path: str) -> str | None:
-        if value is None:
-            return None if self.null else f"{path} is missing"
-        return self.check(value, path)
+    def problem(self, value: Any, name: str) -> str | None:
+        """What is wrong with `value` (named `name` in the answer), or None."""
+        try:
+            self.check(value)
+        except Problem as found:
+            return str(found.at(name))
+        return None
 
-    def check(self, value: Any, path: str) -> str | None:
+    def check(self, value: Any) -> None:
+        if value is None:
+            if not self.null:
+                raise Problem("is missing")
+            return
+        self.check_value(value)
+
+    def check_value(self, value: Any) -> None:
         raise NotImplementedError
 
 
@@ -57,22 +84,25 @@ class Number(Shape):
     integer: bool = False
     null: bool = True
 
-    def check(self, value: Any, path: str) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"{path} must be a number"
+    def check_value(self, value: Any) -> None:
+        kind = type(value)  # int and float first: the common case costs two compares
+        if (kind is not int and kind is not float) and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            raise Problem("must be a number")
         if self.integer and not isinstance(value, int):
-            return f"{path} must be a whole number"
-        if not math.isfinite(value) or not self.low <= value <= self.high:
-            return f"{path} must be within {self.low:g} and {self.high:g}"
-        return None
+            raise Problem("must be a whole number")
+        if not self.low <= value <= self.high:  # NaN fails this too
+            raise Problem(f"must be within {self.low:g} and {self.high:g}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Flag(Shape):
     null: bool = True
 
-    def check(self, value: Any, path: str) -> str | None:
-        return None if isinstance(value, bool) else f"{path} must be true or false"
+    def check_value(self, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise Problem("must be true or false")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,14 +111,13 @@ class Text(Shape):
     pattern: re.Pattern[str] = PRINTABLE
     null: bool = True
 
-    def check(self, value: Any, path: str) -> str | None:
+    def check_value(self, value: Any) -> None:
         if not isinstance(value, str):
-            return f"{path} must be text"
+            raise Problem("must be text")
         if len(value) > self.longest:
-            return f"{path} is longer than {self.longest} characters"
+            raise Problem(f"is longer than {self.longest} characters")
         if not self.pattern.match(value):
-            return f"{path} has characters it may not have"
-        return None
+            raise Problem("has characters it may not have")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,17 +127,18 @@ class ListOf(Shape):
     exactly: int | None = None
     null: bool = True
 
-    def check(self, value: Any, path: str) -> str | None:
+    def check_value(self, value: Any) -> None:
         if not isinstance(value, list):
-            return f"{path} must be a list"
+            raise Problem("must be a list")
         if len(value) > self.longest or self.exactly not in (None, len(value)):
             wanted = self.exactly if self.exactly is not None else f"at most {self.longest}"
-            return f"{path} must have {wanted} items"
+            raise Problem(f"must have {wanted} items")
+        check = self.item.check
         for i, item in enumerate(value):
-            problem = self.item.problem(item, f"{path}.{i}")
-            if problem:
-                return problem
-        return None
+            try:
+                check(item)
+            except Problem as found:
+                raise found.at(i) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,20 +147,26 @@ class Table(Shape):
     required: frozenset[str] = frozenset()
     null: bool = True
 
-    def check(self, value: Any, path: str) -> str | None:
+    def __post_init__(self) -> None:
+        # A shape that may not be null may not be absent.
+        needed = self.required | {k for k, shape in self.fields.items() if not shape.null}
+        object.__setattr__(self, "_needed", needed)
+
+    def check_value(self, value: Any) -> None:
         if not isinstance(value, dict):
-            return f"{path} must be a table"
-        unknown = [k for k in value if k not in self.fields]
-        if unknown:
-            return f"{path}.{str(unknown[0])[:40]!r} is not a key the contract knows"
-        for key, shape in self.fields.items():  # a shape that may not be null may not be absent
-            if value.get(key) is None and (key in self.required or not shape.null):
-                return f"{path}.{key} is missing"
+            raise Problem("must be a table")
+        fields = self.fields
         for key, item in value.items():
-            problem = self.fields[key].problem(item, f"{path}.{key}")
-            if problem:
-                return problem
-        return None
+            shape = fields.get(key)
+            if shape is None:
+                raise Problem("is not a key the contract knows").at(key)
+            try:
+                shape.check(item)
+            except Problem as found:
+                raise found.at(key) from None
+        for key in self._needed:  # type: ignore[attr-defined]
+            if value.get(key) is None:
+                raise Problem("is missing").at(key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,16 +178,15 @@ class MapOf(Shape):
     longest: int
     null: bool = True
 
-    def check(self, value: Any, path: str) -> str | None:
+    def check_value(self, value: Any) -> None:
         if not isinstance(value, dict) or len(value) > self.longest:
-            return f"{path} must be a table of at most {self.longest} entries"
+            raise Problem(f"must be a table of at most {self.longest} entries")
         for key, item in value.items():
-            problem = self.key.problem(key, f"{path} key") or self.value.problem(
-                item, f"{path}.{key}"
-            )
-            if problem:
-                return problem
-        return None
+            try:
+                self.key.check(key)
+                self.value.check(item)
+            except Problem as found:
+                raise found.at(key) from None
 
 
 # A series' unit gives its range (server/series.py).
