@@ -139,6 +139,9 @@ def _patch_eventlet() -> None:
     import eventlet
 
     eventlet.monkey_patch()
+    from server.web import websocket_mask
+
+    websocket_mask.install()  # frames unmasked in one XOR, not a bytes per byte
 
 
 def _exit_handler(

@@ -99,3 +99,34 @@ class KeyedLock:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self._held[key]
+
+
+class Signal:
+    """A one-shot event, as light as the async mode allows: eventlet's own Event under
+    eventlet (a green threading.Event is a Condition, a lock and a timer per wait),
+    threading's otherwise. Set and waited on from green threads (or real ones)."""
+
+    def __init__(self) -> None:
+        if _eventlet_patched():
+            from eventlet.event import Event
+
+            self._green: Any = Event()
+            self._plain: threading.Event | None = None
+        else:
+            self._green = None
+            self._plain = threading.Event()
+
+    def set(self) -> None:
+        if self._plain is not None:
+            self._plain.set()
+        elif not self._green.ready():
+            self._green.send(True)
+
+    def is_set(self) -> bool:
+        return self._plain.is_set() if self._plain is not None else bool(self._green.ready())
+
+    def wait(self, timeout: float) -> bool:
+        """True once set; False when `timeout` passed first."""
+        if self._plain is not None:
+            return self._plain.wait(timeout)
+        return bool(self._green.wait(timeout))

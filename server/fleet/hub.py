@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,7 @@ log = logging.getLogger("dashboard.fleet")
 Sample = dict[str, Any]
 OLDEST = 8 * 86400  # seconds: older samples than an agent can buffer are refused
 ACK_DEADLINE = 8.0  # seconds a batch waits for its commit (the agent waits 10)
-CLOCK_EVERY = 10.0  # seconds between round trips that measure a link's clock
+CLOCK_EVERY = 30.0  # seconds between a link's clock round trips (a step shows within it)
 CLOCK_FIRST_WAIT = 3.0  # seconds a first batch waits for the link's first measurement
 # Why a batch was refused, and whether sending it again can help.
 RETRY = {"rate": True, "busy": True, "store": True, "clock": True, "link": True,
@@ -233,8 +234,8 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         return {"error": message, "reason": reason, "retry": RETRY[reason]}
 
     def _measure_clock(self, sid: str, host: Host) -> None:
-        """Round trips on this link: four at once, then one every CLOCK_EVERY seconds."""
-        trips = 0
+        """A round trip on this link at once, then one every CLOCK_EVERY seconds (jittered:
+        a fleet that connected together does not measure together)."""
         while self.hosts_by_sid.get(sid) == host.id:
             sent = time.time()
             try:
@@ -244,8 +245,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
                 answer = None
             if not host.clock.add(sent, time.time(), answer):
                 host.clock.unknown()
-            trips += 1
-            self.server.sleep(0.2 if trips < 4 else CLOCK_EVERY)
+            self.server.sleep(CLOCK_EVERY * random.uniform(0.8, 1.2))
 
     def on_firehose(self, sid: str, batch: Any) -> None:
         """Log lines of a watched source of this agent's host."""

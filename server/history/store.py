@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from server.blocking import run_blocking
+from server.blocking import Signal, run_blocking
 from server.history.columns import to_columns
 from server.history.ring import history_view
 from server.history.tiers import (
@@ -82,7 +82,7 @@ class Ticket:
     """An agent's batch waiting for the commit that holds it; the writer resolves it."""
 
     def __init__(self) -> None:
-        self.done = threading.Event()  # green under eventlet, as the writer is
+        self.done = Signal()  # one per batch: a light one (server/blocking.py)
         self.error: str | None = None
         self.permanent = False  # the data, not the disk: sending it again will not help
 
@@ -134,7 +134,7 @@ class HistoryStore:
         # Durability of a commit: "normal" (WAL) survives the process's crash,
         # "full" (an fsync per commit) also a power cut.
         synchronous: str = "full",
-        ack_window: float = 0.1,
+        ack_window: float = 0.25,
         keep_local: int = 900,
         interval: float = 1.0,
     ) -> None:
