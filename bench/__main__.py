@@ -97,6 +97,17 @@ class Bench:
         )
         return row
 
+    def tree_at(self, revision: str, name: str) -> Path:
+        """This repository as it was at `revision`, unpacked in the work folder: the peer
+        a figure is measured against in the same run."""
+        tree = self.workdir / name
+        tree.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", revision], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "x"], cwd=tree, input=archive, check=True)
+        return tree
+
     def server(self, *args: str, data_dir: Path | None = None) -> ServerProcess:
         logs = Path(tempfile.mkdtemp(dir=self.workdir)) / "logs"
         proc = ServerProcess(logs, *args)
@@ -135,12 +146,7 @@ class Bench:
 
         from werkzeug.security import generate_password_hash
 
-        old = self.workdir / "baseline"
-        old.mkdir()
-        archive = subprocess.run(
-            ["git", "archive", self.baseline], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "x"], cwd=old, input=archive, check=True)
+        old = self.tree_at(self.baseline, "baseline")
         password = "bench password 1"
         config = self.workdir / "protected.toml"
         config.write_text(f'password_hash = "{generate_password_hash(password)}"\n')
@@ -350,12 +356,7 @@ class Bench:
             f"this tree against {before} (acknowledged on arrival, before its commit)",
             flush=True,
         )
-        old = self.workdir / "ack-before"
-        old.mkdir()
-        archive = subprocess.run(
-            ["git", "archive", before], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "x"], cwd=old, input=archive, check=True)
+        old = self.tree_at(before, "ack-before")
         for count in (100, 1000):
             for label, tree in ((f"before ({before})", old), ("after", ROOT)):
                 f = self.fleet_once(count, seconds, tree=tree)

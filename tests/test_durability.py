@@ -76,6 +76,16 @@ def caught_up(hub: ServerProcess, names: list[str]) -> bool:
     return True
 
 
+def degraded_health(hub: ServerProcess, timeout: float) -> dict[str, Any]:
+    """/healthz's answer once it says degraded."""
+
+    def degraded() -> dict[str, Any] | None:
+        body: dict[str, Any] = requests.get(hub.url + "/healthz", timeout=5).json()
+        return body if body["status"] == "degraded" else None
+
+    return wait_until(degraded, timeout=timeout, what="healthz degraded")
+
+
 @contextlib.contextmanager
 def hub_and_agents(
     work: Path,
@@ -166,15 +176,7 @@ def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(
             try:
                 _fill(filler)
                 full_at = time.monotonic()
-                health = wait_until(
-                    lambda: (
-                        (b := requests.get(hub.url + "/healthz", timeout=5).json())["status"]
-                        == "degraded"
-                        and b
-                    ),
-                    timeout=20,
-                    what="healthz degraded",
-                )
+                health = degraded_health(hub, timeout=20)
                 assert "disk full" in health["degraded"][0]
                 samples = page.wait_for("metrics", count=len(page.received("metrics")) + 1)
                 assert "disk full" in samples[-1]["server"]["store_error"]  # the page's banner
@@ -338,15 +340,7 @@ def test_a_locked_database_is_found_and_the_writer_recovers(tmp_path: Path) -> N
         locker = sqlite3.connect(str(hub.data_dir / "history.sqlite3"), timeout=10)
         try:
             locker.execute("BEGIN EXCLUSIVE")
-            health = wait_until(
-                lambda: (
-                    (b := requests.get(hub.url + "/healthz", timeout=5).json())["status"]
-                    == "degraded"
-                    and b
-                ),
-                timeout=30,
-                what="healthz degraded",
-            )
+            health = degraded_health(hub, timeout=30)
             assert "locked" in health["degraded"][0]
             time.sleep(5)
         finally:
