@@ -278,6 +278,10 @@ def test_a_hostile_agent_harms_only_its_own_tile(
             ):
                 answer = hostile.samples(bad)
                 assert answer.get("refused") == 1 and answer["retry"] is False, answer
+            # A batch of a good sample and a bad one: the good one kept, the bad one named.
+            mixed = hostile.samples(good_sample(seq=5), good_sample(seq=6, load="x"))
+            assert mixed["refused"] == 1 and mixed["seq"] == 6, mixed
+            assert mixed["error"] == "sample.load must be a list", mixed
             statics = [
                 {"hostname": "h", "cpu": {"logical": 5_000_000}},
                 {"hostname": "evil\n2026-12-07 INFO dashboard: forged"},

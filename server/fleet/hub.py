@@ -193,13 +193,14 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         now = time.time()
         ticket = Ticket()
         kept = refused = 0
-        problem = None
+        first_problem = None
         for sample in batch:
             problem = sample_problem(sample, now, host.clock.to_hub)
             if problem is None and sample.get("host") not in (None, host.id):
                 problem = f"claims host {sample.get('host')!r}"
             if problem is not None:
                 refused += 1
+                first_problem = first_problem or problem
                 continue
             placed = {k: v for k, v in sample.items() if k != "mono"}
             placed.update(ts=host.clock.to_hub(sample), host=host.id)
@@ -220,8 +221,9 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         last = batch[-1]
         answer: dict[str, Any] = {"ts": last.get("ts"), "seq": last.get("seq")}
         if refused:
-            self._refuse(host, "shape", f"{refused} of {len(batch)} samples refused: {problem}")
-            answer.update(refused=refused, reason="shape", error=problem, retry=False)
+            message = f"{refused} of {len(batch)} samples refused: {first_problem}"
+            self._refuse(host, "shape", message)
+            answer.update(refused=refused, reason="shape", error=first_problem, retry=False)
         return answer
 
     def _refuse(self, host: Host, reason: str, message: str) -> dict[str, Any]:
