@@ -328,3 +328,36 @@ def test_a_step_coarser_than_the_tiers_regroups_them_exactly(tmp_path: Path) -> 
     batches = list(store.iter_points(T0, T0 + 1800, 30, batch=7))
     assert [p for batch in batches for p in batch] == thirties and len(batches) > 2
     store.stop()
+
+
+def test_an_agent_past_its_share_of_the_cap_is_refused_and_the_others_are_not(
+    tmp_path: Path,
+) -> None:
+    """history_max_mb is shared: the agents' raw samples 60 % of it in equal shares.
+    A host that sends fat samples fills its own share and is refused (for good, with
+    the reason); another agent and the hub's own host go on."""
+    clock = [T0]
+    store = make_store(tmp_path, clock, max_bytes=4 * 2**20, local_host="hub")
+    rng = random.Random(8)
+    fat_tickets = []
+    for i in range(400):
+        clock[0] = T0 + i
+        fat = synthetic_sample(T0 + i, i + 1, rng)
+        fat["disks"] = [
+            {**fat["disks"][0], "mount": f"/m{m}", "device": "d" * 200} for m in range(64)
+        ]
+        ticket, thin = Ticket(), Ticket()
+        fat_tickets.append(ticket)
+        store.add(fat, host="fat", ticket=ticket)
+        store.add(synthetic_sample(T0 + i, i + 1, rng), host="thin", ticket=thin)
+        store.add(synthetic_sample(T0 + i, i + 1, rng))
+        store.flush()
+        assert thin.wait(0) is None
+    refused = [t for t in fat_tickets if t.error]
+    assert refused and all(t.permanent and t.error.startswith("budget: ") for t in refused)
+    assert "share of history_max_mb is full" in refused[0].error
+    share = store.host_budget()
+    assert share is not None and store.host_bytes["fat"] <= share
+    assert len(store.points(T0, T0 + 400, 1, host="thin")) == 400
+    assert len(store.points(T0, T0 + 400, 1)) == 400  # the hub's own: never held to it
+    store.stop()

@@ -295,17 +295,22 @@ class HistoryStore:
             self._last_retention = now
         error = run_blocking(self._guarded, self._write, [(h, s) for h, s, _t in batch])
         if error is None:
-            refused = self._refused
-            if refused:  # over their share of the cap: left out, for good
-                for host, _sample, ticket in batch:
-                    if ticket is not None and host in refused:
-                        ticket.resolve(f"budget: {refused[host]}", permanent=True)
-                self.dropped += sum(1 for h, _s, _t in batch if h in refused)
-            self._committed([item for item in batch if item[0] not in refused])
+            self._settle(batch)
         elif disk_trouble(error) is not None:
             self._disk_failed(batch, str(disk_trouble(error)))
         else:  # the data: write each host's part alone, so one bad sample spoils only its own
             self._write_apart(batch, error)
+
+    def _settle(self, batch: list[tuple[str, Sample, Ticket | None]]) -> None:
+        """After a commit: the hosts it left out (over their share of the cap) are told
+        so, for good; the rest are committed."""
+        refused = self._refused
+        for host, _sample, ticket in batch:
+            if host in refused:
+                self.dropped += 1
+                if ticket is not None:
+                    ticket.resolve(f"budget: {refused[host]}", permanent=True)
+        self._committed([item for item in batch if item[0] not in refused])
 
     def _committed(self, batch: list[tuple[str, Sample, Ticket | None]]) -> None:
         self.written += len(batch)
@@ -353,7 +358,7 @@ class HistoryStore:
         for group in groups.values():
             failed = run_blocking(self._guarded, self._write, [(h, s) for h, s, _t in group])
             if failed is None:
-                self._committed(group)
+                self._settle(group)
                 continue
             self.dropped += len(group)
             self._warn(f"data {group[0][0]}", f"history of {group[0][0]!r}: {len(group)} "
