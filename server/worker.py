@@ -6,7 +6,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from server.history.ring import HistoryRing
@@ -184,9 +184,11 @@ class Sampler:
     def history(self, seconds: float | None = None) -> list[Sample]:
         return self.ring.rows(seconds)
 
-    def columns(self, seconds: float | None = None) -> dict[str, Any]:
+    def columns(
+        self, seconds: float | None = None, metrics: Collection[str] | None = None
+    ) -> dict[str, Any]:
         with self._publish_lock:
-            return self.ring.columns(seconds)
+            return self.ring.columns(seconds, metrics=metrics)
 
     def send_history(self, send: Callable[[HistoryRing, Sample | None], None]) -> None:
         """Give `send` the ring and the latest sample while no tick can publish in between."""

@@ -353,9 +353,10 @@ def test_an_agent_past_its_share_of_the_cap_is_refused_and_the_others_are_not(
         store.add(synthetic_sample(T0 + i, i + 1, rng))
         store.flush()
         assert thin.wait(0) is None
-    refused = [t for t in fat_tickets if t.error]
-    assert refused and all(t.permanent and t.error.startswith("budget: ") for t in refused)
-    assert "share of history_max_mb is full" in refused[0].error
+    refused = [t.error for t in fat_tickets if t.error and t.permanent]
+    assert refused and len(refused) == sum(1 for t in fat_tickets if t.error)
+    assert all(e.startswith("budget: ") for e in refused)
+    assert "share of history_max_mb is full" in refused[0]
     share = store.host_budget()
     assert share is not None and store.host_bytes["fat"] <= share
     assert len(store.points(T0, T0 + 400, 1, host="thin")) == 400

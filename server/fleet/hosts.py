@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from server.alerts.notify import AlertNotifier
@@ -94,11 +94,13 @@ class Host:
             return self.sampler.history(seconds)
         return self.ring.rows(seconds)
 
-    def columns(self, seconds: float | None = None) -> dict[str, Any]:
+    def columns(
+        self, seconds: float | None = None, metrics: Collection[str] | None = None
+    ) -> dict[str, Any]:
         if self.sampler:
-            return self.sampler.columns(seconds)
+            return self.sampler.columns(seconds, metrics)
         with self.lock:
-            return self.ring.columns(seconds)
+            return self.ring.columns(seconds, metrics=metrics)
 
     def greet(self, send: Callable[[HistoryRing, Sample | None], None]) -> None:
         """Give `send` the ring and latest sample while none of this host's can be published."""

@@ -90,13 +90,19 @@ class ColumnRing:
             self._columns[key] = column
             self._missing[key] = len(self._ts) - 1
 
-    def columns(self, step: int = 1, since: float | None = None) -> dict[str, Any]:
-        """The column form of the samples after `since` (all of them if None)."""
+    def columns(
+        self, step: int = 1, since: float | None = None, metrics: Collection[str] | None = None
+    ) -> dict[str, Any]:
+        """The column form of the samples after `since` (all of them if None); of the
+        columns of `metrics` and their bands only, if given: what a page draws
+        (series.CHARTED) is a third of what a sample carries."""
         ts = list(self._ts)
         start = 0 if since is None else bisect.bisect_right(ts, since)
         ts = ts[start:]
         columns: dict[str, list[Any]] = {}
         for key, kept in self._columns.items():
+            if metrics is not None and not of_metrics(key, metrics):
+                continue  # not copied at all: a host of 1,024 cores has 1,024 such columns
             column = list(kept)[start:]
             if self._missing[key]:
                 if column.count(_MISSING) == len(column):
@@ -118,20 +124,11 @@ def column_form(ts: list[float], columns: dict[str, list[Any]], step: int) -> di
     return {"format": "columns", "step": step, "ts": ts, "series": series, "constant": constant}
 
 
-def only(body: dict[str, Any], metrics: Collection[str]) -> dict[str, Any]:
-    """`body` with only the columns of `metrics` and their bands: what a page
-    draws (series.CHARTED) is a third of what a sample carries."""
-
-    def wanted(key: str) -> bool:
-        if key.startswith("bands."):
-            key = key[len("bands.") :].rpartition(".")[0]
-        return key in metrics
-
-    return {
-        **body,
-        "series": {k: v for k, v in body["series"].items() if wanted(k)},
-        "constant": {k: v for k, v in body["constant"].items() if wanted(k)},
-    }
+def of_metrics(key: str, metrics: Collection[str]) -> bool:
+    """Whether a column is one of `metrics` or one of their bands."""
+    if key.startswith("bands."):
+        key = key[len("bands.") :].rpartition(".")[0]
+    return key in metrics
 
 
 def to_columns(samples: Sequence[Sample], step: int = 1) -> dict[str, Any]:

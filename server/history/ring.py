@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Collection
 from typing import Any
 
 from server.history.columns import MOMENT_KEYS, ColumnRing
@@ -65,9 +66,15 @@ class HistoryRing:
         cutoff = samples[-1]["ts"] - seconds
         return [s for s in samples if s["ts"] > cutoff]
 
-    def columns(self, seconds: float | None = None, after: float | None = None) -> dict[str, Any]:
+    def columns(
+        self,
+        seconds: float | None = None,
+        after: float | None = None,
+        metrics: Collection[str] | None = None,
+    ) -> dict[str, Any]:
         """The column form of the last `seconds`, or of the samples after the time
-        `after` (a page that has the rest already); see server/history/columns.py."""
+        `after` (a page that has the rest already), of `metrics` only if given; see
+        server/history/columns.py."""
         if self._columns_stale:
             self._columns = ColumnRing(self.size)
             for row in self._rows:
@@ -76,4 +83,4 @@ class HistoryRing:
         since = None if seconds is None or not self._rows else self._rows[-1]["ts"] - seconds
         if after is not None:
             since = after if since is None else max(since, after)
-        return self._columns.columns(since=since)
+        return self._columns.columns(since=since, metrics=metrics)

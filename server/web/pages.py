@@ -24,7 +24,6 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from server import series
 from server.blocking import Busy
 from server.fleet.hosts import Host
-from server.history import columns
 from server.state import current_state
 from server.wire import html_safe_json
 
@@ -116,7 +115,7 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             # The history in the page, of the charted series only: the charts are
             # full at first paint, and the socket sends only what came after (auth `since`).
             history=(
-                html_safe_json(columns.only(host.columns(), series.CHARTED))
+                html_safe_json(host.columns(metrics=series.CHARTED))
                 if host.latest is not None
                 else None
             ),
