@@ -114,7 +114,11 @@ class _Receiver:
             payload = self.queue.get()
             if payload is None:
                 return
-            self._deliver(payload)
+            try:
+                self._deliver(payload)
+            except Exception:  # a bug in one delivery: the receiver's worker goes on
+                self.failed += 1
+                log.exception("webhook %s: a delivery failed unexpectedly", _redact(self.url))
 
     def _deliver(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
