@@ -18,6 +18,8 @@ NOISY_LOGGERS = (
     "eventlet.wsgi.server",
     "werkzeug",
     "server.app",  # Flask's app.logger: unexpected errors, one traceback a window
+    "dashboard.metrics",  # a host /metrics cannot read: once a scrape otherwise
+    "dashboard.webhooks",  # a receiver that fails: once an alert otherwise
 )
 
 
