@@ -232,3 +232,16 @@ def test_a_fleet_of_one_is_judged_after_each_tick_and_when_the_sampler_stalls(
         assert len(judged) - stalled_at >= 2  # judged with no tick to wait for
     finally:
         state.stop()
+
+
+def test_samples_carry_mono_only_to_a_hub_that_asked_for_the_clocks() -> None:
+    """An older hub refuses keys it does not know: `mono` goes once the hub has asked."""
+    config = Config(hub_url="http://127.0.0.1:9", hub_token="t" * 43, interval=1.0)
+    link = Link(config, {"hostname": "x"})
+    for i in range(3):
+        link.add("metrics", {"ts": 1000.0 + i, "seq": i + 1})
+    assert all("mono" in s for s in link.buffer)  # kept with it
+    assert [s.get("mono") for s in link._next_batch()] == [None] * 3
+    clocks = link._on_clock({"ts": 1.0})
+    assert isinstance(clocks["ts"], float) and isinstance(clocks["mono"], float)
+    assert all(isinstance(s["mono"], float) for s in link._next_batch())

@@ -68,6 +68,7 @@ class Link:
         self.refused: dict[str, int] = {}  # reason -> batches refused since start
         self._refusals_logged: dict[str, tuple[float, int]] = {}  # reason -> (when, count then)
         self._retry_delay = RETRY_FIRST
+        self._hub_places = False  # the hub asked for our clocks: it reads `mono`
         self._dropped_logged = 0.0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -130,7 +131,9 @@ class Link:
             self._firehose.start()
 
     def _on_clock(self, data: Any = None) -> dict[str, float]:
-        """The hub's round trip: this host's clocks, read as late as possible."""
+        """The hub's round trip: this host's clocks, read as late as possible. A hub that
+        asks places samples by `mono`; an older one would refuse the key."""
+        self._hub_places = True
         return {"ts": time.time(), "mono": time.monotonic()}
 
     def _on_firehose_watch(self, data: Any = None) -> None:
@@ -181,6 +184,7 @@ class Link:
         self.sio.emit("static", self.static, namespace=NAMESPACE)
         with self._lock:
             self.sent = self.acked  # what the hub did not acknowledge goes again
+            self._hub_places = False  # until this hub asks for our clocks
         self._connected.set()
         self._wake.set()
 
@@ -204,8 +208,7 @@ class Link:
             self._wake.wait(1.0)
             self._wake.clear()
             while self._connected.is_set() and not self._stop.is_set():
-                with self._lock:
-                    batch = [s for s in self.buffer if s["seq"] > self.sent][:MAX_BATCH]
+                batch = self._next_batch()
                 if not batch:
                     break
                 try:
@@ -215,6 +218,14 @@ class Link:
                 wait = self._answered(batch, answer)
                 if wait:  # refused for a passing reason: the same samples again, later
                     self._stop.wait(wait)
+
+    def _next_batch(self) -> list[Sample]:
+        """The oldest samples not sent since the last connect, at most MAX_BATCH."""
+        with self._lock:
+            batch = [s for s in self.buffer if s["seq"] > self.sent][:MAX_BATCH]
+        if not self._hub_places:  # not asked for our clocks (yet): an older hub
+            batch = [{k: v for k, v in s.items() if k != "mono"} for s in batch]
+        return batch
 
     def _answered(self, batch: list[Sample], answer: Any) -> float:
         """Take the hub's answer; seconds to wait before sending these again, or 0."""
