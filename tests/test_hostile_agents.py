@@ -81,7 +81,7 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 def mutated_samples(draw: st.DrawFn) -> dict[str, Any]:
     """A good sample with a few of its values (or keys) replaced by anything; or many
     entities (cores, disks, processes) past or at their bounds."""
-    sample = synthetic_sample(time.time(), 1, random.Random(draw(st.integers(0, 1000))))
+    sample = synthetic_sample(time.time(), 1, draw(st.randoms(use_true_random=False)))
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(sample)
         path = draw(st.sampled_from(paths))
