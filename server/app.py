@@ -153,7 +153,6 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         local_host=local_id,
         synchronous=config.history_sync,
         keep_local=math.ceil(config.history_seconds / config.interval),  # what the ring holds
-        interval=config.interval,
     )
     own = OwnUsage()
     gates = access.install(app, config)

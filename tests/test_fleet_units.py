@@ -245,3 +245,41 @@ def test_samples_carry_mono_only_to_a_hub_that_asked_for_the_clocks() -> None:
     clocks = link._on_clock({"ts": 1.0})
     assert isinstance(clocks["ts"], float) and isinstance(clocks["mono"], float)
     assert all(isinstance(s["mono"], float) for s in link._next_batch())
+
+
+def test_a_suspended_agents_monotonic_clock_is_placed_again_at_once() -> None:
+    from server.fleet.clock import LinkClock
+
+    clock = LinkClock()
+    for i in range(8):  # steady: the agent's monotonic clock 1,000 s behind the hub's
+        hub = 2000.0 + 30 * i
+        clock.add(hub, hub + 0.002, {"ts": hub + 0.001, "mono": hub - 1000 + 0.001})
+    assert clock.mono_offset is not None and abs(clock.mono_offset - 1000) < 0.01
+    # Suspended 120 s: its monotonic clock did not move meanwhile, the hub's did.
+    hub = 2400.0
+    clock.add(hub, hub + 0.05, {"ts": hub + 0.025, "mono": hub - 1120 + 0.025})
+    assert abs(clock.mono_offset - 1120) < 0.05  # not the older, shorter round trips
+    assert clock.to_hub({"ts": 0, "mono": 1300.0}) == round(1300.0 + clock.mono_offset, 3)
+
+
+def test_a_resolution_goes_out_past_the_alert_budget() -> None:
+    from server.alerts.notify import CHANGES_PER_MINUTE, AlertNotifier
+    from server.alerts.rules import AlertEngine
+    from server.alerts.settings import parse_settings
+
+    sent: list[dict[str, Any]] = []
+
+    class Hooks:
+        def send(self, alert: dict[str, Any]) -> None:
+            sent.append(alert)
+
+    engine = AlertEngine(parse_settings({}), interval=1.0, cores=1, host="h")
+    notifier = AlertNotifier(engine, lambda e, d: None, Hooks(), "h")  # type: ignore[arg-type]
+    fired = {"rule": "cpu", "metric": "cpu.percent", "level": "critical", "previous": "ok",
+             "value": 99, "threshold": 90, "ts": 1.0}  # fmt: skip
+    notifier.tell(dict(fired))
+    for i in range(CHANGES_PER_MINUTE + 5):  # another rule flapping past the budget
+        notifier.tell({**fired, "rule": f"disk:/m{i}", "level": "warning"})
+    notifier.tell({**fired, "level": "ok", "previous": "critical"})
+    assert sent[-1]["rule"] == "cpu" and sent[-1]["level"] == "ok"  # closed where it opened
+    assert notifier.held > 0

@@ -362,3 +362,32 @@ def test_an_agent_past_its_share_of_the_cap_is_refused_and_the_others_are_not(
     assert len(store.points(T0, T0 + 400, 1, host="thin")) == 400
     assert len(store.points(T0, T0 + 400, 1)) == 400  # the hub's own: never held to it
     store.stop()
+
+
+def test_replays_are_told_by_seq_so_samples_closer_than_a_second_all_stay(
+    tmp_path: Path,
+) -> None:
+    """An agent sampling every 0.2 s: each sample kept; a resend (same seq, its time
+    placed a little differently) neither stored twice nor counted twice in its bytes."""
+    clock = [T0]
+    store = make_store(tmp_path, clock)
+    rng = random.Random(9)
+    samples = [synthetic_sample(T0 + i * 0.2, i + 1, rng) for i in range(10)]
+    for sample in samples:
+        store.add(sample, host="fast", ticket=Ticket())
+    store.flush()
+    size = store.host_bytes["fast"]
+    for sample in samples:
+        store.add({**sample, "ts": sample["ts"] + 0.03}, host="fast", ticket=Ticket())
+    store.flush()
+    assert len(store.points(T0, T0 + 5, 1, host="fast")) == 10
+    assert store.host_bytes["fast"] == size
+    store.stop()
+
+
+def test_a_corrupt_database_is_the_disks_trouble_not_the_datas() -> None:
+    from server.history.store import disk_trouble
+
+    assert disk_trouble(sqlite3.DatabaseError("database disk image is malformed"))
+    assert disk_trouble(OverflowError("Python int too large to convert to SQLite INTEGER")) is None
+    assert disk_trouble(sqlite3.IntegrityError("NOT NULL constraint failed")) is None

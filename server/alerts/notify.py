@@ -35,6 +35,7 @@ class AlertNotifier:
         self.trouble: Callable[[str, str], None] = lambda kind, text: None
         self._minute = (-1, 0)  # (minute, changes sent in it)
         self.held = 0  # changes kept from the log and webhooks, over the budget
+        self._sent: set[str] = set()  # rules whose firing went out: their resolution will
 
     def __call__(self, sample: dict[str, Any], now: float | None = None) -> None:
         for alert in self.engine.evaluate(sample, now):
@@ -47,7 +48,10 @@ class AlertNotifier:
         """One change, to the pages, the webhooks and the log; it names its host."""
         alert["host"] = self.host
         self._broadcast("alert", alert)
-        if alert["rule"] != HOST_DOWN and not self._within_budget():
+        # The resolution of an alert that went out always goes out: an incident opened
+        # in a pager is closed there. The rest count against the host's budget.
+        resolves = alert["level"] == OK and alert["rule"] in self._sent
+        if alert["rule"] != HOST_DOWN and not resolves and not self._within_budget():
             self.held += 1
             self.trouble(
                 "alerts",
@@ -55,6 +59,10 @@ class AlertNotifier:
                 "the rest are not logged or sent",
             )
             return
+        if alert["level"] == OK:
+            self._sent.discard(alert["rule"])
+        else:
+            self._sent.add(alert["rule"])
         self._webhooks.send(alert)
         # Ops read the rotated logs: every change is a WARNING or ERROR line.
         level = logging.ERROR if alert["level"] == CRITICAL else logging.WARNING

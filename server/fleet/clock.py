@@ -51,7 +51,17 @@ class LinkClock:
         if not (mono is None or _finite(mono)):
             return False
         middle = (sent + received) / 2
-        self._trips.append((received - sent, ts - middle, None if mono is None else middle - mono))
+        trip = (received - sent, ts - middle, None if mono is None else middle - mono)
+        placing = trip[2]
+        if (
+            placing is not None
+            and self.mono_offset is not None
+            and abs(placing - self.mono_offset) > trip[0] + MONO_SLACK
+        ):
+            # The monotonic clock moved against the hub's (the agent's machine was
+            # suspended, or the hub's clock stepped): the older round trips are void.
+            self._trips.clear()
+        self._trips.append(trip)
         # The latest round trip says where the wall clock is now (it may have
         # stepped); the shortest one is the best placing of the monotonic clock.
         rtt, self.offset, _mono = self._trips[-1]

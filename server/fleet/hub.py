@@ -213,12 +213,13 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             kept += 1
         if kept:
             error = ticket.wait(ACK_DEADLINE)
-            if error is not None:  # "store: disk full (...)", "busy: ...", "shape: ..."
+            if error is not None:  # "store: disk full (...)", "busy: ...", "budget: ..."
                 reason, _, why = error.partition(": ")
-                reason = "shape" if ticket.permanent else reason if reason in RETRY else "store"
+                if reason not in RETRY:
+                    reason = "shape" if ticket.permanent else "store"
                 return self._refuse(host, reason, f"the hub could not keep them: {why or error}")
         self.accepted += kept
-        last = batch[-1]
+        last = next((s for s in reversed(batch) if isinstance(s, dict)), {})
         answer: dict[str, Any] = {"ts": last.get("ts"), "seq": last.get("seq")}
         if refused:
             message = f"{refused} of {len(batch)} samples refused: {first_problem}"
@@ -238,15 +239,21 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
     def _measure_clock(self, sid: str, host: Host) -> None:
         """A round trip on this link at once, then one every CLOCK_EVERY seconds (jittered:
         a fleet that connected together does not measure together)."""
-        while self.hosts_by_sid.get(sid) == host.id:
+        clock = host.clock  # this link's: a reconnect makes another
+        tries = 0
+        while self.hosts_by_sid.get(sid) == host.id and host.clock is clock:
             sent = time.time()
             try:
                 # The link is this process's own: not through the message queue (role core).
                 answer = self.call("clock", {"ts": sent}, to=sid, timeout=5, ignore_queue=True)
-            except Exception:  # a timeout, or the link went: an older agent stays unmeasured
-                answer = None
-            if not host.clock.add(sent, time.time(), answer):
-                host.clock.unknown()
+            except Exception:  # a timeout, or the link went
+                answer = TimeoutError
+            tries += 1
+            if not clock.add(sent, time.time(), answer):
+                if answer is TimeoutError and not clock.measured.is_set() and tries < 3:
+                    self.server.sleep(1.0)  # asked again before its samples are taken as is
+                    continue
+                clock.unknown()  # an older agent, which answers no clocks
             self.server.sleep(CLOCK_EVERY * random.uniform(0.8, 1.2))
 
     def on_firehose(self, sid: str, batch: Any) -> None:

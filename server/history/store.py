@@ -73,6 +73,10 @@ DISK_TROUBLE = {
     15: "database is locked",  # SQLITE_PROTOCOL
 }
 SYNCHRONOUS = ("normal", "full")
+# The same host's sample with the same seq this close in time is the same sample: an
+# agent's replay after a hub restart, its clock offset measured anew (seq alone is not
+# enough: an agent that restarts counts from 1 again).
+REPLAY_SLACK = 5.0
 # Of history_max_mb, what the agents' raw samples may hold together, in equal
 # shares: the rest is the hub's own host's and the downsampled tiers'.
 AGENTS_SHARE = 0.6
@@ -97,14 +101,21 @@ class Ticket:
         return self.error
 
 
+# Errors that come of the values written, not of the database: one batch's, alone.
+DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+               OverflowError, TypeError, ValueError)  # fmt: skip
+
+
 def disk_trouble(exc: BaseException) -> str | None:
-    """What is wrong with the disk, if that is why `exc` happened."""
+    """What is wrong with the disk or the database, if that is why `exc` happened (it is
+    tried again later); None when the values written were the trouble."""
+    if isinstance(exc, DATA_ERRORS):
+        return None
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in DISK_TROUBLE:
             return f"{DISK_TROUBLE[code & 0xFF]} ({exc})"
-        if isinstance(exc, sqlite3.OperationalError):
-            return str(exc)  # no code: SQLite's own wording of a disk or lock error
+        return str(exc)  # corrupt, or SQLite's own wording of a disk or lock error
     if isinstance(exc, OSError):
         return str(exc)
     return None
@@ -136,7 +147,6 @@ class HistoryStore:
         synchronous: str = "full",
         ack_window: float = 0.25,
         keep_local: int = 900,
-        interval: float = 1.0,
     ) -> None:
         self.path = path
         self.local_host = local_host  # the host of rows from before the fleet, and the default
@@ -149,7 +159,6 @@ class HistoryStore:
         self.synchronous = synchronous
         self.ack_window = ack_window
         self.keep_local = keep_local
-        self.replay_slack = 0.45 * interval
         self._folded: dict[tuple[str, int], float] = {}
         self._sized: dict[str, int] = {}  # bytes of raw samples a transaction adds (removes)
         self._refused: dict[str, str] = {}  # hosts a transaction left out, and why
@@ -239,8 +248,8 @@ class HistoryStore:
 
         What is kept is the sample as in `history`: not the process table or
         the server's own cost, which are of the moment. A sample already kept
-        for its host within half an interval of its time (an agent's replay)
-        is left as it was. With a ticket, the writer commits soon and resolves it.
+        for its host with the same seq within REPLAY_SLACK of its time (an
+        agent's replay) is left as it was. With a ticket, the writer commits soon and resolves it.
         """
         self._pending.append((host or self.local_host, history_view(sample), ticket))
         if ticket is not None:
@@ -360,6 +369,10 @@ class HistoryStore:
             if failed is None:
                 self._settle(group)
                 continue
+            trouble = disk_trouble(failed)
+            if trouble is not None:  # the disk went meanwhile: kept or sent again, not lost
+                self._disk_failed(group, trouble)
+                continue
             self.dropped += len(group)
             self._warn(f"data {group[0][0]}", f"history of {group[0][0]!r}: {len(group)} "
                        f"samples refused by the store: {failed!r}")  # fmt: skip
@@ -412,7 +425,7 @@ class HistoryStore:
         part of the cap (this host's own samples are never held to it)."""
         if not self.max_bytes:
             return None
-        agents = len([h for h in self.host_bytes if h != self.local_host]) or 1
+        agents = len([h for h, b in self.host_bytes.items() if h != self.local_host and b]) or 1
         return int(self.max_bytes * AGENTS_SHARE / agents)
 
     def _write(self, db: sqlite3.Connection, batch: list[tuple[str, Sample]]) -> None:
@@ -433,28 +446,19 @@ class HistoryStore:
                     )
             encoded = [row for row in encoded if row[0] not in self._refused]
             batch = [(host, s) for host, s, _text in encoded]
-        for host, _s, text in encoded:
-            self._sized[host] = self._sized.get(host, 0) + len(text)
-        # Within half an interval of a kept sample is the same sample: an
-        # agent's replay after a hub restart, its clock offset measured anew.
-        db.executemany(
+        # A kept sample of the host with the same seq, a few seconds off, is this one.
+        # One row at a time, to count the bytes of the rows that went in (a resend or
+        # a replay adds none).
+        insert = (
             f"INSERT OR IGNORE INTO raw (host, ts, seq, sample, {', '.join(COLUMNS)}) "
             f"SELECT ?, ?, ?, ?{', ?' * len(COLUMNS)} WHERE NOT EXISTS "
-            "(SELECT 1 FROM raw WHERE host = ? AND ts > ? AND ts < ?)",
-            [
-                (
-                    host,
-                    s["ts"],
-                    s.get("seq"),
-                    text,
-                    *(series.value(s) for series in STORED),
-                    host,
-                    s["ts"] - self.replay_slack,
-                    s["ts"] + self.replay_slack,
-                )
-                for host, s, text in encoded
-            ],
+            "(SELECT 1 FROM raw WHERE host = ? AND ts > ? AND ts < ? AND seq = ?)"
         )
+        for host, s, text in encoded:
+            row = (host, s["ts"], s.get("seq"), text, *(series.value(s) for series in STORED),
+                   host, s["ts"] - REPLAY_SLACK, s["ts"] + REPLAY_SLACK, s.get("seq"))  # fmt: skip
+            if db.execute(insert, row).rowcount == 1:
+                self._sized[host] = self._sized.get(host, 0) + len(text)
         spans: dict[str, tuple[float, float]] = {}
         for host, s in batch:
             low, high = spans.get(host, (s["ts"], s["ts"]))
