@@ -36,7 +36,6 @@ class LinkClock:
 
     def __init__(self) -> None:
         self.offset: float | None = None  # agent wall - hub wall, seconds
-        self.rtt: float | None = None
         self.mono_offset: float | None = None  # hub wall - agent monotonic
         self.measured = threading.Event()  # set after the first answer (or a failed ask)
         self._trips: deque[tuple[float, float, float | None]] = deque(maxlen=KEEP)
@@ -64,9 +63,8 @@ class LinkClock:
         self._trips.append(trip)
         # The latest round trip says where the wall clock is now (it may have
         # stepped); the shortest one is the best placing of the monotonic clock.
-        rtt, self.offset, _mono = self._trips[-1]
-        self.rtt = rtt
-        placings = [(trip, placing) for trip, _wall, placing in self._trips if placing is not None]
+        self.offset = trip[1]
+        placings = [(rtt, placing) for rtt, _wall, placing in self._trips if placing is not None]
         if not placings:
             self.mono_offset = None
         else:

@@ -21,17 +21,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from server import series
+from server.firehose.sources import MAX_SOURCES
+from server.firehose.sources import NAME as SOURCE  # a log source's name
+from server.fleet.tokens import NAME  # a host id, as add-agent takes it
 
 INT64 = 2**63
 # No control characters and no line breaks of any kind (they would forge log lines).
 PRINTABLE = re.compile(r"\A[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\Z")
-NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # a host id, as add-agent takes it
-SOURCE = re.compile(r"\A[A-Za-z0-9_.-]{1,32}\Z")  # a log source's name
 MAX_CORES = 1024
 MAX_DISKS = 64  # mounts in one sample
 MAX_PROCESSES = 100
 MAX_ADDRESSES = 64
-MAX_SOURCES = 32
 MAX_LEVELS = 80  # alert rules whose levels a static carries (one per disk, and the rest)
 
 

@@ -176,7 +176,6 @@ class HistoryStore:
         self.failure: str | None = None  # why writes fail now; None while they work
         self.failing_since: float | None = None
         self.write_failures = 0
-        self.last_success: float | None = None  # time.time() of the last commit
         self.loop_at: float | None = None  # time.monotonic() the writer loop last went round
 
     # ---- opening, with a corrupt file moved aside
@@ -323,7 +322,6 @@ class HistoryStore:
 
     def _committed(self, batch: list[tuple[str, Sample, Ticket | None]]) -> None:
         self.written += len(batch)
-        self.last_success = time.time()
         for _host, _sample, ticket in batch:
             if ticket is not None and not ticket.done.is_set():
                 ticket.resolve()
