@@ -114,12 +114,12 @@ def test_list_settings_from_the_environment() -> None:
     assert config.cors_origins == ("http://wall.lan:8080",)
 
 
-def test_readme_settings_table_is_the_declarations() -> None:
+def test_docs_settings_table_is_the_declarations() -> None:
     from server.config import settings_table
     from testkit.serverproc import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    assert settings_table() in readme, "README's settings table is stale: make settings-table"
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert settings_table() in page, "docs/settings.md's table is stale: make settings-table"
 
 
 GOOD_HASH = "scrypt:32768:8:1$abcdefgh$" + "ab" * 32
