@@ -27,7 +27,7 @@ from server.fleet.tokens import AgentTokens
 from server.history.store import HistoryStore, Retention
 from server.state import DashboardState
 from server.web import api, events, metrics_export, pages, queue
-from server.wire import JsonPacket
+from server.wire import JsonPacket, JsonProvider
 from server.worker import Sampler
 
 TOKENS_EVERY = 5  # ticks between looks at the agents file (add-agent, remove-agent)
@@ -91,7 +91,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     """
     config = config or Config()
     app = Flask(__name__)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = JsonProvider(app)
     # Text answers compressed when served without Nginx (Nginx gzips its own);
     # Socket.IO is Engine.IO's, not Flask's, and is not touched.
     app.config["COMPRESS_MIMETYPES"] = [

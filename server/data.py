@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from server.logs import describe_error
 from server.sampling.counters import disk_counters, net_counters, rate, whole_disks
 from server.sampling.mounts import GONE, NOT_A_DIRECTORY, Filesystem, MountWatch, real_filesystems
 from server.sampling.processes import ProcessTable
@@ -52,11 +53,6 @@ class FailureLog:
             self._failing.discard(field)
             log.info("%s can be read again", field)
         return value
-
-
-def describe_error(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------- static

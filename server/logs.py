@@ -7,6 +7,8 @@ import logging
 import logging.config
 import os
 import time
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 
 from server.config import Config, ConfigError
 
@@ -23,6 +25,83 @@ NOISY_LOGGERS = (
 )
 
 
+def describe_error(exc: BaseException) -> str:
+    """An exception as a log line says it: its type, and its text if it has one."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Throttle:
+    """At most `burst` events per key each `period` seconds; the rest are counted.
+
+    The one way this project keeps a repeating line from flooding the logs:
+    every rate-limited log line goes through one (RateLimitFilter, LogThrottle).
+    """
+
+    def __init__(
+        self,
+        period: float = 60.0,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        self.period = period
+        self.burst = burst
+        self._clock = clock
+        self._max_keys = max_keys  # keys from clients: bounded, forgotten all at once
+        self._windows: dict[Hashable, list[float]] = {}  # key -> [start, passed, held]
+
+    def allow(self, key: Hashable) -> Turn | None:
+        """None: hold this one back (counted). Otherwise its turn: how many were held
+        back in the window before, and whether it is its window's first."""
+        now = self._clock()
+        window = self._windows.get(key)
+        held_before = 0
+        if window is None or now - window[0] >= self.period:
+            held_before = int(window[2]) if window else 0
+            if window is None and len(self._windows) >= self._max_keys:
+                self._windows.clear()
+            window = self._windows[key] = [now, 0, 0]
+        if window[1] >= self.burst:
+            window[2] += 1
+            return None
+        window[1] += 1
+        return Turn(held_before, first=window[1] == 1)
+
+    def forget(self, key: Hashable) -> None:
+        """The next event of `key` passes at once (a failure that ended, say)."""
+        self._windows.pop(key, None)
+
+
+class Turn(NamedTuple):
+    held: int  # events of this key held back in its window before this one
+    first: bool  # the first of its window
+
+
+class LogThrottle:
+    """Log lines of `logger`, each key at most once a `period`; the next line that
+    passes says how many were not shown."""
+
+    def __init__(self, logger: logging.Logger, period: float = 60.0, **throttle: Any) -> None:
+        self.logger = logger
+        self.throttle = Throttle(period, **throttle)
+
+    def log(
+        self, key: Hashable, level: int, line: str, *args: object, exc_info: bool = False
+    ) -> bool:
+        """True if the line was written."""
+        turn = self.throttle.allow(key)
+        if turn is None:
+            return False
+        if turn.held:
+            line = f"{line} ({turn.held} more like it not shown)"
+        self.logger.log(level, line, *args, exc_info=exc_info)
+        return True
+
+    def forget(self, key: Hashable) -> None:
+        self.throttle.forget(key)
+
+
 class RateLimitFilter(logging.Filter):
     """Lets through `burst` records per logger and level each `period` seconds.
 
@@ -30,30 +109,23 @@ class RateLimitFilter(logging.Filter):
     tracebacks past the first of a window are dropped too.
     """
 
-    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
+    def __init__(
+        self, burst: int = 5, period: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
-        self.burst = burst
-        self.period = period
-        self._windows: dict[tuple[str, int], list[float]] = {}  # key -> [start, passed, dropped]
+        self.throttle = Throttle(period, burst, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno)
-        now = time.monotonic()
-        window = self._windows.get(key)
-        if window is None or now - window[0] >= self.period:
-            dropped = int(window[2]) if window else 0
-            window = self._windows[key] = [now, 0, 0]
-            if dropped:
-                record.msg = f"{record.msg} ({dropped} similar messages dropped before this)"
-        if window[1] >= self.burst:
-            window[2] += 1
+        turn = self.throttle.allow((record.name, record.levelno))
+        if turn is None:
             return False
-        if window[1] > 0:
+        if turn.held:
+            record.msg = f"{record.msg} ({turn.held} similar messages dropped before this)"
+        if not turn.first:
             record.exc_info = None
             record.exc_text = None
-        window[1] += 1
         return True
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 
 from flask import current_app
@@ -19,8 +18,11 @@ from server.firehose.relay import Firehose
 from server.fleet.hosts import Fleet
 from server.fleet.hub import AgentLink
 from server.history.store import HistoryStore
+from server.loops import BackgroundLoop
 from server.web.queue import CoreLease
 from server.worker import Sampler
+
+log = logging.getLogger("dashboard.fleet")
 
 
 @dataclasses.dataclass
@@ -37,10 +39,15 @@ class DashboardState:
     lease: CoreLease | None = None  # role core: the one-core lease on the message queue
     firehose: Firehose | None = None  # live log tails; None when off
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
-    _stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     started_at: float = dataclasses.field(default_factory=time.monotonic)
 
     judged_at: float | None = None  # time.monotonic() of the fleet judge's last round
+
+    def __post_init__(self) -> None:
+        self._judge = BackgroundLoop("fleet-judge", self._judge_fleet, log)
+        self._lease_keeper: BackgroundLoop | None = None
+        if self.lease is not None:
+            self._lease_keeper = BackgroundLoop("core-lease", self._renew_lease, log)
 
     @property
     def clients(self) -> int:
@@ -76,11 +83,17 @@ class DashboardState:
             return  # pages only: the core samples, stores and alerts
         if self.lease is not None:
             self.lease.acquire()  # raises LeaseTaken: one core at a time
-            threading.Thread(target=self.lease.keep, args=(self._stopping,), daemon=True).start()
+            assert self._lease_keeper is not None
+            self._lease_keeper.start()
         self.webhooks.start()
         self.store.start()
         self.sampler.start()
-        threading.Thread(target=self._judge_fleet, name="fleet-judge", daemon=True).start()
+        self._judge.start()
+
+    def _renew_lease(self) -> float:
+        assert self.lease is not None
+        self.lease.renew()
+        return self.lease.ttl_ms / 3000  # a third of its time to live
 
     def _judge_fleet(self) -> None:
         """The hosts' states four times an interval once there are agents: a host
@@ -89,19 +102,15 @@ class DashboardState:
         same wake-up of the loop (an idle server's cost is mostly its wake-ups),
         or 1.5 intervals after the last tick when the sampler stalls."""
         interval = self.config.interval
-        while not self._stopping.is_set():
-            if len(self.fleet.hosts) > 1:
-                self._stopping.wait(interval / 4)
-            else:
-                self.sampler.ticked.wait(1.5 * interval)
-                self.sampler.ticked.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.fleet.judge()
-                self.judged_at = time.monotonic()
-            except Exception:  # never let one bad host end the judging
-                logging.getLogger("dashboard.fleet").exception("judging the fleet failed")
+        if len(self.fleet.hosts) > 1:
+            self._judge.stopping.wait(interval / 4)
+        else:
+            self.sampler.ticked.wait(1.5 * interval)
+            self.sampler.ticked.clear()
+        if self._judge.stopping.is_set():
+            return
+        self.fleet.judge()  # one bad host must not end the judging: the loop goes on
+        self.judged_at = time.monotonic()
 
     def stop(self) -> None:
         if self.config.role == "web":
@@ -109,8 +118,11 @@ class DashboardState:
         self.sampler.stop()
         self.store.stop()  # writes what is pending: nothing is lost on SIGTERM
         self.webhooks.stop()
-        self._stopping.set()
+        self._judge.stopping.set()
         self.sampler.ticked.set()  # the judge waits on it
+        self._judge.stop()
+        if self._lease_keeper is not None:
+            self._lease_keeper.stop()
         if self.lease is not None:
             self.lease.release()
 

@@ -1,4 +1,4 @@
-"""How Socket.IO packets (and the stored samples) are written: JSON only, by orjson.
+"""How JSON is written (packets, stored samples, REST answers): by orjson, in one place.
 
 python-socketio's default packet walks every payload it sends to find bytes
 to send as binary attachments (a list built for each dict and list in it,
@@ -17,16 +17,34 @@ import json
 from typing import Any
 
 import orjson
+from flask.json.provider import DefaultJSONProvider
 from markupsafe import Markup
 from socketio import packet
 
 
-def compact_json(data: Any) -> str:
-    """JSON without spaces, by orjson; by the json module what orjson refuses."""
+def json_bytes(data: Any) -> bytes:
+    """JSON without spaces, by orjson; by the json module what orjson refuses.
+
+    The one JSON writer of the server: packets, stored samples, REST answers
+    (Flask's JSON provider below), webhooks and the core's mirror all write here.
+    """
     try:
-        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:  # e.g. an int past 64 bits
-        return json.dumps(data, separators=(",", ":"))
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+def compact_json(data: Any) -> str:
+    return json_bytes(data).decode()
+
+
+class JsonProvider(DefaultJSONProvider):
+    """Flask's jsonify and app.json, written by json_bytes (keys in their order)."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return compact_json(obj)
 
 
 def html_safe_json(data: Any) -> Markup:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from server.history.ring import HistoryRing
+from server.loops import BackgroundLoop
 
 log = logging.getLogger("dashboard.worker")
 
@@ -66,71 +67,49 @@ class Sampler:
         # Held while a tick publishes and while a new client is sent its
         # history, so a client never sees a `metrics` older than its history.
         self._publish_lock = threading.Lock()
-        self._start_lock = threading.Lock()
-        self._stop_event = threading.Event()
+        self.loop = BackgroundLoop("sampler", self._round, log, error_wait=0)
         # Sleeps until the next slot, or until stop(); tests pass one that
         # moves a fake clock instead.
-        self._wait = wait or self._stop_event.wait
-        self._thread: threading.Thread | None = None
+        self._wait = wait or self.loop.stopping.wait
+        self._next_at: float | None = None
         self.ticked = threading.Event()  # set after each tick: the fleet's judge waits on it
         self.ticks = 0
-        self.errors = 0
         self.last_tick_seconds: float | None = None
-        self._last_error_logged = -math.inf
-        self._errors_unlogged = 0
 
     # ---- lifecycle
 
     def start(self) -> None:
         """Start the loop; a second call while it runs does nothing."""
-        with self._start_lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop_event.clear()
-            self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
-            self._thread.start()
+        self._next_at = None
+        if self.loop.start():
             log.info("sampler started, interval %.3g s", self.interval)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the loop to end and wait up to `timeout`; True if it ended."""
-        self._stop_event.set()
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        stopped = not thread.is_alive()
+        stopped = self.loop.stop(timeout)
         if stopped:
             log.info("sampler stopped after %d ticks", self.ticks)
-        else:
-            log.warning("sampler did not stop within %.1f s", timeout)
         return stopped
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.loop.running
 
-    def _run(self) -> None:
-        next_at = self._clock()
-        while not self._stop_event.is_set():
-            try:
-                self.tick()
-            except Exception:
-                self._log_tick_error()
+    @property
+    def errors(self) -> int:
+        return self.loop.errors
+
+    def _round(self) -> None:
+        """One tick, then a sleep to the next slot of the grid (a failed tick too)."""
+        if self._next_at is None:
+            self._next_at = self._clock()
+        try:
+            self.tick()
+        finally:
             self.ticked.set()
             now = self._clock()
-            next_at = next_slot(next_at, now, self.interval)
-            self._wait(next_at - now)
-
-    def _log_tick_error(self) -> None:
-        """A traceback at most once a minute; the rest are counted."""
-        self.errors += 1
-        now = self._clock()
-        if now - self._last_error_logged < 60:
-            self._errors_unlogged += 1
-            return
-        suppressed, self._errors_unlogged = self._errors_unlogged, 0
-        self._last_error_logged = now
-        log.exception("tick failed; the loop goes on (%d more failures not shown)", suppressed)
+            self._next_at = next_slot(self._next_at, now, self.interval)
+            self._wait(self._next_at - now)
 
     # ---- one tick
 

@@ -122,10 +122,10 @@ def run_ticks(
         assert seconds > 0
         clock.now += seconds
         if len(began) >= n:
-            sampler._stop_event.set()
+            sampler.loop.stopping.set()
 
     sampler = Sampler(Timed(), recorder or Recorder(), interval=interval, clock=clock, wait=wait)
-    sampler._run()  # the loop itself, in this thread
+    sampler.loop.run()  # the loop itself, in this thread
     return sampler, began
 
 

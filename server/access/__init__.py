@@ -13,11 +13,12 @@ from typing import Any
 
 from flask import Flask
 
-from server.access.connections import ConnectionCaps, HandshakeLimiter, TokenBucket
+from server.access.connections import ConnectionCaps, HandshakeLimiter
 from server.access.hosts import HostGuard, TrustedProxies
 from server.access.login import Login, SessionInterface, login_pages, require_login, secret_key
 from server.access.refused import log_refusal
 from server.config import Config
+from server.ratelimit import TokenBucket
 
 
 @dataclasses.dataclass

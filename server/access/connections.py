@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 import urllib.parse
-from collections.abc import Callable
 from typing import Any
 
 from flask_socketio import ConnectionRefusedError
 
 from server.access.refused import log_refusal
+from server.ratelimit import TokenBucket
+from server.wire import json_bytes
 
 
 class ConnectionCaps:
@@ -56,30 +55,6 @@ class ConnectionCaps:
             self._total = max(self._total - 1, 0)
 
 
-class TokenBucket:
-    """`burst` at once, then `rate` a second, per key; bounded in keys."""
-
-    def __init__(self, burst: float, rate: float, clock: Callable[[], float] = time.monotonic):
-        self.burst = burst
-        self.rate = rate
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
-        self._lock = threading.Lock()
-
-    def take(self, key: str) -> bool:
-        now = self._clock()
-        with self._lock:
-            tokens, at = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
-            if tokens < 1:
-                self._buckets[key] = (tokens, now)
-                return False
-            self._buckets[key] = (tokens - 1, now)
-            if len(self._buckets) > 10_000:
-                del self._buckets[next(iter(self._buckets))]
-            return True
-
-
 class HandshakeLimiter:
     """WSGI middleware: Engine.IO handshakes (a /socket.io/ request with no sid) capped
     per address and in all, before Engine.IO allocates a session for them.
@@ -106,7 +81,7 @@ class HandshakeLimiter:
 
 def _too_many(address: str, what: str, start_response: Any) -> list[bytes]:
     log_refusal(address, f"too many {what}")
-    body = json.dumps({"error": f"too many {what}; try again shortly"}).encode()
+    body = json_bytes({"error": f"too many {what}; try again shortly"})
     start_response(
         "429 Too Many Requests",
         [

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import json
 import logging
 import socket
 import threading
@@ -20,7 +19,9 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from server.data import describe_error
+from server.logs import LogThrottle, describe_error
+from server.loops import DONE, BackgroundLoop
+from server.wire import json_bytes
 
 log = logging.getLogger("dashboard.webhooks")
 
@@ -107,21 +108,23 @@ class _Receiver:
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
-        self.thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+        self.loop = BackgroundLoop("webhook", self._next, log, error_wait=0)
 
-    def _run(self) -> None:
-        while True:
-            payload = self.queue.get()
-            if payload is None:
-                return
-            try:
-                self._deliver(payload)
-            except Exception:  # a bug in one delivery: the receiver's worker goes on
-                self.failed += 1
-                log.exception("webhook %s: a delivery failed unexpectedly", _redact(self.url))
+    def _next(self) -> float | None:
+        """Deliver the next alert; a bug in one delivery raises here, is counted, and
+        the loop logs it and goes on."""
+        payload = self.queue.get()
+        if payload is None:
+            return DONE
+        try:
+            self._deliver(payload)
+        except Exception:
+            self.failed += 1
+            raise
+        return None
 
     def _deliver(self, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
+        body = json_bytes(payload)
         error = ""
         for attempt in range(self.retries + 1):
             try:
@@ -194,31 +197,28 @@ class WebhookSender:
     ) -> None:
         self._receivers = [_Receiver(url, timeout, retries, backoff) for url in urls]
         self._started = False
+        self._lines = LogThrottle(log)
 
     def start(self) -> None:
         if not self._started:
             self._started = True
             for receiver in self._receivers:
-                receiver.thread.start()
+                receiver.loop.start()
 
     def send(self, alert: dict[str, Any]) -> None:
         """Queue `alert` for every receiver; never blocks."""
         for receiver in self._receivers:
             if not receiver.queue.put(alert):
                 receiver.dropped += 1
-                if receiver.dropped == 1 or receiver.dropped % 100 == 0:
-                    log.warning(
-                        "webhook %s is not keeping up: %d alerts dropped",
-                        _redact(receiver.url),
-                        receiver.dropped,
-                    )
+                self._lines.log(receiver.url, logging.WARNING,
+                                "webhook %s is not keeping up: %d alerts dropped",
+                                _redact(receiver.url), receiver.dropped)  # fmt: skip
 
     def stop(self, timeout: float = 2.0) -> None:
         for receiver in self._receivers:
             receiver.queue.close()
         for receiver in self._receivers:
-            if receiver.thread.is_alive():
-                receiver.thread.join(timeout)
+            receiver.loop.stop(timeout)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -21,6 +21,7 @@ from server.blocking import run_blocking
 from server.firehose.feed import BACKLOG_LINES, Line, LocalFeed
 from server.firehose.follow import RateCap, Redactor
 from server.firehose.sources import with_app_log
+from server.loops import DONE, BackgroundLoop
 
 log = logging.getLogger("dashboard.firehose")
 
@@ -118,28 +119,23 @@ class Firehose:
             self._wanted = watched
             start = not self._polling
             self._polling = True
-        if start:
-            threading.Thread(target=self._poll_loop, name="firehose", daemon=True).start()
+        if start:  # a loop of its own each time: the last one may still be ending
+            BackgroundLoop("firehose", self._poll, log, error_wait=POLL_SECONDS).start()
 
-    def _poll_loop(self) -> None:
+    def _poll(self) -> float:
         """The one thread that touches the local feed: what to follow, then what is new,
-        in one pool call four times a second, until nothing is watched."""
-        pause = threading.Event()
-        while True:
-            with self._lock:
-                wanted = set(self._wanted)
-            try:
-                batches = run_blocking(self.feed.step, wanted)
-            except Exception:  # a source that fails must not end the firehose
-                log.exception("firehose: following the logs failed")
-                batches = {}
-            for name, lines in batches.items():
-                self.relay(self.local_id, name, lines)
-            with self._lock:
-                if not wanted and not self._wanted:
-                    self._polling = False
-                    return
-            pause.wait(POLL_SECONDS)
+        in one pool call four times a second, until nothing is watched. A source that
+        fails raises here; the loop logs it and goes on."""
+        with self._lock:
+            wanted = set(self._wanted)
+        batches = run_blocking(self.feed.step, wanted)
+        for name, lines in batches.items():
+            self.relay(self.local_id, name, lines)
+        with self._lock:
+            if not wanted and not self._wanted:
+                self._polling = False
+                return DONE
+        return POLL_SECONDS
 
     def relay(self, host: str, source: str, lines: list[Line]) -> None:
         self._keep(host, source, lines)

@@ -37,6 +37,8 @@ from server.config import Config, ConfigError
 from server.data import DynamicData, StaticData
 from server.firehose.relay import local_feed
 from server.fleet.protocol import MAX_BATCH, NAMESPACE
+from server.logs import LogThrottle
+from server.loops import DONE, BackgroundLoop
 from server.worker import Sampler
 
 log = logging.getLogger("dashboard.agent")
@@ -66,15 +68,14 @@ class Link:
         self.sent = 0  # seq of the newest sample sent since the last connect
         self.dropped = 0
         self.refused: dict[str, int] = {}  # reason -> batches refused since start
-        self._refusals_logged: dict[str, tuple[float, int]] = {}  # reason -> (when, count then)
         self._retry_delay = RETRY_FIRST
         self._hub_places = False  # the hub asked for our clocks: it reads `mono`
-        self._dropped_logged = 0.0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._connected = threading.Event()
-        self._last_error: tuple[str, float] = ("", 0.0)
+        # Each reason (a refusal, a failed connect, dropped samples) once a minute.
+        self._lines = LogThrottle(log)
         # The hub's CA goes to the WebSocket itself: python-engineio takes a CA
         # path only from a requests session (which the agent leaves out), and a
         # path given as ssl_verify would just mean "verify, with the system's CAs".
@@ -97,11 +98,10 @@ class Link:
         # Log lines only while a page at the hub watches them (the hub says which).
         self.feed = local_feed(config) if config.firehose else None
         self._firehose_wanted: set[str] = set()
-        self._firehose = threading.Thread(
-            target=self._firehose_loop, name="agent-logs", daemon=True
-        )
-        self._sender = threading.Thread(target=self._send_loop, name="agent-send", daemon=True)
-        self._connector = threading.Thread(target=self._connect, name="agent-link", daemon=True)
+        self._firehose = BackgroundLoop("agent-logs", self._send_lines, log, stopping=self._stop)
+        self._sender = BackgroundLoop("agent-send", self._send_samples, log, stopping=self._stop)
+        self._connector = BackgroundLoop("agent-link", self._connect, log, stopping=self._stop)
+        self._connect_delay = float(self.sio.reconnection_delay)
 
     # ---- the sampler's side
 
@@ -113,13 +113,10 @@ class Link:
             if len(self.buffer) == self.buffer.maxlen:
                 self.dropped += 1
             self.buffer.append(sample)
-        now = time.monotonic()
-        if self.dropped and now - self._dropped_logged >= 60:
-            self._dropped_logged = now
-            log.warning(
-                "hub unreachable for longer than the buffer holds: %d oldest samples dropped",
-                self.dropped,
-            )
+        if self.dropped:
+            self._lines.log("dropped", logging.WARNING,
+                            "hub unreachable for longer than the buffer holds: "
+                            "%d oldest samples dropped", self.dropped)  # fmt: skip
         self._wake.set()
 
     # ---- the link
@@ -141,43 +138,42 @@ class Link:
         if isinstance(names, list):
             self._firehose_wanted = {n for n in names if isinstance(n, str)}
 
-    def _firehose_loop(self) -> None:
+    def _send_lines(self) -> float:
         """Four times a second while the hub wants lines; idle (no file open) otherwise."""
         assert self.feed is not None
-        while not self._stop.wait(0.25):
-            wanted = self._firehose_wanted if self._connected.is_set() else set()
-            if not wanted and not self.feed.watched:
-                continue
-            for name, lines in self.feed.step(wanted).items():
-                if self._connected.is_set():
-                    try:
-                        self.sio.emit("firehose", {"source": name, "lines": lines},
-                                      namespace=NAMESPACE)  # fmt: skip
-                    except socketio.exceptions.BadNamespaceError:
-                        break
+        wanted = self._firehose_wanted if self._connected.is_set() else set()
+        if not wanted and not self.feed.watched:
+            return 0.25
+        for name, lines in self.feed.step(wanted).items():
+            if self._connected.is_set():
+                try:
+                    self.sio.emit("firehose", {"source": name, "lines": lines},
+                                  namespace=NAMESPACE)  # fmt: skip
+                except socketio.exceptions.BadNamespaceError:
+                    break
+        return 0.25
 
-    def _connect(self) -> None:
+    def _connect(self) -> float:
         """Until the link holds or the agent stops. The client's `retry` covers a hub
         that does not answer; a hub that answers and refuses this agent (its token
         not read yet, or not there yet) is asked again here, at the same pace."""
-        delay = self.sio.reconnection_delay
-        while not self._stop.is_set():
-            try:
-                self.sio.connect(
-                    self.url,
-                    auth={"token": self.token},
-                    transports=["websocket"],
-                    namespaces=[NAMESPACE],
-                    socketio_path=self.socketio_path,
-                    wait_timeout=10,
-                    retry=True,
-                )
-                return  # from here the client reconnects a lost link itself
-            except Exception as exc:
-                if not self.sio.failed_namespaces:  # a refusal is logged by _on_connect_error
-                    self._log_failure(f"could not connect to {self.url}: {exc}")
-            self._stop.wait(delay * random.uniform(0.5, 1.5))  # a fleet does not come back in step
-            delay = min(delay * 2, self.sio.reconnection_delay_max)
+        try:
+            self.sio.connect(
+                self.url,
+                auth={"token": self.token},
+                transports=["websocket"],
+                namespaces=[NAMESPACE],
+                socketio_path=self.socketio_path,
+                wait_timeout=10,
+                retry=True,
+            )
+            return DONE  # from here the client reconnects a lost link itself
+        except Exception as exc:
+            if not self.sio.failed_namespaces:  # a refusal is logged by _on_connect_error
+                self._log_failure(f"could not connect to {self.url}: {exc}")
+        delay = self._connect_delay
+        self._connect_delay = min(delay * 2, self.sio.reconnection_delay_max)
+        return delay * random.uniform(0.5, 1.5)  # a fleet does not come back in step
 
     def _on_connect(self) -> None:
         log.info("connected to the hub at %s", self.url)
@@ -198,26 +194,22 @@ class Link:
 
     def _log_failure(self, line: str) -> None:
         """Each reason once a minute: the agent asks again every 30 s at most."""
-        now = time.monotonic()
-        if line != self._last_error[0] or now - self._last_error[1] >= 60:
-            self._last_error = (line, now)
-            log.error("%s", line)
+        self._lines.log(line, logging.ERROR, "%s", line)
 
-    def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(1.0)
-            self._wake.clear()
-            while self._connected.is_set() and not self._stop.is_set():
-                batch = self._next_batch()
-                if not batch:
-                    break
-                try:
-                    answer = self.sio.call("samples", batch, namespace=NAMESPACE, timeout=10)
-                except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
-                    break  # the link is going; the next connect sends these again
-                wait = self._answered(batch, answer)
-                if wait:  # refused for a passing reason: the same samples again, later
-                    self._stop.wait(wait)
+    def _send_samples(self) -> None:
+        self._wake.wait(1.0)
+        self._wake.clear()
+        while self._connected.is_set() and not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                break
+            try:
+                answer = self.sio.call("samples", batch, namespace=NAMESPACE, timeout=10)
+            except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+                break  # the link is going; the next connect sends these again
+            wait = self._answered(batch, answer)
+            if wait:  # refused for a passing reason: the same samples again, later
+                self._stop.wait(wait)
 
     def _next_batch(self) -> list[Sample]:
         """The oldest samples not sent since the last connect, at most MAX_BATCH."""
@@ -256,24 +248,18 @@ class Link:
         return 0.0
 
     def _count_refusal(self, reason: str, message: str, retry: bool) -> None:
-        """Counted always; logged once a minute per reason with the count since the last line."""
+        """Counted always; logged once a minute per reason, with how many were not."""
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        now = time.monotonic()
-        logged_at, count_then = self._refusals_logged.get(reason, (-math.inf, 0))
-        if now - logged_at >= 60:
-            self._refusals_logged[reason] = (now, self.refused[reason])
-            log.error(
-                "the hub refused %d batch(es) since the last such line (%s: %s); %s",
-                self.refused[reason] - count_then,
-                reason,
-                message,
-                "sending them again" if retry else "they are dropped",
-            )
+        outcome = "sending them again" if retry else "they are dropped"
+        line = "the hub refused 1 batch(es) (%s: %s); %s"  # the throttle adds how many more
+        self._lines.log(("refused", reason), logging.ERROR, line, reason, message, outcome)
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         self.sio.disconnect()
+        for loop in (self._sender, self._firehose):  # the connector may be mid-handshake
+            loop.stop(timeout=2.0)
 
 
 def run(config: Config) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -26,7 +25,6 @@ from typing import Any
 
 import socketio
 
-from server.access.connections import TokenBucket
 from server.firehose.relay import Firehose
 from server.fleet import schema
 from server.fleet.clock import LinkClock
@@ -34,6 +32,8 @@ from server.fleet.hosts import Fleet, Host
 from server.fleet.protocol import MAX_BATCH, NAMESPACE
 from server.fleet.tokens import AgentTokens
 from server.history.store import Ticket
+from server.logs import LogThrottle
+from server.ratelimit import TokenBucket
 
 log = logging.getLogger("dashboard.fleet")
 
@@ -45,34 +45,6 @@ CLOCK_FIRST_WAIT = 3.0  # seconds a first batch waits for the link's first measu
 # Why a batch was refused, and whether sending it again can help.
 RETRY = {"rate": True, "busy": True, "store": True, "clock": True, "link": True,
          "batch": False, "shape": False, "claims": False, "budget": False}  # fmt: skip
-
-
-class LogOnce:
-    """A log line per key at most once a `period`; the rest are counted."""
-
-    def __init__(self, period: float = 60.0, level: int = logging.WARNING) -> None:
-        self.period = period
-        self.level = level
-        self._last: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], int] = {}  # lines not written since the last
-        self.counts: dict[str, int] = {}
-
-    def warn(self, who: str, kind: str, message: str) -> None:
-        self.say(who, kind, f"agent {who!r}: {message} (at most once a minute)")
-
-    def say(self, who: str, kind: str, line: str) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        now = time.monotonic()
-        key = (who, kind)
-        if now - self._last.get(key, -math.inf) < self.period:
-            self._held[key] = self._held.get(key, 0) + 1
-            return
-        if len(self._last) > 10_000:
-            self._last.clear()
-            self._held.clear()
-        self._last[key] = now
-        held = self._held.pop(key, 0)
-        log.log(self.level, "%s%s", line, f" ({held} more like it not shown)" if held else "")
 
 
 def sample_problem(
@@ -109,9 +81,10 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         # Connects: an agent reconnects at a backoff of 1 s and more; a burst of 10.
         self._host_connects = TokenBucket(burst=10, rate=0.2)
         self._session_connects = TokenBucket(burst=5, rate=0.2)
-        self._link_lines = LogOnce(period=60.0, level=logging.INFO)
+        # Agents' comings and goings, and what each was refused: a line per agent
+        # and kind at most once a minute, whatever an agent does.
+        self._lines = LogThrottle(log)
         self.hosts_by_sid: dict[str, str] = {}
-        self.refusals = LogOnce()
         self.refused: dict[tuple[str, str], int] = {}  # (host, reason) -> batches
         self.accepted = 0
         self.store_failure: Callable[[], str | None] = lambda: None  # why the store can't write
@@ -119,26 +92,33 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         self._firehose_rate = TokenBucket(burst=100, rate=40)
         self.firehose: Firehose | None = None  # set when the firehose is on
 
+    def _say(self, who: str, kind: str, line: str) -> None:
+        self._lines.log((who, kind), logging.INFO, "%s", line)
+
+    def _warn(self, who: str, kind: str, message: str) -> None:
+        line = f"agent {who!r}: {message} (at most once a minute)"
+        self._lines.log((who, kind), logging.WARNING, "%s", line)
+
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         address = str(environ.get("REMOTE_ADDR") or "?")
         session = self.server.manager.eio_sid_from_sid(sid, NAMESPACE) or sid
         if not self._session_connects.take(session):  # one WebSocket, connect after connect
-            self.refusals.warn(address, "connects", "refused: too many connects on one session")
+            self._warn(address, "connects", "refused: too many connects on one session")
             raise socketio.exceptions.ConnectionRefusedError("too many connects: slow down")
         token = auth.get("token") if isinstance(auth, dict) else None
         host_id = self.tokens.host_of(token)
         if host_id is None:
-            self.refusals.warn(address, "token", "refused: unknown or revoked token")
+            self._warn(address, "token", "refused: unknown or revoked token")
             raise socketio.exceptions.ConnectionRefusedError(
                 "unknown or revoked agent token: make one on the hub with add-agent NAME"
             )
         if host_id == self.fleet.local.id:
-            self.refusals.warn(address, "name", f"refused: {host_id!r} is the hub's own name")
+            self._warn(address, "name", f"refused: {host_id!r} is the hub's own name")
             raise socketio.exceptions.ConnectionRefusedError(
                 f"agent name {host_id!r} is the hub's own host; add the agent under another name"
             )
         if not self._host_connects.take(host_id):
-            self.refusals.warn(host_id, "connects", "refused: connects too often")
+            self._warn(host_id, "connects", "refused: connects too often")
             self.fleet.ensure(host_id).note_trouble("refused", "connects too often")
             raise socketio.exceptions.ConnectionRefusedError("too many connects: slow down")
         for old, other in list(self.hosts_by_sid.items()):
@@ -150,7 +130,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         host.link(True)
         host.clock = LinkClock()  # measured anew: the agent may be a new process
         self.server.start_background_task(self._measure_clock, sid, host)
-        self._link_lines.say(host_id, "connected", f"agent {host_id} connected from {address}")
+        self._say(host_id, "connected", f"agent {host_id} connected from {address}")
         if self.firehose is not None and self.firehose.watched(host_id):
             self.emit("firehose_watch", {"sources": sorted(self.firehose.watched(host_id))}, to=sid)
 
@@ -159,7 +139,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         host = self.fleet.get(host_id) if host_id else None
         if host is not None and host_id not in self.hosts_by_sid.values():
             host.link(False)
-            self._link_lines.say(host.id, "gone", f"agent {host.id} disconnected ({reason})")
+            self._say(host.id, "gone", f"agent {host.id} disconnected ({reason})")
 
     def on_static(self, sid: str, data: Any) -> bool:
         host = self._host(sid)
@@ -167,11 +147,11 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             return False
         problem = schema.static_problem(data)
         if problem is not None:
-            self.refusals.warn(host.id, "malformed", f"static refused: {problem}")
+            self._warn(host.id, "malformed", f"static refused: {problem}")
             host.note_trouble("refused", f"static: {problem}")
             return False
         if data.get("host") not in (None, host.id):
-            self.refusals.warn(host.id, "claims", f"claims to be host {data.get('host')!r}")
+            self._warn(host.id, "claims", f"claims to be host {data.get('host')!r}")
             return False
         host.static = {**data, "host": host.id}
         return True
@@ -233,7 +213,7 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         self.refused[key] = self.refused.get(key, 0) + 1
         if not RETRY[reason] or reason == "rate":  # the agent's doing, not the hub's
             host.note_trouble("refused", f"{reason}: {message}")
-        self.refusals.warn(host.id, reason, f"batch refused ({reason}): {message}")
+        self._warn(host.id, reason, f"batch refused ({reason}): {message}")
         return {"error": message, "reason": reason, "retry": RETRY[reason]}
 
     def _measure_clock(self, sid: str, host: Host) -> None:
@@ -262,11 +242,11 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         if host is None or self.firehose is None:
             return
         if not self._firehose_rate.take(host.id):
-            self.refusals.warn(host.id, "firehose rate", "sends log lines too fast: dropped")
+            self._warn(host.id, "firehose rate", "sends log lines too fast: dropped")
             return
         problem = self.firehose.from_agent(host.id, batch)
         if problem:
-            self.refusals.warn(host.id, "firehose", f"log lines refused: {problem}")
+            self._warn(host.id, "firehose", f"log lines refused: {problem}")
             host.note_trouble("logs", problem)
 
     def watch(self, host_id: str, sources: list[str]) -> None:

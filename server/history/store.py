@@ -51,6 +51,8 @@ from server.history.tiers import (
     tier_columns,
     tier_sql,
 )
+from server.logs import LogThrottle
+from server.loops import BackgroundLoop
 from server.series import STORED
 from server.wire import compact_json
 
@@ -168,9 +170,8 @@ class HistoryStore:
         self._db: sqlite3.Connection | None = None
         self._fold_from: dict[tuple[str, int], float] = {}  # (host, step) -> first unfolded
         self._last_retention = 0.0
-        self._last_warning: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._warnings = LogThrottle(log, LOG_EVERY)
+        self.loop = BackgroundLoop("history-writer", self._round, log, error_wait=0)
         self.written = 0
         self.dropped = 0
         self.failure: str | None = None  # why writes fail now; None while they work
@@ -259,33 +260,31 @@ class HistoryStore:
         return len(self._pending)
 
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-            self._thread.start()
+        self.loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is pending, then close."""
-        self._stop.set()
+        self.loop.stopping.set()
         self._hurry.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.loop.stop(timeout)
         self.flush()
         if self._db is not None:
             self._db.close()
             self._db = None
 
-    def _run(self) -> None:
-        """Every batch_seconds, or ack_window after a ticket came; never ends on an error."""
-        while not self._stop.is_set():
-            if self._hurry.wait(self.batch_seconds) and not self._stop.is_set():
-                self._stop.wait(self.ack_window)  # the other agents' batches of this moment
-            self._hurry.clear()
-            try:
-                self.flush()
-            except Exception as exc:  # a bug, not the disk: the loop goes on
-                self.write_failures += 1
-                self._warn("loop", f"history writer failed and goes on: {exc!r}")
+    def _round(self) -> None:
+        """Every batch_seconds, or ack_window after a ticket came. A bug (not the disk)
+        that raises is counted here; the loop logs it and goes on."""
+        stopping = self.loop.stopping
+        if self._hurry.wait(self.batch_seconds) and not stopping.is_set():
+            stopping.wait(self.ack_window)  # the other agents' batches of this moment
+        self._hurry.clear()
+        try:
+            self.flush()
+        except Exception:
+            self.write_failures += 1
+            raise
+        finally:
             self.loop_at = time.monotonic()
 
     def flush(self) -> None:
@@ -380,12 +379,8 @@ class HistoryStore:
         del error
 
     def _warn(self, key: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warning.get(key, -math.inf) >= LOG_EVERY:
-            if len(self._last_warning) > 1000:
-                self._last_warning.clear()
-            self._last_warning[key] = now
-            log.warning("%s (repeats at most every %.0f s)", message, LOG_EVERY)
+        self._warnings.log(key, logging.WARNING, "%s (repeats at most every %.0f s)", message,
+                           LOG_EVERY)  # fmt: skip
 
     def _guarded(self, write: Callable[..., None], *args: Any) -> BaseException | None:
         """`write` in one transaction, rolled back on any error. In a pool thread."""

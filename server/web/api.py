@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import json
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -25,6 +23,7 @@ from server.history.columns import FORMATS
 from server.history.csv_export import history_csv_text
 from server.history.store import MAX_COLUMN_POINTS
 from server.state import current_state as _state
+from server.wire import compact_json, json_bytes
 
 api = Blueprint("api", __name__)
 
@@ -136,7 +135,7 @@ def _json_off_loop(answer: dict[str, Any]) -> Response:
     gzipped = request.accept_encodings["gzip"] > 0
 
     def encode() -> bytes:
-        body = orjson.dumps(answer)
+        body = json_bytes(answer)
         return gzip.compress(body, compresslevel=5) if gzipped else body
 
     response = Response(run_blocking(encode), mimetype="application/json")
@@ -166,7 +165,7 @@ def history_csv(host_id: str | None = None) -> ResponseReturnValue:
 
 
 def _json_items(samples: list[dict[str, Any]]) -> str:
-    return ",".join(json.dumps(s, separators=(",", ":")) for s in samples)
+    return ",".join(compact_json(s) for s in samples)
 
 
 @dataclasses.dataclass

@@ -14,9 +14,9 @@ from typing import Any
 from flask import request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
-from server.access.connections import TokenBucket
 from server.blocking import Busy
 from server.history.ring import HistoryRing
+from server.ratelimit import TokenBucket
 from server.state import DashboardState
 
 log = logging.getLogger("dashboard.events")

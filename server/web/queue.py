@@ -28,6 +28,8 @@ from typing import Any
 import redis
 import socketio
 
+from server.wire import compact_json
+
 log = logging.getLogger("dashboard.queue")
 
 LEASE_KEY = "dashboard:core"
@@ -95,11 +97,6 @@ class CoreLease:
         self.held = held
         return held
 
-    def keep(self, stop: threading.Event) -> None:
-        """Renew every interval until `stop` (a thread of its own: never the sampler's)."""
-        while not stop.wait(self.ttl_ms / 3000):
-            self.renew()
-
     def release(self) -> None:
         try:
             if self.client.get(LEASE_KEY) == self.holder.encode():
@@ -109,7 +106,7 @@ class CoreLease:
 
     def mirror(self, state: dict[str, Any]) -> None:
         with contextlib.suppress(redis.RedisError):  # renew() says when Redis is away
-            self.client.set(MIRROR_KEY, json.dumps(state, separators=(",", ":")), ex=MIRROR_TTL)
+            self.client.set(MIRROR_KEY, compact_json(state), ex=MIRROR_TTL)
 
 
 def _dead_here(holder: str) -> bool:
