@@ -1,739 +1,692 @@
 // The dashboard page: receives `static`, `history` and `metrics` over
 // Socket.IO and draws them. No request leaves the server it came from.
-(function () {
-  "use strict";
+import { $, num, bytes, rate, pct, pctWhole, duration, cssVar, favicon, keepScreenAwake, shared } from "./common.js";
 
-  // Levels per alert rule come in `static` (declared once on the server, in
-  // server/series.py), so a card turns amber and red exactly where its alert fires.
-  let levels = {};
-  const interval = parseFloat(document.body.dataset.interval) || 1;
+// Levels per alert rule come in `static` (declared once on the server, in
+// server/series.py), so a card turns amber and red exactly where its alert fires.
+let levels = {};
+const interval = parseFloat(document.body.dataset.interval) || 1;
 
-  const $ = (id) => document.getElementById(id);
+function level(p, rule) {
+  if (!num(p)) return "unknown";
+  const l = levels[rule];
+  if (!l) return "ok";
+  return p >= l.critical ? "crit" : p >= l.warning ? "warn" : "ok";
+}
 
-  // ---------------------------------------------------------------- format
+const diskRule = (mount) => (levels["disk:" + mount] ? "disk:" + mount : "disk");
 
-  // A value that is not a finite number (missing, or bad data from a host) shows a dash.
-  const num = (v) => typeof v === "number" && isFinite(v);
-  const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  function bytes(n) {
-    if (!num(n)) return "–";
-    let i = 0;
-    while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
-    return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 1 : 0)) + " " + UNITS[i];
+function setText(id, text) {
+  const el = $(id);
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+function setMeter(id, p) {
+  const el = $(id);
+  if (el) el.style.width = (num(p) ? p : 0) + "%";
+}
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+  return td;
+}
+
+// ---------------------------------------------------------------- charts
+
+// The charts are declared once, in server/series.py (CHARTS), and come in
+// the page: each line is [legend label, a key of the column form
+// (server/history/columns.py)]; its band (min and max of a downsampled point) is
+// `bands.<key>.0` and `.1`. Percent charts run 0-100; rates fit their data.
+const CHARTS = {};
+for (const el of document.querySelectorAll(".plot[data-lines]")) {
+  const percent = el.dataset.unit === "percent";
+  CHARTS[el.id.replace(/^chart-/, "")] = {
+    el: el.id,
+    series: JSON.parse(el.dataset.lines),
+    max: percent ? 100 : null,
+    fmt: percent ? pctWhole : rate,
+  };
+}
+// uPlot's data, per chart: [ts, y1, y1 min, y1 max, y2, ...]; min and max
+// are null for live samples.
+const columns = { ts: [] };
+let windowSeconds = 900;
+let liveWindow = 900; // the server's history_seconds: what `history` covers
+let lastTs = 0;
+let lastStep = interval;
+let plots = {};
+
+function valueAt(sample, key) {
+  let node = sample;
+  for (const part of key.split(".")) node = node === null || node === undefined ? undefined : node[part];
+  return node === undefined ? null : node;
+}
+
+function resetColumns() {
+  columns.ts = [];
+  lastTs = 0;
+  for (const key in CHARTS) columns[key] = CHARTS[key].series.map(() => [[], [], []]);
+}
+resetColumns();
+
+function pushRow(ts, valuesOf) {
+  columns.ts.push(ts);
+  for (const key in CHARTS) {
+    CHARTS[key].series.forEach((spec, i) => {
+      const [v, lo, hi] = valuesOf(spec[1]);
+      columns[key][i][0].push(v);
+      columns[key][i][1].push(lo);
+      columns[key][i][2].push(hi);
+    });
   }
-  const rate = (n) => (num(n) ? bytes(n) + "/s" : "–");
-  const pct = (p) => (num(p) ? p.toFixed(1) + " %" : "–");
+}
 
-  function duration(seconds) {
-    if (!num(seconds)) return "–";
-    seconds = Math.floor(seconds);
-    const d = Math.floor(seconds / 86400);
-    const h = Math.floor((seconds % 86400) / 3600);
-    const m = Math.floor((seconds % 3600) / 60);
-    const s = seconds % 60;
-    const hms = [h, m, s].map((v) => String(v).padStart(2, "0")).join(":");
-    return d > 0 ? d + "d " + hms : hms;
-  }
+const NOTHING = () => [null, null, null];
 
-  function level(p, rule) {
-    if (!num(p)) return "unknown";
-    const l = levels[rule];
-    if (!l) return "ok";
-    return p >= l.critical ? "crit" : p >= l.warning ? "warn" : "ok";
-  }
+function pushSample(s) {
+  if (s.ts <= lastTs) return false; // already drawn
+  const step = s.step || interval;
+  // A hole in time (the server was down) is drawn as a gap, not a line across.
+  if (lastTs && s.ts - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
+  pushRow(s.ts, (key) => [valueAt(s, key), null, null]);
+  lastTs = s.ts;
+  lastStep = step;
+  return true;
+}
 
-  const diskRule = (mount) => (levels["disk:" + mount] ? "disk:" + mount : "disk");
-
-  function setText(id, text) {
-    const el = $(id);
-    if (el && el.textContent !== text) el.textContent = text;
-  }
-
-  function setMeter(id, p) {
-    const el = $(id);
-    if (el) el.style.width = (num(p) ? p : 0) + "%";
-  }
-
-  function cell(row, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    row.appendChild(td);
-    return td;
-  }
-
-  // ---------------------------------------------------------------- charts
-
-  // The charts are declared once, in server/series.py (CHARTS), and come in
-  // the page: each line is [legend label, a key of the column form
-  // (server/history/columns.py)]; its band (min and max of a downsampled point) is
-  // `bands.<key>.0` and `.1`. Percent charts run 0-100; rates fit their data.
-  const CHARTS = {};
-  for (const el of document.querySelectorAll(".plot[data-lines]")) {
-    const percent = el.dataset.unit === "percent";
-    CHARTS[el.id.replace(/^chart-/, "")] = {
-      el: el.id,
-      series: JSON.parse(el.dataset.lines),
-      max: percent ? 100 : null,
-      fmt: percent ? (v) => v.toFixed(0) + "%" : rate,
-    };
-  }
-  // uPlot's data, per chart: [ts, y1, y1 min, y1 max, y2, ...]; min and max
-  // are null for live samples.
-  const columns = { ts: [] };
-  let windowSeconds = 900;
-  let liveWindow = 900; // the server's history_seconds: what `history` covers
-  let lastTs = 0;
-  let lastStep = interval;
-  let plots = {};
-
-  function cssVar(name) {
-    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  }
-
-  function valueAt(sample, key) {
-    let node = sample;
-    for (const part of key.split(".")) node = node === null || node === undefined ? undefined : node[part];
-    return node === undefined ? null : node;
-  }
-
-  function resetColumns() {
-    columns.ts = [];
-    lastTs = 0;
-    for (const key in CHARTS) columns[key] = CHARTS[key].series.map(() => [[], [], []]);
-  }
+// History in columns (server/history/columns.py): the whole of it, or (a `history`
+// with `since`) what came after the points drawn. A hole gets a null row.
+function loadColumns(body) {
   resetColumns();
+  appendColumns(body);
+}
 
-  function pushRow(ts, valuesOf) {
-    columns.ts.push(ts);
+function appendColumns(body) {
+  const ts = body.ts || [];
+  const series = body.series || {};
+  const constant = body.constant || {};
+  const value = (key, i) => (series[key] ? series[key][i] : key in constant ? constant[key] : null);
+  const step = body.step || interval;
+  if (!columns.ts.length && isEven(ts, step)) {
+    // A whole history with no hole in it (the page's own, at load): its
+    // columns are the charts' columns, taken whole, not a row at a time.
+    const column = (key) => series[key] ? series[key].slice() : new Array(ts.length).fill(key in constant ? constant[key] : null);
+    columns.ts = ts.slice();
     for (const key in CHARTS) {
-      CHARTS[key].series.forEach((spec, i) => {
-        const [v, lo, hi] = valuesOf(spec[1]);
-        columns[key][i][0].push(v);
-        columns[key][i][1].push(lo);
-        columns[key][i][2].push(hi);
-      });
+      columns[key] = CHARTS[key].series.map(([, metric]) =>
+        [column(metric), column("bands." + metric + ".0"), column("bands." + metric + ".1")]);
     }
-  }
-
-  const NOTHING = () => [null, null, null];
-
-  function pushSample(s) {
-    if (s.ts <= lastTs) return false; // already drawn
-    const step = s.step || interval;
-    // A hole in time (the server was down) is drawn as a gap, not a line across.
-    if (lastTs && s.ts - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
-    pushRow(s.ts, (key) => [valueAt(s, key), null, null]);
-    lastTs = s.ts;
+    lastTs = ts[ts.length - 1];
     lastStep = step;
-    return true;
+    return;
   }
-
-  // History in columns (server/history/columns.py): the whole of it, or (a `history`
-  // with `since`) what came after the points drawn. A hole gets a null row.
-  function loadColumns(body) {
-    resetColumns();
-    appendColumns(body);
+  for (let i = 0; i < ts.length; i++) {
+    if (ts[i] <= lastTs) continue; // already drawn
+    if (lastTs && ts[i] - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
+    pushRow(ts[i], (key) => [value(key, i), value("bands." + key + ".0", i), value("bands." + key + ".1", i)]);
+    lastTs = ts[i];
+    lastStep = step;
   }
+}
 
-  function appendColumns(body) {
-    const ts = body.ts || [];
-    const series = body.series || {};
-    const constant = body.constant || {};
-    const value = (key, i) => (series[key] ? series[key][i] : key in constant ? constant[key] : null);
-    const step = body.step || interval;
-    if (!columns.ts.length && isEven(ts, step)) {
-      // A whole history with no hole in it (the page's own, at load): its
-      // columns are the charts' columns, taken whole, not a row at a time.
-      const column = (key) => series[key] ? series[key].slice() : new Array(ts.length).fill(key in constant ? constant[key] : null);
-      columns.ts = ts.slice();
-      for (const key in CHARTS) {
-        columns[key] = CHARTS[key].series.map(([, metric]) =>
-          [column(metric), column("bands." + metric + ".0"), column("bands." + metric + ".1")]);
+// No gap wider than three steps: nothing to mark with a null row.
+function isEven(ts, step) {
+  const widest = 3 * Math.max(step, interval);
+  for (let i = 1; i < ts.length; i++) if (ts[i] - ts[i - 1] > widest) return false;
+  return ts.length > 0;
+}
+
+function trimColumns() {
+  const cutoff = columns.ts[columns.ts.length - 1] - windowSeconds;
+  let drop = 0;
+  while (drop < columns.ts.length && columns.ts[drop] < cutoff) drop++;
+  if (drop === 0) return;
+  columns.ts.splice(0, drop);
+  for (const key in CHARTS) columns[key].forEach((triple) => triple.forEach((col) => col.splice(0, drop)));
+}
+
+function chartData(key) {
+  const data = [columns.ts];
+  for (const triple of columns[key]) data.push(triple[0], triple[1], triple[2]);
+  return data;
+}
+
+function plotHeight() {
+  return parseFloat(getComputedStyle(document.body).getPropertyValue("--plot-height")) || 180;
+}
+
+function chartSize(container, height) {
+  return { width: Math.max(container.clientWidth, 200), height: height };
+}
+
+// Time labels, one line each, never two dates on top of each other: by the
+// distance between ticks, seconds, the hour, or the day and hour.
+// Made on first use: an Intl formatter costs milliseconds to build, and the
+// page's first paint should not wait for four of them.
+const formats = {};
+function timeFormat(name) {
+  const options = {
+    clock: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+    clockSeconds: { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" },
+    dayClock: { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+    day: { weekday: "short", day: "numeric" },
+  }[name];
+  return formats[name] || (formats[name] = new Intl.DateTimeFormat(undefined, options));
+}
+function timeLabels(u, splits, axisIdx, space, incr) {
+  const format = timeFormat(incr >= 86400 ? "day" : incr >= 3600 * 3 ? "dayClock" : incr >= 60 ? "clock" : "clockSeconds");
+  return splits.map((t) => format.format(new Date(t * 1000)));
+}
+function legendTime(u, t) {
+  if (t === null || t === undefined) return "–";
+  return timeFormat(windowSeconds > 86400 ? "dayClock" : "clockSeconds").format(new Date(t * 1000));
+}
+
+// The y axis as wide as its longest label (no clipped "191 MiB/s"). A
+// label's width is measured once: setting a canvas font is not free, and
+// the same few labels come back on every redraw.
+const labelWidths = new Map();
+function axisWidth(u, values, axisIdx, cycleNum) {
+  const axis = u.axes[axisIdx];
+  if (cycleNum > 1) return axis._size;
+  let size = axis.ticks.size + axis.gap + 4;
+  const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
+  if (longest) {
+    const key = axis.font[0] + "|" + longest;
+    if (!labelWidths.has(key)) {
+      if (labelWidths.size > 500) labelWidths.clear();
+      u.ctx.font = axis.font[0];
+      labelWidths.set(key, u.ctx.measureText(longest).width / devicePixelRatio);
+    }
+    size += labelWidths.get(key);
+  }
+  return Math.ceil(size);
+}
+
+function buildCharts() {
+  for (const key in plots) plots[key].destroy();
+  plots = {};
+  const axis = cssVar("--muted");
+  const grid = cssVar("--grid");
+  const colors = [cssVar("--series-1"), cssVar("--series-2")];
+  const font = "11px system-ui, sans-serif";
+  // Every container measured before any chart is put in one: one layout,
+  // not one forced by each chart's DOM before the next is measured.
+  const sizes = {};
+  const height = plotHeight();
+  for (const key in CHARTS) $(CHARTS[key].el).textContent = "";
+  for (const key in CHARTS) sizes[key] = chartSize($(CHARTS[key].el), height);
+  for (const key in CHARTS) {
+    const spec = CHARTS[key];
+    const container = $(spec.el);
+    const size = sizes[key];
+    const show = (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v));
+    const withBands = hasBands(key);
+    const series = [{ label: "time", value: legendTime }];
+    const bands = [];
+    spec.series.forEach(([label], i) => {
+      const at = series.length;
+      series.push({ label: label, stroke: colors[i], fill: colors[i] + "22", width: 1.5, points: { show: false }, value: show });
+      for (const edge of ["min", "max"]) {
+        series.push({ label: label + " " + edge, class: "band-edge", show: withBands, stroke: "transparent", width: 0, points: { show: false }, value: show });
       }
-      lastTs = ts[ts.length - 1];
-      lastStep = step;
-      return;
-    }
-    for (let i = 0; i < ts.length; i++) {
-      if (ts[i] <= lastTs) continue; // already drawn
-      if (lastTs && ts[i] - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
-      pushRow(ts[i], (key) => [value(key, i), value("bands." + key + ".0", i), value("bands." + key + ".1", i)]);
-      lastTs = ts[i];
-      lastStep = step;
-    }
-  }
-
-  // No gap wider than three steps: nothing to mark with a null row.
-  function isEven(ts, step) {
-    const widest = 3 * Math.max(step, interval);
-    for (let i = 1; i < ts.length; i++) if (ts[i] - ts[i - 1] > widest) return false;
-    return ts.length > 0;
-  }
-
-  function trimColumns() {
-    const cutoff = columns.ts[columns.ts.length - 1] - windowSeconds;
-    let drop = 0;
-    while (drop < columns.ts.length && columns.ts[drop] < cutoff) drop++;
-    if (drop === 0) return;
-    columns.ts.splice(0, drop);
-    for (const key in CHARTS) columns[key].forEach((triple) => triple.forEach((col) => col.splice(0, drop)));
-  }
-
-  function chartData(key) {
-    const data = [columns.ts];
-    for (const triple of columns[key]) data.push(triple[0], triple[1], triple[2]);
-    return data;
-  }
-
-  function plotHeight() {
-    return parseFloat(getComputedStyle(document.body).getPropertyValue("--plot-height")) || 180;
-  }
-
-  function chartSize(container, height) {
-    return { width: Math.max(container.clientWidth, 200), height: height };
-  }
-
-  // Time labels, one line each, never two dates on top of each other: by the
-  // distance between ticks, seconds, the hour, or the day and hour.
-  // Made on first use: an Intl formatter costs milliseconds to build, and the
-  // page's first paint should not wait for four of them.
-  const formats = {};
-  function timeFormat(name) {
-    const options = {
-      clock: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
-      clockSeconds: { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" },
-      dayClock: { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
-      day: { weekday: "short", day: "numeric" },
-    }[name];
-    return formats[name] || (formats[name] = new Intl.DateTimeFormat(undefined, options));
-  }
-  function timeLabels(u, splits, axisIdx, space, incr) {
-    const format = timeFormat(incr >= 86400 ? "day" : incr >= 3600 * 3 ? "dayClock" : incr >= 60 ? "clock" : "clockSeconds");
-    return splits.map((t) => format.format(new Date(t * 1000)));
-  }
-  function legendTime(u, t) {
-    if (t === null || t === undefined) return "–";
-    return timeFormat(windowSeconds > 86400 ? "dayClock" : "clockSeconds").format(new Date(t * 1000));
-  }
-
-  // The y axis as wide as its longest label (no clipped "191 MiB/s"). A
-  // label's width is measured once: setting a canvas font is not free, and
-  // the same few labels come back on every redraw.
-  const labelWidths = new Map();
-  function axisWidth(u, values, axisIdx, cycleNum) {
-    const axis = u.axes[axisIdx];
-    if (cycleNum > 1) return axis._size;
-    let size = axis.ticks.size + axis.gap + 4;
-    const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
-    if (longest) {
-      const key = axis.font[0] + "|" + longest;
-      if (!labelWidths.has(key)) {
-        if (labelWidths.size > 500) labelWidths.clear();
-        u.ctx.font = axis.font[0];
-        labelWidths.set(key, u.ctx.measureText(longest).width / devicePixelRatio);
-      }
-      size += labelWidths.get(key);
-    }
-    return Math.ceil(size);
-  }
-
-  function buildCharts() {
-    for (const key in plots) plots[key].destroy();
-    plots = {};
-    const axis = cssVar("--muted");
-    const grid = cssVar("--grid");
-    const colors = [cssVar("--series-1"), cssVar("--series-2")];
-    const font = "11px system-ui, sans-serif";
-    // Every container measured before any chart is put in one: one layout,
-    // not one forced by each chart's DOM before the next is measured.
-    const sizes = {};
-    const height = plotHeight();
-    for (const key in CHARTS) $(CHARTS[key].el).textContent = "";
-    for (const key in CHARTS) sizes[key] = chartSize($(CHARTS[key].el), height);
-    for (const key in CHARTS) {
-      const spec = CHARTS[key];
-      const container = $(spec.el);
-      const size = sizes[key];
-      const show = (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v));
-      const withBands = hasBands(key);
-      const series = [{ label: "time", value: legendTime }];
-      const bands = [];
-      spec.series.forEach(([label], i) => {
-        const at = series.length;
-        series.push({ label: label, stroke: colors[i], fill: colors[i] + "22", width: 1.5, points: { show: false }, value: show });
-        for (const edge of ["min", "max"]) {
-          series.push({ label: label + " " + edge, class: "band-edge", show: withBands, stroke: "transparent", width: 0, points: { show: false }, value: show });
-        }
-        bands.push({ series: [at + 2, at + 1], fill: colors[i] + "40" });
-      });
-      const opts = {
-        width: size.width,
-        height: size.height,
-        legend: { show: true, live: true },
-        cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: spec.max ? { range: [0, spec.max] } : { range: (u, min, max) => [0, Math.max(max, 1024) * 1.1] } },
-        axes: [
-          { stroke: axis, font: font, space: 80, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, values: timeLabels },
-          { stroke: axis, font: font, space: 30, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: axisWidth, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
-        ],
-        series: series,
-        bands: bands,
-      };
-      plots[key] = new uPlot(opts, chartData(key), container);
-    }
-    window.__dashboardPlots = plots; // for the console and the browser tests
-    showLatest(); // made with the data: no second setData
-  }
-
-  function redraw() {
-    for (const key in plots) {
-      showBands(key);
-      plots[key].setData(chartData(key));
-    }
-    showLatest();
-  }
-
-  // A band's edges are drawn only when some point has them (a downsampled
-  // range): raw samples have none, and walking 900 nulls per edge per draw
-  // is a fifth of the page's first drawing.
-  function hasBands(key) {
-    return columns[key].some((triple) => triple[1].some((v) => v !== null));
-  }
-
-  function showBands(key) {
-    const u = plots[key];
-    const wanted = hasBands(key);
-    if (u.series[2].show === wanted) return;
-    u.batch(() => {
-      CHARTS[key].series.forEach((spec, i) => {
-        u.setSeries(3 * i + 2, { show: wanted });
-        u.setSeries(3 * i + 3, { show: wanted });
-      });
+      bands.push({ series: [at + 2, at + 1], fill: colors[i] + "40" });
     });
+    const opts = {
+      width: size.width,
+      height: size.height,
+      legend: { show: true, live: true },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true }, y: spec.max ? { range: [0, spec.max] } : { range: (u, min, max) => [0, Math.max(max, 1024) * 1.1] } },
+      axes: [
+        { stroke: axis, font: font, space: 80, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, values: timeLabels },
+        { stroke: axis, font: font, space: 30, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: axisWidth, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
+      ],
+      series: series,
+      bands: bands,
+    };
+    plots[key] = new uPlot(opts, chartData(key), container);
   }
+  window.__dashboardPlots = plots; // for the console and the browser tests
+  showLatest(); // made with the data: no second setData
+}
 
-  // With no pointer over a chart, its legend shows the latest values.
-  function showLatest() {
-    const last = columns.ts.length - 1;
-    for (const key in plots) {
-      if (plots[key].cursor.left < 0 && last >= 0) plots[key].setLegend({ idx: last });
-    }
+function redraw() {
+  for (const key in plots) {
+    showBands(key);
+    plots[key].setData(chartData(key));
   }
+  showLatest();
+}
 
-  function drawAll() {
-    if (!Object.keys(plots).length) buildCharts(); else redraw();
-  }
+// A band's edges are drawn only when some point has them (a downsampled
+// range): raw samples have none, and walking 900 nulls per edge per draw
+// is a fifth of the page's first drawing.
+function hasBands(key) {
+  return columns[key].some((triple) => triple[1].some((v) => v !== null));
+}
 
-  // When the charts were first drawn full, from navigation start (for `make
-  // bench`). uPlot draws in a microtask after it is given data: this one
-  // comes after theirs.
-  function markFull() {
-    if (!columns.ts.length || window.__chartsFullAt) return;
-    queueMicrotask(() => { window.__chartsFullAt = window.__chartsFullAt || performance.now(); });
-  }
-
-  // ---------------------------------------------------------------- range
-
-  let rangeSeconds = null; // null: the live window from `history`
-  let rangeRequest = 0;
-
-  function loadRange(seconds) {
-    const ask = ++rangeRequest;
-    document.body.dataset.range = String(seconds);
-    for (const b of document.querySelectorAll("#ranges button")) {
-      b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === seconds));
-    }
-    // About a point per pixel: 7 days is ~1,000 points, not 10,000. Finer than
-    // 10 s, the store's own pick (raw samples for the last hour) stands.
-    const perPixel = Math.ceil(seconds / Math.max($("chart-cpu").clientWidth, 300));
-    const step = perPixel >= 10 ? "&step=" + perPixel : "";
-    const url = document.body.dataset.history + "?format=columns&seconds=" + seconds + step;
-    return fetch(url, { credentials: "same-origin" })
-      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
-      .then((body) => {
-        if (ask !== rangeRequest) return; // a newer choice won
-        windowSeconds = seconds;
-        loadColumns(body);
-        drawAll();
-        document.body.dataset.rangeStep = String(body.step);
-        document.body.dataset.rangeLoaded = String(seconds);
-      })
-      .catch(() => setText("range-note", "could not load that range"));
-  }
-
-  for (const button of document.querySelectorAll("#ranges button")) {
-    button.addEventListener("click", () => {
-      const seconds = Number(button.dataset.seconds);
-      rangeSeconds = seconds === liveWindow ? null : seconds;
-      loadRange(seconds);
+function showBands(key) {
+  const u = plots[key];
+  const wanted = hasBands(key);
+  if (u.series[2].show === wanted) return;
+  u.batch(() => {
+    CHARTS[key].series.forEach((spec, i) => {
+      u.setSeries(3 * i + 2, { show: wanted });
+      u.setSeries(3 * i + 3, { show: wanted });
     });
-  }
-
-  // Observing reports every chart once at the start: a size that has not
-  // changed is not drawn again.
-  const resize = new ResizeObserver(() => {
-    const height = plotHeight();
-    for (const key in plots) {
-      const size = chartSize($(CHARTS[key].el), height);
-      if (size.width !== plots[key].width || size.height !== plots[key].height) plots[key].setSize(size);
-    }
   });
-  for (const key in CHARTS) resize.observe($(CHARTS[key].el));
-  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildCharts);
+}
 
-  // ---------------------------------------------------------------- cards & tables
-
-  function setCard(card, p, rule) {
-    card.classList.remove("ok", "warn", "crit", "unknown");
-    card.classList.add(level(p, rule));
+// With no pointer over a chart, its legend shows the latest values.
+function showLatest() {
+  const last = columns.ts.length - 1;
+  for (const key in plots) {
+    if (plots[key].cursor.left < 0 && last >= 0) plots[key].setLegend({ idx: last });
   }
+}
 
-  function showUsage(name, p, detail) {
-    setText(name + "-percent", pct(p));
-    setMeter(name + "-meter", p);
-    setCard($("card-" + name), p, name);
-    if (detail !== undefined) setText(name + "-detail", detail);
+function drawAll() {
+  if (!Object.keys(plots).length) buildCharts(); else redraw();
+}
+
+// When the charts were first drawn full, from navigation start (for `make
+// bench`). uPlot draws in a microtask after it is given data: this one
+// comes after theirs.
+function markFull() {
+  if (!columns.ts.length || window.__chartsFullAt) return;
+  queueMicrotask(() => { window.__chartsFullAt = window.__chartsFullAt || performance.now(); });
+}
+
+// ---------------------------------------------------------------- range
+
+let rangeSeconds = null; // null: the live window from `history`
+let rangeRequest = 0;
+
+function loadRange(seconds) {
+  const ask = ++rangeRequest;
+  document.body.dataset.range = String(seconds);
+  for (const b of document.querySelectorAll("#ranges button")) {
+    b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === seconds));
   }
+  // About a point per pixel: 7 days is ~1,000 points, not 10,000. Finer than
+  // 10 s, the store's own pick (raw samples for the last hour) stands.
+  const perPixel = Math.ceil(seconds / Math.max($("chart-cpu").clientWidth, 300));
+  const step = perPixel >= 10 ? "&step=" + perPixel : "";
+  const url = document.body.dataset.history + "?format=columns&seconds=" + seconds + step;
+  return fetch(url, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+    .then((body) => {
+      if (ask !== rangeRequest) return; // a newer choice won
+      windowSeconds = seconds;
+      loadColumns(body);
+      drawAll();
+      document.body.dataset.rangeStep = String(body.step);
+      document.body.dataset.rangeLoaded = String(seconds);
+    })
+    .catch(() => setText("range-note", "could not load that range"));
+}
 
-  function diskCardId(mount) {
-    return "card-disk-" + mount.replace(/[^a-zA-Z0-9]/g, "_");
+for (const button of document.querySelectorAll("#ranges button")) {
+  button.addEventListener("click", () => {
+    const seconds = Number(button.dataset.seconds);
+    rangeSeconds = seconds === liveWindow ? null : seconds;
+    loadRange(seconds);
+  });
+}
+
+// Observing reports every chart once at the start: a size that has not
+// changed is not drawn again.
+const resize = new ResizeObserver(() => {
+  const height = plotHeight();
+  for (const key in plots) {
+    const size = chartSize($(CHARTS[key].el), height);
+    if (size.width !== plots[key].width || size.height !== plots[key].height) plots[key].setSize(size);
   }
+});
+for (const key in CHARTS) resize.observe($(CHARTS[key].el));
+window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildCharts);
 
-  function showDisks(disks) {
-    const cards = $("cards");
-    const wanted = new Set();
-    const body = $("disks");
-    body.textContent = "";
-    for (const d of disks || []) {
-      const id = diskCardId(d.mount);
-      wanted.add(id);
-      let card = $(id);
-      if (!card) {
-        card = document.createElement("article");
-        card.className = "card disk-card";
-        card.id = id;
-        card.innerHTML = '<h2></h2><p class="big"><span class="value"></span></p><div class="meter"><span></span></div><p class="sub"></p>';
-        card.querySelector("h2").textContent = "Disk " + d.mount;
-        cards.appendChild(card);
-      }
-      card.querySelector(".value").textContent = pct(d.percent);
-      card.querySelector(".meter span").style.width = (d.percent || 0) + "%";
-      card.querySelector(".sub").textContent = d.answering === false ? "not answering" : bytes(d.used) + " of " + bytes(d.total);
-      setCard(card, d.percent, diskRule(d.mount));
+// ---------------------------------------------------------------- cards & tables
 
-      const row = document.createElement("tr");
-      cell(row, d.mount);
-      cell(row, d.device, "wide");
-      cell(row, d.fstype, "wide");
-      cell(row, bytes(d.used), "num");
-      cell(row, bytes(d.free), "num");
-      cell(row, bytes(d.total), "num");
-      cell(row, pct(d.percent), "num " + level(d.percent, diskRule(d.mount)));
-      body.appendChild(row);
+function setCard(card, p, rule) {
+  card.classList.remove("ok", "warn", "crit", "unknown");
+  card.classList.add(level(p, rule));
+}
+
+function showUsage(name, p, detail) {
+  setText(name + "-percent", pct(p));
+  setMeter(name + "-meter", p);
+  setCard($("card-" + name), p, name);
+  if (detail !== undefined) setText(name + "-detail", detail);
+}
+
+function diskCardId(mount) {
+  return "card-disk-" + mount.replace(/[^a-zA-Z0-9]/g, "_");
+}
+
+function showDisks(disks) {
+  const cards = $("cards");
+  const wanted = new Set();
+  const body = $("disks");
+  body.textContent = "";
+  for (const d of disks || []) {
+    const id = diskCardId(d.mount);
+    wanted.add(id);
+    let card = $(id);
+    if (!card) {
+      card = document.createElement("article");
+      card.className = "card disk-card";
+      card.id = id;
+      card.innerHTML = '<h2></h2><p class="big"><span class="value"></span></p><div class="meter"><span></span></div><p class="sub"></p>';
+      card.querySelector("h2").textContent = "Disk " + d.mount;
+      cards.appendChild(card);
     }
-    for (const card of cards.querySelectorAll(".disk-card")) {
-      if (!wanted.has(card.id)) card.remove();
-    }
+    card.querySelector(".value").textContent = pct(d.percent);
+    card.querySelector(".meter span").style.width = (d.percent || 0) + "%";
+    card.querySelector(".sub").textContent = d.answering === false ? "not answering" : bytes(d.used) + " of " + bytes(d.total);
+    setCard(card, d.percent, diskRule(d.mount));
+
+    const row = document.createElement("tr");
+    cell(row, d.mount);
+    cell(row, d.device, "wide");
+    cell(row, d.fstype, "wide");
+    cell(row, bytes(d.used), "num");
+    cell(row, bytes(d.free), "num");
+    cell(row, bytes(d.total), "num");
+    cell(row, pct(d.percent), "num " + level(d.percent, diskRule(d.mount)));
+    body.appendChild(row);
   }
-
-  function showCores(perCore) {
-    const box = $("cores");
-    perCore = perCore || [];
-    box.classList.toggle("many", perCore.length > 32);
-    while (box.children.length > perCore.length) box.lastChild.remove();
-    while (box.children.length < perCore.length) {
-      const core = document.createElement("div");
-      core.className = "core";
-      core.innerHTML = '<span class="core-bar"><span class="core-fill"></span></span><span class="core-label"></span>';
-      box.appendChild(core);
-    }
-    perCore.forEach((p, i) => {
-      const core = box.children[i];
-      core.querySelector(".core-fill").style.height = (p || 0) + "%";
-      const text = num(p) ? p.toFixed(0) + "%" : "–";
-      core.querySelector(".core-label").textContent = text;
-      core.title = "core " + i + ": " + text;
-      core.className = "core " + level(p, "cpu");
-    });
+  for (const card of cards.querySelectorAll(".disk-card")) {
+    if (!wanted.has(card.id)) card.remove();
   }
+}
 
-  function showProcesses(processes) {
-    if (processes === undefined) return; // history samples carry none
-    const body = $("processes");
-    body.textContent = "";
-    for (const p of processes || []) {
-      const row = document.createElement("tr");
-      cell(row, String(p.pid), "num");
-      cell(row, p.name, "name").title = p.name;
-      cell(row, pct(p.cpu_percent), "num");
-      cell(row, pct(p.memory_percent), "num");
-      body.appendChild(row);
-    }
+function showCores(perCore) {
+  const box = $("cores");
+  perCore = perCore || [];
+  box.classList.toggle("many", perCore.length > 32);
+  while (box.children.length > perCore.length) box.lastChild.remove();
+  while (box.children.length < perCore.length) {
+    const core = document.createElement("div");
+    core.className = "core";
+    core.innerHTML = '<span class="core-bar"><span class="core-fill"></span></span><span class="core-label"></span>';
+    box.appendChild(core);
   }
+  perCore.forEach((p, i) => {
+    const core = box.children[i];
+    core.querySelector(".core-fill").style.height = (p || 0) + "%";
+    const text = pctWhole(p);
+    core.querySelector(".core-label").textContent = text;
+    core.title = "core " + i + ": " + text;
+    core.className = "core " + level(p, "cpu");
+  });
+}
 
-  let uptimeBase = null; // [uptime seconds, performance.now() when received]
-
-  function showSample(s) {
-    showUsage("cpu", s.cpu ? s.cpu.percent : null);
-    setText("load", Array.isArray(s.load) ? s.load.map((v) => (num(v) ? v.toFixed(2) : "–")).join(" · ") : "–");
-    const m = s.memory || {};
-    showUsage("memory", m.percent, bytes(m.used) + " of " + bytes(m.total));
-    const sw = s.swap || {};
-    showUsage("swap", sw.total === 0 ? null : sw.percent, sw.total === 0 ? "no swap" : bytes(sw.used) + " of " + bytes(sw.total));
-    showCores(s.cpu ? s.cpu.per_core : null);
-    showDisks(s.disks);
-    showProcesses(s.processes);
-    if (s.uptime !== null && s.uptime !== undefined) uptimeBase = [s.uptime, performance.now()];
-    showOwnCost(s.server);
-    showClockNote(s);
-    setText("last-seq", "#" + s.seq);
-    document.body.dataset.seq = s.seq;
+function showProcesses(processes) {
+  if (processes === undefined) return; // history samples carry none
+  const body = $("processes");
+  body.textContent = "";
+  for (const p of processes || []) {
+    const row = document.createElement("tr");
+    cell(row, String(p.pid), "num");
+    cell(row, p.name, "name").title = p.name;
+    cell(row, pct(p.cpu_percent), "num");
+    cell(row, pct(p.memory_percent), "num");
+    body.appendChild(row);
   }
+}
 
-  // An agent's clock, as the hub measured it: "clock 10 min ahead" past the setting.
-  function showClockNote(s) {
-    if (!("clock_offset" in s)) return; // the hub's own host, or a hub that does not measure
-    const note = $("clock-note");
-    note.hidden = !s.clock_note;
-    note.textContent = s.clock_note || "";
+let uptimeBase = null; // [uptime seconds, performance.now() when received]
+
+function showSample(s) {
+  showUsage("cpu", s.cpu ? s.cpu.percent : null);
+  setText("load", Array.isArray(s.load) ? s.load.map((v) => (num(v) ? v.toFixed(2) : "–")).join(" · ") : "–");
+  const m = s.memory || {};
+  showUsage("memory", m.percent, bytes(m.used) + " of " + bytes(m.total));
+  const sw = s.swap || {};
+  showUsage("swap", sw.total === 0 ? null : sw.percent, sw.total === 0 ? "no swap" : bytes(sw.used) + " of " + bytes(sw.total));
+  showCores(s.cpu ? s.cpu.per_core : null);
+  showDisks(s.disks);
+  showProcesses(s.processes);
+  if (s.uptime !== null && s.uptime !== undefined) uptimeBase = [s.uptime, performance.now()];
+  showOwnCost(s.server);
+  showClockNote(s);
+  setText("last-seq", "#" + s.seq);
+  document.body.dataset.seq = s.seq;
+}
+
+// An agent's clock, as the hub measured it: "clock 10 min ahead" past the setting.
+function showClockNote(s) {
+  if (!("clock_offset" in s)) return; // the hub's own host, or a hub that does not measure
+  const note = $("clock-note");
+  note.hidden = !s.clock_note;
+  note.textContent = s.clock_note || "";
+}
+
+function showOwnCost(own) {
+  if (!own) return; // history samples carry none
+  // The hub's store cannot write: say so until it can (the page goes on from memory).
+  $("store-banner").hidden = !own.store_error;
+  setText("store-error", own.store_error || "");
+  setText("own-cpu", pct(own.cpu_percent));
+  setText("own-rss", bytes(own.rss));
+  setText("own-tick", num(own.tick_ms) ? own.tick_ms.toFixed(1) + "\u00a0ms" : "–");
+  setText("own-clients", own.clients + (own.clients === 1 ? " client" : " clients"));
+}
+
+// ---------------------------------------------------------------- alerts
+
+let activeAlerts = {};
+
+function alertCardId(rule) {
+  if (rule.startsWith("disk:")) return diskCardId(rule.slice(5));
+  if (rule === "load" || rule.endsWith("cpu.percent") || rule === "cpu") return "card-cpu";
+  if (rule.endsWith("memory.percent") || rule === "memory") return "card-memory";
+  if (rule.endsWith("swap.percent") || rule === "swap") return "card-swap";
+  if (rule.endsWith("load.per_core")) return "card-cpu";
+  return null;
+}
+
+function alertText(a) {
+  const when = new Date(a.ts * 1000).toLocaleTimeString();
+  const what = a.level === "ok" ? "resolved" : a.level;
+  return when + " · " + a.rule + " " + what + " · " + a.metric + " " + a.value + " (threshold " + a.threshold + ")";
+}
+
+function alertItem(a) {
+  const li = document.createElement("li");
+  li.className = "alert alert-" + a.level;
+  li.textContent = alertText(a);
+  return li;
+}
+
+function paintAlertCards() {
+  for (const card of document.querySelectorAll(".card[data-alert]")) delete card.dataset.alert;
+  const rank = { warning: 1, critical: 2 };
+  for (const a of Object.values(activeAlerts)) {
+    const card = $(alertCardId(a.rule) || "");
+    if (card && (!card.dataset.alert || rank[a.level] > rank[card.dataset.alert])) card.dataset.alert = a.level;
   }
+}
 
-  function showOwnCost(own) {
-    if (!own) return; // history samples carry none
-    // The hub's store cannot write: say so until it can (the page goes on from memory).
-    $("store-banner").hidden = !own.store_error;
-    setText("store-error", own.store_error || "");
-    setText("own-cpu", pct(own.cpu_percent));
-    setText("own-rss", bytes(own.rss));
-    setText("own-tick", num(own.tick_ms) ? own.tick_ms.toFixed(1) + "\u00a0ms" : "–");
-    setText("own-clients", own.clients + (own.clients === 1 ? " client" : " clients"));
+function showActiveAlerts() {
+  const list = $("alerts-active");
+  list.textContent = "";
+  const items = Object.values(activeAlerts).sort((a, b) => (a.level === b.level ? b.ts - a.ts : a.level === "critical" ? -1 : 1));
+  for (const a of items) list.appendChild(alertItem(a));
+  $("alerts-none").hidden = items.length > 0;
+  paintAlertCards();
+  favicon(items.some((a) => a.level === "critical") ? "crit" : items.length ? "warn" : "ok");
+}
+
+function addRecent(a) {
+  const list = $("alerts-recent");
+  list.insertBefore(alertItem(a), list.firstChild);
+  while (list.children.length > 50) list.lastChild.remove();
+}
+
+function notify(a) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const title = (a.level === "ok" ? "Resolved: " : a.level.toUpperCase() + ": ") + a.rule;
+  new Notification(title, { body: alertText(a), tag: a.rule });
+}
+
+const notifyButton = $("notify");
+if ("Notification" in window && Notification.permission === "default") {
+  notifyButton.hidden = false;
+  notifyButton.addEventListener("click", () => {
+    Notification.requestPermission().then(() => { notifyButton.hidden = true; });
+  });
+}
+
+function showStatic(st) {
+  setText("hostname", st.hostname);
+  document.title = st.hostname + " · dashboard";
+  const main = (st.addresses || [])[0];
+  setText("address", main ? main.address : "–");
+  const os = st.os || {};
+  setText("os", [os.distribution || os.system, os.release, os.machine].filter(Boolean).join(" · "));
+  const cpu = st.cpu || {};
+  setText("cpu-model", (cpu.model || "CPU") + " · " + (cpu.logical || "?") + " threads");
+}
+
+setInterval(() => {
+  if (uptimeBase) setText("uptime", duration(uptimeBase[0] + (performance.now() - uptimeBase[1]) / 1000));
+}, 1000);
+setInterval(() => checkStale(), 250);
+
+// ---------------------------------------------------------------- connection
+
+let lastMessageAt = 0;
+let disconnectedAt = null;
+
+function setStatus(kind, text) {
+  const el = $("status");
+  el.className = "status status-" + kind;
+  el.textContent = text;
+  document.body.dataset.status = kind;
+}
+
+function checkStale() {
+  if (disconnectedAt !== null) {
+    // Past 30 s of retrying, call it offline; the socket keeps retrying.
+    if (!navigator.onLine || performance.now() - disconnectedAt > 30000) setStatus("offline", "offline");
+    return;
   }
-
-  // ---------------------------------------------------------------- alerts
-
-  let activeAlerts = {};
-
-  function alertCardId(rule) {
-    if (rule.startsWith("disk:")) return diskCardId(rule.slice(5));
-    if (rule === "load" || rule.endsWith("cpu.percent") || rule === "cpu") return "card-cpu";
-    if (rule.endsWith("memory.percent") || rule === "memory") return "card-memory";
-    if (rule.endsWith("swap.percent") || rule === "swap") return "card-swap";
-    if (rule.endsWith("load.per_core")) return "card-cpu";
-    return null;
+  // Three intervals without a sample (the socket up): the sampler, or the
+  // core behind a web process, is gone. It says so within a quarter second.
+  if (lastMessageAt && performance.now() - lastMessageAt > 3 * interval * 1000) {
+    setStatus("reconnecting", "stalled");
   }
+}
 
-  function alertText(a) {
-    const when = new Date(a.ts * 1000).toLocaleTimeString();
-    const what = a.level === "ok" ? "resolved" : a.level;
-    return when + " · " + a.rule + " " + what + " · " + a.metric + " " + a.value + " (threshold " + a.threshold + ")";
-  }
+// The history the server put in the page: the charts are full at first
+// paint, and the socket is asked only for what came after it.
+const embedded = $("history-data");
+if (embedded) {
+  try {
+    loadColumns(JSON.parse(embedded.textContent));
+    document.body.dataset.historyFormat = "columns";
+  } catch { resetColumns(); }
+}
+// This script comes after uPlot and the page's elements: the charts, full, at once.
+drawAll();
+markFull();
 
-  function alertItem(a) {
-    const li = document.createElement("li");
-    li.className = "alert alert-" + a.level;
-    li.textContent = alertText(a);
-    return li;
-  }
+const hostId = document.body.dataset.host;
+const socket = io({
+  // A host of the fleet; none: the hub's own, as before the fleet. A function:
+  // asked again on each connect, so a reconnect asks only for what is missing.
+  auth: (give) => {
+    const view = hostId ? { host: hostId, format: "columns" } : { format: "columns" };
+    if (lastTs && rangeSeconds === null) view.since = lastTs;
+    give(view);
+  },
+  transports: ["websocket", "polling"],
+  autoConnect: false, // opened after the charts are drawn, below
+  reconnectionDelay: 1000,
+  reconnectionDelayMax: 10000,
+  randomizationFactor: 0.5,
+});
 
-  function paintAlertCards() {
-    for (const card of document.querySelectorAll(".card[data-alert]")) delete card.dataset.alert;
-    const rank = { warning: 1, critical: 2 };
-    for (const a of Object.values(activeAlerts)) {
-      const card = $(alertCardId(a.rule) || "");
-      if (card && (!card.dataset.alert || rank[a.level] > rank[card.dataset.alert])) card.dataset.alert = a.level;
-    }
-  }
+shared.socket = socket;
+// Queued after uPlot's drawing: the first paint does not wait for a WebSocket.
+queueMicrotask(() => socket.connect());
 
-  function showActiveAlerts() {
-    const list = $("alerts-active");
-    list.textContent = "";
-    const items = Object.values(activeAlerts).sort((a, b) => (a.level === b.level ? b.ts - a.ts : a.level === "critical" ? -1 : 1));
-    for (const a of items) list.appendChild(alertItem(a));
-    $("alerts-none").hidden = items.length > 0;
-    paintAlertCards();
-    favicon(items.some((a) => a.level === "critical") ? "crit" : items.length ? "warn" : "ok");
-  }
+socket.on("connect", () => {
+  disconnectedAt = null;
+  setStatus("live", "live");
+});
+socket.on("shutdown", () => setStatus("reconnecting", "restarting"));
+socket.on("disconnect", () => {
+  disconnectedAt = performance.now();
+  setStatus("reconnecting", "reconnecting");
+});
+socket.on("connect_error", () => {
+  if (disconnectedAt === null) disconnectedAt = performance.now();
+  setStatus("reconnecting", "reconnecting");
+});
 
-  // The tab's icon in the colour of the worst active alert, as the fleet page does.
-  const ICON_COLOURS = { ok: "#2f9e6b", warn: "#d98b00", crit: "#d64545" };
-  function favicon(worst) {
-    const dot = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="' + ICON_COLOURS[worst] + '"/></svg>';
-    $("favicon").href = "data:image/svg+xml," + encodeURIComponent(dot);
-    document.body.dataset.worst = worst;
-  }
+socket.on("static", (st) => {
+  liveWindow = st.history_seconds || 900;
+  levels = st.levels || {};
+  if (rangeSeconds === null) windowSeconds = liveWindow;
+  showStatic(st);
+});
 
-  function addRecent(a) {
-    const list = $("alerts-recent");
-    list.insertBefore(alertItem(a), list.firstChild);
-    while (list.children.length > 50) list.lastChild.remove();
-  }
-
-  function notify(a) {
-    if (!("Notification" in window) || Notification.permission !== "granted") return;
-    const title = (a.level === "ok" ? "Resolved: " : a.level.toUpperCase() + ": ") + a.rule;
-    new Notification(title, { body: alertText(a), tag: a.rule });
-  }
-
-  const notifyButton = $("notify");
-  if ("Notification" in window && Notification.permission === "default") {
-    notifyButton.hidden = false;
-    notifyButton.addEventListener("click", () => {
-      Notification.requestPermission().then(() => { notifyButton.hidden = true; });
-    });
-  }
-
-  function showStatic(st) {
-    setText("hostname", st.hostname);
-    document.title = st.hostname + " · dashboard";
-    const main = (st.addresses || [])[0];
-    setText("address", main ? main.address : "–");
-    const os = st.os || {};
-    setText("os", [os.distribution || os.system, os.release, os.machine].filter(Boolean).join(" · "));
-    const cpu = st.cpu || {};
-    setText("cpu-model", (cpu.model || "CPU") + " · " + (cpu.logical || "?") + " threads");
-  }
-
-  setInterval(() => {
-    if (uptimeBase) setText("uptime", duration(uptimeBase[0] + (performance.now() - uptimeBase[1]) / 1000));
-  }, 1000);
-  setInterval(() => checkStale(), 250);
-
-  // ---------------------------------------------------------------- connection
-
-  let lastMessageAt = 0;
-  let disconnectedAt = null;
-
-  function setStatus(kind, text) {
-    const el = $("status");
-    el.className = "status status-" + kind;
-    el.textContent = text;
-    document.body.dataset.status = kind;
-  }
-
-  function checkStale() {
-    if (disconnectedAt !== null) {
-      // Past 30 s of retrying, call it offline; the socket keeps retrying.
-      if (!navigator.onLine || performance.now() - disconnectedAt > 30000) setStatus("offline", "offline");
-      return;
-    }
-    // Three intervals without a sample (the socket up): the sampler, or the
-    // core behind a web process, is gone. It says so within a quarter second.
-    if (lastMessageAt && performance.now() - lastMessageAt > 3 * interval * 1000) {
-      setStatus("reconnecting", "stalled");
-    }
-  }
-
-  // The history the server put in the page: the charts are full at first
-  // paint, and the socket is asked only for what came after it.
-  const embedded = $("history-data");
-  if (embedded) {
-    try {
-      loadColumns(JSON.parse(embedded.textContent));
-      document.body.dataset.historyFormat = "columns";
-    } catch (e) { resetColumns(); }
-  }
-  // This script comes after uPlot and the page's elements: the charts, full, at once.
+socket.on("history", (payload) => {
+  payload = payload || {};
+  if (payload.latest) showSample(payload.latest);
+  document.body.dataset.historyFormat = payload.format || "rows";
+  lastMessageAt = performance.now();
+  if (rangeSeconds !== null) { loadRange(rangeSeconds); return; } // a longer range: from REST
+  windowSeconds = liveWindow;
+  if (payload.format === "columns" && payload.since !== undefined) {
+    // What came after the history the page has: appended, in time order.
+    appendColumns(payload);
+    trimColumns();
+  } else if (payload.format === "columns") loadColumns(payload);
+  else { resetColumns(); for (const s of payload.samples || []) pushSample(s); }
   drawAll();
   markFull();
+});
 
-  const hostId = document.body.dataset.host;
-  const socket = io({
-    // A host of the fleet; none: the hub's own, as before the fleet. A function:
-    // asked again on each connect, so a reconnect asks only for what is missing.
-    auth: (give) => {
-      const view = hostId ? { host: hostId, format: "columns" } : { format: "columns" };
-      if (lastTs && rangeSeconds === null) view.since = lastTs;
-      give(view);
-    },
-    transports: ["websocket", "polling"],
-    autoConnect: false, // opened after the charts are drawn, below
-    reconnectionDelay: 1000,
-    reconnectionDelayMax: 10000,
-    randomizationFactor: 0.5,
-  });
+socket.on("alerts", (snapshot) => {
+  activeAlerts = {};
+  for (const a of snapshot.active || []) activeAlerts[a.rule] = a;
+  $("alerts-recent").textContent = "";
+  for (const a of (snapshot.recent || []).slice().reverse()) addRecent(a);
+  showActiveAlerts();
+});
 
-  window.dashboardSocket = socket; // firehose.js shares it
-  // Queued after uPlot's drawing: the first paint does not wait for a WebSocket.
-  queueMicrotask(() => socket.connect());
+socket.on("alert", (a) => {
+  if (a.level === "ok") delete activeAlerts[a.rule];
+  else activeAlerts[a.rule] = a;
+  addRecent(a);
+  showActiveAlerts();
+  notify(a);
+});
 
-  socket.on("connect", () => {
-    disconnectedAt = null;
-    setStatus("live", "live");
-  });
-  socket.on("shutdown", () => setStatus("reconnecting", "restarting"));
-  socket.on("disconnect", () => {
-    disconnectedAt = performance.now();
-    setStatus("reconnecting", "reconnecting");
-  });
-  socket.on("connect_error", () => {
-    if (disconnectedAt === null) disconnectedAt = performance.now();
-    setStatus("reconnecting", "reconnecting");
-  });
+// Main-thread time per live update, the last 120 (for `make bench`).
+const updateMs = (window.__updateMs = []);
 
-  socket.on("static", (st) => {
-    liveWindow = st.history_seconds || 900;
-    levels = st.levels || {};
-    if (rangeSeconds === null) windowSeconds = liveWindow;
-    showStatic(st);
-  });
-
-  socket.on("history", (payload) => {
-    payload = payload || {};
-    if (payload.latest) showSample(payload.latest);
-    document.body.dataset.historyFormat = payload.format || "rows";
-    lastMessageAt = performance.now();
-    if (rangeSeconds !== null) { loadRange(rangeSeconds); return; } // a longer range: from REST
-    windowSeconds = liveWindow;
-    if (payload.format === "columns" && payload.since !== undefined) {
-      // What came after the history the page has: appended, in time order.
-      appendColumns(payload);
-      trimColumns();
-    } else if (payload.format === "columns") loadColumns(payload);
-    else { resetColumns(); for (const s of payload.samples || []) pushSample(s); }
+socket.on("metrics", (s) => {
+  const began = performance.now();
+  lastMessageAt = began;
+  if (disconnectedAt === null) setStatus("live", "live");
+  if (pushSample(s)) {
+    trimColumns();
     drawAll();
-    markFull();
-  });
-
-  socket.on("alerts", (snapshot) => {
-    activeAlerts = {};
-    for (const a of snapshot.active || []) activeAlerts[a.rule] = a;
-    $("alerts-recent").textContent = "";
-    for (const a of (snapshot.recent || []).slice().reverse()) addRecent(a);
-    showActiveAlerts();
-  });
-
-  socket.on("alert", (a) => {
-    if (a.level === "ok") delete activeAlerts[a.rule];
-    else activeAlerts[a.rule] = a;
-    addRecent(a);
-    showActiveAlerts();
-    notify(a);
-  });
-
-  // Main-thread time per live update, the last 120 (for `make bench`).
-  const updateMs = (window.__updateMs = []);
-
-  socket.on("metrics", (s) => {
-    const began = performance.now();
-    lastMessageAt = began;
-    if (disconnectedAt === null) setStatus("live", "live");
-    if (pushSample(s)) {
-      trimColumns();
-      drawAll();
-    }
-    showSample(s);
-    updateMs.push(performance.now() - began);
-    if (updateMs.length > 120) updateMs.shift();
-  });
-
-  // ---------------------------------------------------------------- wall mode
-
-  // Keep a wall screen awake where the browser allows it; the lock is let go
-  // when the tab is hidden, so it is asked again when it shows.
-  if (document.body.classList.contains("kiosk") && "wakeLock" in navigator) {
-    const keepAwake = () => navigator.wakeLock.request("screen").catch(() => {});
-    keepAwake();
-    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") keepAwake(); });
   }
-})();
+  showSample(s);
+  updateMs.push(performance.now() - began);
+  if (updateMs.length > 120) updateMs.shift();
+});
+
+// ---------------------------------------------------------------- wall mode
+
+if (document.body.classList.contains("kiosk")) keepScreenAwake();

@@ -1,13 +1,12 @@
 // The firehose panel: live log lines from a host's sources (the fleet page:
 // from every host), a colour per source. A line is always text, never HTML.
-(function () {
-  "use strict";
+import { $, shared } from "./common.js";
 
-  const panel = document.getElementById("firehose");
-  const socket = window.dashboardSocket;
-  if (!panel || !socket) return;
+const panel = $("firehose");
+const socket = shared.socket;
+if (panel && socket) startLogs();
 
-  const $ = (id) => document.getElementById(id);
+function startLogs() {
   const box = $("firehose-lines");
   const more = $("firehose-more");
   const toggle = $("firehose-toggle");
@@ -46,8 +45,7 @@
 
   function subscribeAll() {
     if (!fleetView) { subscribe(panel.dataset.host || ""); return; }
-    const fleet = window.__fleet && window.__fleet();
-    for (const h of (fleet && fleet.hosts) || []) subscribe(h.id);
+    for (const h of shared.fleetHosts()) subscribe(h.id);
   }
 
   function setOn(value) {
@@ -57,7 +55,7 @@
     box.hidden = !on;
     pause.hidden = !on;
     filterInput.closest("label").hidden = !on;
-    try { localStorage.setItem("dashboard.firehose", on ? "on" : "off"); } catch (e) { /* private mode */ }
+    try { localStorage.setItem("dashboard.firehose", on ? "on" : "off"); } catch { /* private mode */ }
     if (on) subscribeAll();
     else {
       for (const host of subscribed) socket.emit("firehose_unsubscribe", host ? { host: host } : {});
@@ -132,7 +130,7 @@
     const regex = /^\/(.+)\/$/.exec(wanted);
     let test = (text) => text.toLowerCase().includes(wanted.toLowerCase());
     if (regex) {
-      try { const re = new RegExp(regex[1], "i"); test = (text) => re.test(text); } catch (e) { /* substring */ }
+      try { const re = new RegExp(regex[1], "i"); test = (text) => re.test(text); } catch { /* substring */ }
     }
     match = wanted ? test : () => true;
     for (const row of box.children) row.hidden = !shown(row);
@@ -143,6 +141,6 @@
   if (fleetView) socket.on("fleet", () => { if (on) subscribeAll(); });
 
   let saved = "off";
-  try { saved = localStorage.getItem("dashboard.firehose") || "off"; } catch (e) { /* private mode */ }
+  try { saved = localStorage.getItem("dashboard.firehose") || "off"; } catch { /* private mode */ }
   setOn(saved === "on");
-})();
+}
