@@ -1,4 +1,16 @@
-"""The app factory: builds the Flask app, its SocketIO and the state they share."""
+"""The app factory: builds the parts a role needs and wires them as a sample flows.
+
+The life of a sample, in the names below: the Sampler (build_sampling) takes
+one a second from DynamicData, sends it to its host's room as `metrics`, and
+hands it to its observers: the host's AlertNotifier (build_alerts), the
+HistoryStore (build_store) and the FleetTick (build_fleet). An agent's sample
+comes in through the AgentLink (build_fleet), which checks it, stores it and
+publishes it the same way. build_web serves pages, REST and sockets from the
+DashboardState that holds the parts.
+
+A new capability is one builder here, or one entry in a part's list (a
+collector in DynamicData, a notifier in build_alerts): not a new branch.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,7 @@ import dataclasses
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -13,16 +26,17 @@ from flask_compress import Compress
 from flask_socketio import SocketIO
 
 from server import __version__, access
+from server.access import Access
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
 from server.alerts.webhooks import WebhookSender
-from server.blocking import run_blocking
 from server.config import Config
 from server.data import DynamicData, OwnUsage, StaticData
 from server.firehose.relay import Firehose, local_feed
 from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import AgentLink
+from server.fleet.tick import FleetTick
 from server.fleet.tokens import AgentTokens
 from server.history.store import HistoryStore, Retention
 from server.state import DashboardState
@@ -30,8 +44,160 @@ from server.web import api, events, metrics_export, pages, queue
 from server.wire import JsonPacket, JsonProvider
 from server.worker import Sampler
 
-TOKENS_EVERY = 5  # ticks between looks at the agents file (add-agent, remove-agent)
-MIRROR_EVERY = 5  # ticks between the core's mirrors of statics and alerts (role core)
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """What a process of each `role` setting does."""
+
+    samples: bool  # samples this host, writes the store, takes the agents' link
+    publishes: bool  # sends through the message queue to web processes (and mirrors)
+    observes: bool  # keeps its view of the fleet from the core's stream
+
+
+ROLES = {
+    "all": Role(samples=True, publishes=False, observes=False),
+    "core": Role(samples=True, publishes=True, observes=False),
+    "web": Role(samples=False, publishes=False, observes=True),
+}
+
+
+def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
+    """Build the Flask app and its SocketIO; nothing is started (DashboardState.start).
+
+    role all: one process does everything. role core: the same, publishing
+    through the message queue, without pages of its own behind Nginx. role web:
+    pages, REST and sockets only, kept up to date from the queue; it never
+    samples and never writes the store.
+    """
+    config = config or Config()
+    role = ROLES[config.role]
+    app = build_flask()
+    socketio = build_socketio(app, config, role)
+    static = build_static(config)
+    store = build_store(config, static.host, role)
+    alerts = build_alerts(config, socketio)
+    gates = access.install(app, config)
+    notifier = alerts.notifier_of(static)
+    sampler = build_sampling(config, static, [notifier, store.add], server_stats(gates, store),
+                             socketio)  # fmt: skip
+    fleet, link, tick = build_fleet(config, role, static, sampler, notifier, store, alerts,
+                                    socketio)  # fmt: skip
+    sampler.observe(tick)
+    state = DashboardState(
+        config=config,
+        static=static,
+        sampler=sampler,
+        alerts=notifier.engine,
+        webhooks=alerts.webhooks,
+        store=store,
+        access=gates,
+        fleet=fleet,
+        link=link,
+        lease=tick.lease,
+        firehose=build_firehose(config, role, socketio, fleet, link),
+    )
+    build_web(app, socketio, state)
+    return app, socketio
+
+
+# ---------------------------------------------------------------- the parts
+
+
+def build_flask() -> Flask:
+    app = Flask(__name__)
+    app.json = JsonProvider(app)
+    # Text answers compressed when served without Nginx (Nginx gzips its own);
+    # Socket.IO is Engine.IO's, not Flask's, and is not touched.
+    app.config["COMPRESS_MIMETYPES"] = [
+        "text/html", "text/css", "text/plain", "text/csv", "text/javascript",
+        "application/javascript", "application/json", "image/svg+xml",
+    ]  # fmt: skip
+    # Static files are sent as streams; gzip too, for clients without brotli.
+    app.config["COMPRESS_ALGORITHM_STREAMING"] = ["zstd", "br", "gzip", "deflate"]
+    Compress(app)
+    return app
+
+
+def build_socketio(app: Flask, config: Config, role: Role) -> SocketIO:
+    managers: dict[str, Any] = {}
+    if role.publishes:
+        managers["client_manager"] = queue.core_manager(config.message_queue)
+    elif role.observes:  # its observer (the fleet) is set by build_fleet
+        managers["client_manager"] = queue.ObservingManager(config.message_queue)
+    return SocketIO(
+        app,
+        async_mode=config.async_mode,
+        serializer=JsonPacket,
+        # Pages send only handshakes and pings; an agent's batch of samples
+        # stays well under this. Anything larger closes that connection.
+        max_http_buffer_size=64 * 1024,
+        # Same origin only, unless other origins are listed on purpose; never
+        # "*" (the session cookie is a credential).
+        cors_allowed_origins=list(config.cors_origins) or None,
+        cors_credentials=bool(config.cors_origins),
+        logger=False,
+        engineio_logger=False,
+        **managers,
+    )
+
+
+def host_id_of(hostname: str) -> str:
+    """The hub's own id in the fleet: its hostname, as a URL-safe name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", hostname)[:64].strip("-.") or "local"
+
+
+def build_static(config: Config) -> StaticData:
+    static = StaticData.collect(
+        interval=config.interval,
+        history_seconds=config.history_seconds,
+        version=__version__,
+        levels=page_levels(config.alerts),
+    )
+    return dataclasses.replace(static, host=host_id_of(static.hostname))
+
+
+def build_store(config: Config, local_id: str, role: Role) -> HistoryStore:
+    store = HistoryStore(
+        config.history_file,
+        Retention(
+            raw=config.retention_raw, tier_10s=config.retention_10s, tier_1m=config.retention_1m
+        ),
+        max_bytes=config.history_max_mb * 1024 * 1024,
+        local_host=local_id,
+        synchronous=config.history_sync,
+        keep_local=math.ceil(config.history_seconds / config.interval),  # what the ring holds
+    )
+    if role.samples:  # a web process only reads it
+        store.open()
+    return store
+
+
+@dataclasses.dataclass
+class Alerts:
+    """Each host's alert engine and notifier, and the receivers they send to."""
+
+    config: Config
+    emit: Callable[..., Any]  # socketio.emit
+    webhooks: WebhookSender
+
+    def notifier(self, host_id: str, cores: int = 1) -> AlertNotifier:
+        settings, interval = self.config.alerts, self.config.interval
+        engine = AlertEngine(settings, interval=interval, cores=cores, host=host_id)
+        room = f"host:{host_id}"
+        return AlertNotifier(engine, lambda e, d: self.emit(e, d, to=room), self.webhooks,
+                             host=host_id)  # fmt: skip
+
+    def notifier_of(self, static: StaticData) -> AlertNotifier:
+        return self.notifier(static.host, static.cpu.get("logical") or 1)
+
+
+def build_alerts(config: Config, socketio: SocketIO) -> Alerts:
+    webhooks = WebhookSender(
+        config.alerts.webhooks,
+        timeout=config.alerts.webhook_timeout,
+        retries=config.alerts.webhook_retries,
+    )
+    return Alerts(config, socketio.emit, webhooks)
 
 
 class _Labelled:
@@ -47,15 +213,93 @@ class _Labelled:
         return sample
 
 
-def host_id_of(hostname: str) -> str:
-    """The hub's own id in the fleet: its hostname, as a URL-safe name."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", hostname)[:64].strip("-.") or "local"
+def build_sampling(
+    config: Config,
+    static: StaticData,
+    observers: list[Callable[[dict[str, Any]], None]],
+    stats: Callable[[], dict[str, object]],
+    socketio: SocketIO,
+) -> Sampler:
+    room = f"host:{static.host}"
+    return Sampler(
+        _Labelled(DynamicData(top_processes=config.top_processes), static.host),
+        broadcast=lambda event, data: socketio.emit(event, data, to=room),
+        interval=config.interval,
+        history_seconds=config.history_seconds,
+        server_stats=stats,
+        observers=observers,
+    )
 
 
-def _firehose(config: Config, socketio: SocketIO, fleet: Fleet, link: AgentLink) -> Firehose | None:
+def server_stats(gates: Access, store: HistoryStore) -> Callable[[], dict[str, object]]:
+    """The hub's own cost in each of its samples, and the pages' store banner."""
+    own = OwnUsage()
+    return lambda: {**own.read(), "clients": gates.caps.connected, "store_error": store.failure}
+
+
+def build_fleet(
+    config: Config,
+    role: Role,
+    static: StaticData,
+    sampler: Sampler,
+    notifier: AlertNotifier,
+    store: HistoryStore,
+    alerts: Alerts,
+    socketio: SocketIO,
+) -> tuple[Fleet, AgentLink, FleetTick]:
+    """The hosts (this one first), the agents' link, and the fleet's chores each tick."""
+
+    def make_host(host_id: str) -> Host:
+        return Host(host_id, alerts.notifier(host_id), config.interval, config.history_seconds,
+                    clock_warn=config.clock_offset_warn)  # fmt: skip
+
+    local = Host(static.host, notifier, config.interval, config.history_seconds,
+                 sampler if role.samples else None)  # fmt: skip
+    local.static = static.as_dict()
+    fleet = Fleet(local, make_host, lambda event, data, room: socketio.emit(event, data, to=room))
+    tokens = AgentTokens(config.data_dir)
+    link = AgentLink(fleet, tokens, _publisher(socketio),
+                     lambda host, s, ticket: store.add(s, host=host.id, ticket=ticket))  # fmt: skip
+    link.store_failure = lambda: store.failure
+    names = tokens.names
+    if role.observes:  # the core's stream and its mirror are this process's view
+        manager = socketio.server.manager
+        manager.observer = fleet.observe
+        # python-socketio starts the queue's listener with the first client;
+        # a web process keeps its view of the stream from the start.
+        socketio.server.manager_initialized = True
+        manager.initialize()
+        fleet.apply_mirror(queue.read_mirror(config.message_queue) or {})
+        names = [h for h in fleet.hosts if h != local.id]
+        local.preload(store.recent(config.history_seconds))
+    for name in names:  # the agents' recent history, for their pages after a restart
+        fleet.ensure(name).preload(store.recent(config.history_seconds, host=name))
+    if role.samples:  # agents report to the core (Nginx routes them there)
+        sampler.preload(store.recent(config.history_seconds))
+        socketio.server.register_namespace(link)
+    lease = queue.CoreLease(config.message_queue, config.interval) if role.publishes else None
+    tick = FleetTick(fleet, tokens, link, socketio.emit, socketio.start_background_task, lease)
+    return fleet, link, tick
+
+
+def _publisher(socketio: SocketIO) -> Callable[[Host, dict[str, Any]], None]:
+    """An agent's live sample: to its host's room and its alerts."""
+
+    def publish(host: Host, sample: dict[str, Any]) -> None:
+        socketio.emit("metrics", sample, to=f"host:{host.id}")
+        if host.static and host.alerts.cores == 1:
+            host.alerts.cores = (host.static.get("cpu") or {}).get("logical") or 1
+        host.notifier(sample, time.time())  # hold times on the hub's clock, not the agent's
+
+    return publish
+
+
+def build_firehose(
+    config: Config, role: Role, socketio: SocketIO, fleet: Fleet, link: AgentLink
+) -> Firehose | None:
     """The live log tails (off with firehose = false, and on web processes, whose
     pages' lines would have to come from the core: not built yet)."""
-    if not config.firehose or config.role == "web":
+    if not config.firehose or role.observes:
         return None
     feed = local_feed(config)
     assert fleet.local.static is not None
@@ -81,185 +325,9 @@ def _firehose(config: Config, socketio: SocketIO, fleet: Fleet, link: AgentLink)
     return firehose
 
 
-def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
-    """Build the Flask app and its SocketIO; the Sampler is made, not started.
-
-    role all: one process does everything (no message queue). role core: the
-    same, publishing through the queue, without pages of its own behind
-    Nginx. role web: pages, REST and sockets only, kept up to date from the
-    queue (server/web/queue.py); it never samples and never writes the store.
-    """
-    config = config or Config()
-    app = Flask(__name__)
-    app.json = JsonProvider(app)
-    # Text answers compressed when served without Nginx (Nginx gzips its own);
-    # Socket.IO is Engine.IO's, not Flask's, and is not touched.
-    app.config["COMPRESS_MIMETYPES"] = [
-        "text/html", "text/css", "text/plain", "text/csv", "text/javascript",
-        "application/javascript", "application/json", "image/svg+xml",
-    ]  # fmt: skip
-    # Static files are sent as streams; gzip too, for clients without brotli.
-    app.config["COMPRESS_ALGORITHM_STREAMING"] = ["zstd", "br", "gzip", "deflate"]
-    Compress(app)
-    observed: list[Any] = []  # the web's view, once built (the manager starts first)
-
-    def observe(event: str, data: Any) -> None:
-        if observed:
-            observed[0](event, data)
-
-    managers: dict[str, Any] = {}
-    if config.role == "core":
-        managers["client_manager"] = queue.core_manager(config.message_queue)
-    elif config.role == "web":
-        managers["client_manager"] = queue.ObservingManager(config.message_queue, observe)
-    socketio = SocketIO(
-        app,
-        async_mode=config.async_mode,
-        serializer=JsonPacket,
-        # Pages send only handshakes and pings; an agent's batch of samples
-        # stays well under this. Anything larger closes that connection.
-        max_http_buffer_size=64 * 1024,
-        # Same origin only, unless other origins are listed on purpose; never
-        # "*" (the session cookie is a credential).
-        cors_allowed_origins=list(config.cors_origins) or None,
-        cors_credentials=bool(config.cors_origins),
-        logger=False,
-        engineio_logger=False,
-        **managers,
-    )
-
-    def to_room(room: str) -> Any:
-        return lambda event, data: socketio.emit(event, data, to=room)
-
-    static = StaticData.collect(
-        interval=config.interval,
-        history_seconds=config.history_seconds,
-        version=__version__,
-        levels=page_levels(config.alerts),
-    )
-    local_id = host_id_of(static.hostname)
-    static = dataclasses.replace(static, host=local_id)
-    webhooks = WebhookSender(
-        config.alerts.webhooks,
-        timeout=config.alerts.webhook_timeout,
-        retries=config.alerts.webhook_retries,
-    )
-    store = HistoryStore(
-        config.history_file,
-        Retention(
-            raw=config.retention_raw, tier_10s=config.retention_10s, tier_1m=config.retention_1m
-        ),
-        max_bytes=config.history_max_mb * 1024 * 1024,
-        local_host=local_id,
-        synchronous=config.history_sync,
-        keep_local=math.ceil(config.history_seconds / config.interval),  # what the ring holds
-    )
-    own = OwnUsage()
-    gates = access.install(app, config)
-
-    def server_stats() -> dict[str, object]:
-        # store_error: the page's banner while the history cannot be written.
-        return {**own.read(), "clients": gates.caps.connected, "store_error": store.failure}
-
-    def make_notifier(host_id: str, cores: int) -> AlertNotifier:
-        engine = AlertEngine(config.alerts, interval=config.interval, cores=cores, host=host_id)
-        return AlertNotifier(engine, to_room(f"host:{host_id}"), webhooks, host=host_id)
-
-    local_notifier = make_notifier(local_id, static.cpu.get("logical") or 1)
-    ticks = [0]
-
-    def fleet_tick(sample: dict[str, Any]) -> None:
-        """Once a second, after the hub's own sample: the tiles, the agents file, the mirror.
-
-        The hosts' states are judged on a faster clock of their own (DashboardState).
-        """
-        fleet.local.seen(sample)
-        # The core's fleet pages are on web processes it can't count.
-        if fleet.viewers or config.role == "core":
-            socketio.emit("fleet", fleet.summary(), to="fleet")
-        ticks[0] += 1
-        if ticks[0] % TOKENS_EVERY == 0 and run_blocking(tokens.reload):
-            link.revoke_missing()
-        if config.role == "core" and ticks[0] % MIRROR_EVERY == 1:
-            mirror = fleet.mirror()
-            socketio.emit("mirror", mirror, to="mirror")  # no page joins it: for web processes
-            assert lease is not None
-            socketio.start_background_task(lease.mirror, mirror)
-
-    sampler = Sampler(
-        _Labelled(DynamicData(top_processes=config.top_processes), local_id),
-        broadcast=to_room(f"host:{local_id}"),
-        interval=config.interval,
-        history_seconds=config.history_seconds,
-        server_stats=server_stats,
-        observers=[local_notifier, store.add, fleet_tick],
-    )
-
-    def make_host(host_id: str) -> Host:
-        return Host(
-            host_id,
-            make_notifier(host_id, 1),
-            config.interval,
-            config.history_seconds,
-            clock_warn=config.clock_offset_warn,
-        )
-
-    local = Host(
-        local_id,
-        local_notifier,
-        config.interval,
-        config.history_seconds,
-        None if config.role == "web" else sampler,
-    )
-    local.static = static.as_dict()
-    fleet = Fleet(local, make_host, lambda event, data, room: socketio.emit(event, data, to=room))
-    tokens = AgentTokens(config.data_dir)
-    if config.role == "web":
-        observed.append(fleet.observe)
-        # python-socketio starts the queue's listener with the first client;
-        # a web process keeps its view of the stream from the start.
-        socketio.server.manager_initialized = True
-        socketio.server.manager.initialize()
-        fleet.apply_mirror(queue.read_mirror(config.message_queue) or {})
-    else:
-        store.open()
-    names = tokens.names if config.role != "web" else [h for h in fleet.hosts if h != local_id]
-    if config.role == "web":
-        local.preload(store.recent(config.history_seconds))
-    for name in names:  # the agents' recent history, for their pages after a restart
-        fleet.ensure(name).preload(store.recent(config.history_seconds, host=name))
-
-    def publish(host: Host, sample: dict[str, Any]) -> None:
-        socketio.emit("metrics", sample, to=f"host:{host.id}")
-        if host.static and host.alerts.cores == 1:
-            host.alerts.cores = (host.static.get("cpu") or {}).get("logical") or 1
-        host.notifier(sample, time.time())  # hold times on the hub's clock, not the agent's
-
-    link = AgentLink(
-        fleet, tokens, publish, lambda host, s, ticket: store.add(s, host=host.id, ticket=ticket)
-    )
-    link.store_failure = lambda: store.failure
-    firehose = _firehose(config, socketio, fleet, link)
-    if config.role != "web":  # agents report to the core (Nginx routes them there)
-        sampler.preload(store.recent(config.history_seconds))
-        socketio.server.register_namespace(link)
-    lease = (
-        queue.CoreLease(config.message_queue, config.interval) if config.role == "core" else None
-    )
-    state = DashboardState(
-        config=config,
-        static=static,
-        sampler=sampler,
-        alerts=local_notifier.engine,
-        webhooks=webhooks,
-        store=store,
-        access=gates,
-        fleet=fleet,
-        link=link,
-        lease=lease,
-        firehose=firehose,
-    )
-    fleet.degraded = state.problems  # the pages' banner and /healthz
+def build_web(app: Flask, socketio: SocketIO, state: DashboardState) -> None:
+    """Pages, REST, /metrics and the sockets' events, over the parts in `state`."""
+    state.fleet.degraded = state.problems  # the pages' banner and /healthz
     state.registry = metrics_export.build_registry(state)
     app.extensions["dashboard"] = state
     app.register_blueprint(api.api)
@@ -267,4 +335,3 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     app.register_blueprint(pages.pages)
     pages.register_errors(app)
     events.register(socketio, state)
-    return app, socketio

@@ -8,11 +8,12 @@ import ipaddress
 import os
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from server.alerts.settings import AlertSettings, AlertSettingsError, parse_settings
+from server.declare import Parser, boolean, declared, integer, number, setting
 from server.firehose.settings import LogSource, parse_log_sources, parse_patterns
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -23,49 +24,14 @@ class ConfigError(Exception):
     """A setting is wrong; the message names it and says what it accepts."""
 
 
-# Each setting's parser takes a raw value (a string from env/flags, or a TOML
-# value) and returns the typed value, or raises ValueError with what it accepts.
-Parser = Callable[[Any], Any]
-
-
-def _bounded(kind: type[int] | type[float], low: float, high: float, accepts: str) -> Parser:
-    def parse(raw: Any) -> Any:
-        if isinstance(raw, bool):
-            raise ValueError(accepts)
-        try:
-            value = kind(raw) if isinstance(raw, int | float) else kind(str(raw).strip())
-        except (TypeError, ValueError):
-            raise ValueError(accepts) from None
-        if not low <= value <= high:  # also rejects nan
-            raise ValueError(accepts)
-        return value
-
-    return parse
-
-
-def _integer(low: int, high: int) -> Parser:
-    return _bounded(int, low, high, f"an integer from {low} to {high}")
-
-
 def _number(low: float, high: float) -> Parser:
-    return _bounded(float, low, high, f"a number of seconds from {low:g} to {high:g}")
+    return number(low, high, "a number of seconds")
 
 
 def _text(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("a non-empty string")
     return raw.strip()
-
-
-def _boolean(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off"):
-        return False
-    raise ValueError("true or false")
 
 
 def _names(raw: Any) -> tuple[str, ...]:
@@ -147,36 +113,31 @@ def _choice(*choices: str) -> Parser:
     return parse
 
 
-def setting(default: Any, parse: Parser, help: str) -> Any:
-    """One setting's whole declaration: default, parser (type and range), help."""
-    return dataclasses.field(default=default, metadata={"parse": parse, "help": help})
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     host: str = setting("127.0.0.1", _text, "address to listen on")
-    port: int = setting(5000, _integer(1, 65535), "TCP port to listen on")
+    port: int = setting(5000, integer(1, 65535), "TCP port to listen on")
     interval: float = setting(1.0, _number(0.1, 3600), "seconds between samples")
     history_seconds: int = setting(
-        900, _integer(10, 86400), "seconds of samples kept in memory for new clients"
+        900, integer(10, 86400), "seconds of samples kept in memory for new clients"
     )
     log_config: str = setting(
         str(PACKAGE_DIR / "logging.conf"), _text, "logging config file (the package's own)"
     )
     log_dir: str = setting("logs", _text, "directory of the rotated log files")
     async_mode: str = setting("eventlet", _choice(*ASYNC_MODES), "eventlet or threading")
-    top_processes: int = setting(5, _integer(0, 100), "how many processes the top table lists")
+    top_processes: int = setting(5, integer(0, 100), "how many processes the top table lists")
     data_dir: str = setting("data", _text, "directory of the history database")
     history_path: str = setting(
         "", _text, "history database file (empty: DATA_DIR/history.sqlite3)"
     )
-    retention_raw: int = setting(3600, _integer(60, 7 * 86400), "seconds of 1 s samples on disk")
-    retention_10s: int = setting(86400, _integer(600, 31 * 86400), "seconds of 10 s points on disk")
+    retention_raw: int = setting(3600, integer(60, 7 * 86400), "seconds of 1 s samples on disk")
+    retention_10s: int = setting(86400, integer(600, 31 * 86400), "seconds of 10 s points on disk")
     retention_1m: int = setting(
-        7 * 86400, _integer(3600, 366 * 86400), "seconds of 1 min points on disk"
+        7 * 86400, integer(3600, 366 * 86400), "seconds of 1 min points on disk"
     )
     history_max_mb: int = setting(
-        256, _integer(1, 1_000_000), "cap on the history database size in MiB"
+        256, integer(1, 1_000_000), "cap on the history database size in MiB"
     )
     history_sync: str = setting(
         "full",
@@ -191,7 +152,7 @@ class Config:
         "", _password_hash, "require this password (a hash from `hash-password`)"
     )
     allow_anonymous: bool = setting(
-        False, _boolean, "true to serve a non-loopback address without a password"
+        False, boolean, "true to serve a non-loopback address without a password"
     )
     allowed_hosts: tuple[str, ...] = setting(
         ("localhost", "127.0.0.1", "::1"), _some_names, "Host names served, comma-separated"
@@ -200,13 +161,13 @@ class Config:
         (), _names, "other origins allowed to connect, comma-separated"
     )
     max_connections: int = setting(
-        10_000, _integer(1, 1_000_000), "cap on Socket.IO connections in all"
+        10_000, integer(1, 1_000_000), "cap on Socket.IO connections in all"
     )
     max_connections_per_ip: int = setting(
-        50, _integer(1, 1_000_000), "cap on Socket.IO connections per address"
+        50, integer(1, 1_000_000), "cap on Socket.IO connections per address"
     )
     proxy_hops: int = setting(
-        0, _integer(0, 5), "trusted reverse proxies in front (1 behind Nginx) for X-Forwarded-*"
+        0, integer(0, 5), "trusted reverse proxies in front (1 behind Nginx) for X-Forwarded-*"
     )
     trusted_proxies: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"),
@@ -214,10 +175,10 @@ class Config:
         "peers whose X-Forwarded-* is believed (addresses or networks), comma-separated",
     )
     session_idle_seconds: int = setting(
-        8 * 3600, _integer(60, 366 * 86400), "a login ends after this long unused"
+        8 * 3600, integer(60, 366 * 86400), "a login ends after this long unused"
     )
     session_lifetime_seconds: int = setting(
-        7 * 86400, _integer(60, 366 * 86400), "a login ends this long after it began"
+        7 * 86400, integer(60, 366 * 86400), "a login ends this long after it began"
     )
     hub_url: str = setting(
         "", _url, "as an agent: the hub's URL (normally its Nginx), https:// verified"
@@ -225,7 +186,7 @@ class Config:
     hub_token: str = setting("", _token, "as an agent: its token (python -m server add-agent)")
     hub_ca_file: str = setting("", _text, "as an agent: a CA file to verify an https hub with")
     agent_buffer_seconds: int = setting(
-        900, _integer(10, 86400), "as an agent: seconds of samples kept while the hub is away"
+        900, integer(10, 86400), "as an agent: seconds of samples kept while the hub is away"
     )
     role: str = setting(
         "all",
@@ -241,10 +202,10 @@ class Config:
         "/ shows: auto (the fleet once >1 host), fleet, host",
     )
     private_files: bool = setting(
-        True, _boolean, "data and log files 0600, their directories 0700 (false: the umask's)"
+        True, boolean, "data and log files 0600, their directories 0700 (false: the umask's)"
     )
     firehose: bool = setting(
-        True, _boolean, "live log tails on the pages (false: the feature is off everywhere)"
+        True, boolean, "live log tails on the pages (false: the feature is off everywhere)"
     )
     log_sources: tuple[LogSource, ...] = setting(
         (),
@@ -253,7 +214,7 @@ class Config:
         " the app log is one (in the environment: name=spec;name=spec)",
     )
     firehose_lines_per_second: int = setting(
-        200, _integer(1, 100_000), "lines a second per log source; above, dropped with a marker"
+        200, integer(1, 100_000), "lines a second per log source; above, dropped with a marker"
     )
     firehose_redact: tuple[str, ...] = setting(
         (),
@@ -272,7 +233,7 @@ class Config:
 
 
 # Settings that come from every source (the tables come from the file only).
-SETTINGS = [f for f in dataclasses.fields(Config) if "parse" in f.metadata]
+SETTINGS = list(declared(Config).values())
 PARSERS: dict[str, Parser] = {f.name: f.metadata["parse"] for f in SETTINGS}
 
 

@@ -76,6 +76,10 @@ class Sampler:
         self.ticks = 0
         self.last_tick_seconds: float | None = None
 
+    def observe(self, observer: Callable[[Sample], None]) -> None:
+        """One more observer of each sample, after those given at first."""
+        self._observers.append(observer)
+
     # ---- lifecycle
 
     def start(self) -> None:

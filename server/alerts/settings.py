@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from server.declare import integer, number, parse_table, setting
 from server.series import WATCHED, Levels
 
 
@@ -14,25 +15,57 @@ class AlertSettingsError(ValueError):
     """A bad alert setting; the message names it."""
 
 
+# The anomaly rule learns one number per host: not per disk.
+ANOMALY_METRICS = {s.metric for s in WATCHED.values() if not s.per_disk}
+
+
+def _metrics(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not set(raw) <= ANOMALY_METRICS:
+        raise ValueError("a list of some of " + ", ".join(sorted(ANOMALY_METRICS)))
+    return tuple(raw)
+
+
+def _urls(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(u, str) and u.startswith(("http://", "https://")) for u in raw
+    ):
+        raise ValueError("a list of http(s) URLs")
+    return tuple(raw)
+
+
+def _switch(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError("true or false")
+    return raw
+
+
 @dataclasses.dataclass(frozen=True)
 class AnomalySettings:
-    metrics: tuple[str, ...] = ("cpu.percent",)
-    k: float = 4.0  # how many deviations away counts as a departure
-    half_life: float = 300.0  # seconds for the learned normal to move halfway
-    for_seconds: float = 15.0
-    min_deviation: float = 2.0  # a floor, so a flat series does not fire on a blip
-    warmup_samples: int = 120
+    """[alerts.anomaly]: a metric far from its learned normal, for a while."""
+
+    metrics: tuple[str, ...] = setting(("cpu.percent",), _metrics, "the metrics it learns")
+    k: float = setting(4.0, number(1, 20), "how many deviations away counts as a departure")
+    half_life: float = setting(
+        300.0, number(1, 86400), "seconds for the learned normal to move halfway"
+    )
+    for_seconds: float = setting(15.0, number(0, 86400), "seconds a departure lasts to fire")
+    min_deviation: float = setting(
+        2.0, number(0, 1e9), "a floor, so a flat series does not fire on a blip"
+    )
+    warmup_samples: int = setting(120, integer(1, 100000), "samples learned before it may fire")
 
 
 @dataclasses.dataclass(frozen=True)
 class AlertSettings:
-    enabled: bool = True
+    """The [alerts] table: a table per rule (below), [alerts.anomaly], and these."""
+
+    enabled: bool = setting(True, _switch, "alerts on or off")
     rules: Mapping[str, Levels] = dataclasses.field(default_factory=dict)
     disk_overrides: Mapping[str, Levels] = dataclasses.field(default_factory=dict)
     anomaly: AnomalySettings | None = dataclasses.field(default_factory=AnomalySettings)
-    webhooks: tuple[str, ...] = ()
-    webhook_timeout: float = 5.0
-    webhook_retries: int = 3
+    webhooks: tuple[str, ...] = setting((), _urls, "URLs each alert is POSTed to")
+    webhook_timeout: float = setting(5.0, number(0.1, 60), "seconds a webhook POST may take")
+    webhook_retries: int = setting(3, integer(0, 10), "tries after a failed webhook POST")
     recent: int = 50  # resolved and past alerts kept for the panel
     # Rule name -> the fleet's hosts it is limited to (absent: every host).
     rule_hosts: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
@@ -50,8 +83,6 @@ _THRESHOLD_KEYS = {
     "for_seconds",
     "clear_seconds",
 }
-# The anomaly rule learns one number per host: not per disk.
-ANOMALY_METRICS = {s.metric for s in WATCHED.values() if not s.per_disk}
 
 
 def _number(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
@@ -125,33 +156,10 @@ def parse_settings(table: Mapping[str, Any] | None) -> AlertSettings:
     anomaly: AnomalySettings | None = AnomalySettings()
     if "anomaly" in table:
         anomaly = _anomaly(table.pop("anomaly"))
-    enabled = table.pop("enabled", True)
-    if not isinstance(enabled, bool):
-        raise AlertSettingsError("setting 'alerts.enabled' must be true or false")
-    webhooks = table.pop("webhooks", [])
-    if not isinstance(webhooks, list) or not all(
-        isinstance(u, str) and u.startswith(("http://", "https://")) for u in webhooks
-    ):
-        raise AlertSettingsError("setting 'alerts.webhooks' must be a list of http(s) URLs")
-    timeout = _number("webhook_timeout", table.pop("webhook_timeout", 5.0), 0.1, 60)
-    retries = int(_number("webhook_retries", table.pop("webhook_retries", 3), 0, 10))
-    if table:
-        raise AlertSettingsError(
-            f"setting 'alerts.{sorted(table)[0]}' is unknown; known: "
-            + ", ".join(
-                [*DEFAULTS, "anomaly", "enabled", "webhooks", "webhook_timeout", "webhook_retries"]
-            )
-        )
-    return AlertSettings(
-        rule_hosts=rule_hosts,
-        enabled=enabled,
-        rules=rules,
-        disk_overrides=disk_overrides,
-        anomaly=anomaly,
-        webhooks=tuple(webhooks),
-        webhook_timeout=timeout,
-        webhook_retries=retries,
-    )
+    values = parse_table(AlertSettings, table, "alerts", AlertSettingsError,
+                         also_known=(*DEFAULTS, "anomaly"))  # fmt: skip
+    return AlertSettings(rule_hosts=rule_hosts, rules=rules, disk_overrides=disk_overrides,
+                         anomaly=anomaly, **values)  # fmt: skip
 
 
 def _anomaly(table: Any) -> AnomalySettings | None:
@@ -159,37 +167,8 @@ def _anomaly(table: Any) -> AnomalySettings | None:
         return None
     if not isinstance(table, Mapping):
         raise AlertSettingsError("setting 'alerts.anomaly' must be a table or false")
-    base = AnomalySettings()
-    metrics = table.get("metrics", list(base.metrics))
-    if not isinstance(metrics, list) or not set(metrics) <= ANOMALY_METRICS:
-        raise AlertSettingsError(
-            "setting 'alerts.anomaly.metrics' must list some of "
-            + ", ".join(sorted(ANOMALY_METRICS))
-        )
-    known = {"metrics", "k", "half_life", "for_seconds", "min_deviation", "warmup_samples"}
-    if set(table) - known:
-        raise AlertSettingsError(
-            f"setting 'alerts.anomaly.{sorted(set(table) - known)[0]}' is unknown"
-        )
-    return AnomalySettings(
-        metrics=tuple(metrics),
-        k=_number("anomaly.k", table.get("k", base.k), 1, 20),
-        half_life=_number("anomaly.half_life", table.get("half_life", base.half_life), 1, 86400),
-        for_seconds=_number(
-            "anomaly.for_seconds", table.get("for_seconds", base.for_seconds), 0, 86400
-        ),
-        min_deviation=_number(
-            "anomaly.min_deviation", table.get("min_deviation", base.min_deviation), 0, 1e9
-        ),
-        warmup_samples=int(
-            _number(
-                "anomaly.warmup_samples",
-                table.get("warmup_samples", base.warmup_samples),
-                1,
-                100000,
-            )
-        ),
-    )
+    return AnomalySettings(**parse_table(AnomalySettings, table, "alerts.anomaly",
+                                         AlertSettingsError))  # fmt: skip
 
 
 def page_levels(settings: AlertSettings) -> dict[str, dict[str, float]]:

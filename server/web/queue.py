@@ -142,19 +142,21 @@ def core_alive(url: str) -> bool | None:
 
 class ObservingManager(socketio.RedisManager):  # type: ignore[misc]
     """A web process's manager: relays every published emit to its sockets, as usual,
-    and first shows it to `observe`, so the process keeps its own view of the stream."""
+    and first shows it to its `observer`, so the process keeps its own view of the stream."""
 
-    def __init__(self, url: str, observe: Callable[[str, Any], None]) -> None:
+    def __init__(self, url: str) -> None:
         super().__init__(url, channel="dashboard")
-        self._observe = observe
+        self.observer: Callable[[str, Any], None] | None = None  # set before initialize()
         self._observe_lock = threading.Lock()
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
         data = message.get("data")
-        if isinstance(data, list) and len(data) == 1 and message.get("namespace") == "/":
+        observer = self.observer
+        if (observer is not None and isinstance(data, list) and len(data) == 1
+                and message.get("namespace") == "/"):  # fmt: skip
             try:
                 with self._observe_lock:
-                    self._observe(str(message.get("event")), data[0])
+                    observer(str(message.get("event")), data[0])
             except Exception:  # a bad message must not silence the listener
                 log.exception("could not keep a %r event", message.get("event"))
         super()._handle_emit(message)
