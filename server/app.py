@@ -27,7 +27,7 @@ from flask_socketio import SocketIO
 
 from server import __version__, access
 from server.access import Access
-from server.alerts.notify import AlertNotifier
+from server.alerts.notify import AlertNotifier, Channel
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
 from server.alerts.webhooks import WebhookSender
@@ -174,17 +174,18 @@ def build_store(config: Config, local_id: str, role: Role) -> HistoryStore:
 
 @dataclasses.dataclass
 class Alerts:
-    """Each host's alert engine and notifier, and the receivers they send to."""
+    """Each host's alert engine and notifier, and the channels they send to."""
 
     config: Config
     emit: Callable[..., Any]  # socketio.emit
     webhooks: WebhookSender
+    channels: list[Channel]  # a new channel (email, chat, pager) is one more entry
 
     def notifier(self, host_id: str, cores: int = 1) -> AlertNotifier:
         settings, interval = self.config.alerts, self.config.interval
         engine = AlertEngine(settings, interval=interval, cores=cores, host=host_id)
         room = f"host:{host_id}"
-        return AlertNotifier(engine, lambda e, d: self.emit(e, d, to=room), self.webhooks,
+        return AlertNotifier(engine, lambda e, d: self.emit(e, d, to=room), self.channels,
                              host=host_id)  # fmt: skip
 
     def notifier_of(self, static: StaticData) -> AlertNotifier:
@@ -197,7 +198,7 @@ def build_alerts(config: Config, socketio: SocketIO) -> Alerts:
         timeout=config.alerts.webhook_timeout,
         retries=config.alerts.webhook_retries,
     )
-    return Alerts(config, socketio.emit, webhooks)
+    return Alerts(config, socketio.emit, webhooks, channels=[webhooks])
 
 
 class _Labelled:

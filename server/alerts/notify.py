@@ -1,20 +1,26 @@
-"""Turns alert state changes into a broadcast, a log line and webhooks."""
+"""Turns alert state changes into a broadcast, a log line and a message on each channel."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
-from server.alerts.webhooks import WebhookSender
 
 log = logging.getLogger("dashboard.alerts")
 
 # Alert changes one host may send to the log and the webhooks a minute; the
 # rest still reach its page and its state. A host_down always goes out.
 CHANGES_PER_MINUTE = 30
+
+
+class Channel(Protocol):
+    """Where alerts reach people (webhooks today). send() never blocks: a channel
+    queues and delivers in a loop of its own (see alerts/webhooks.py)."""
+
+    def send(self, alert: dict[str, Any]) -> None: ...
 
 
 class AlertNotifier:
@@ -24,12 +30,12 @@ class AlertNotifier:
         self,
         engine: AlertEngine,
         broadcast: Callable[[str, Any], None],
-        webhooks: WebhookSender,
+        channels: Sequence[Channel],
         host: str,
     ) -> None:
         self.engine = engine
         self._broadcast = broadcast
-        self._webhooks = webhooks
+        self._channels = list(channels)
         self.host = host
         # Said of a host over a budget (its tile shows it): (kind, what happened).
         self.trouble: Callable[[str, str], None] = lambda kind, text: None
@@ -45,7 +51,7 @@ class AlertNotifier:
             self.engine.over_budget = None
 
     def tell(self, alert: dict[str, Any]) -> None:
-        """One change, to the pages, the webhooks and the log; it names its host."""
+        """One change, to the pages, the channels and the log; it names its host."""
         alert["host"] = self.host
         self._broadcast("alert", alert)
         # The resolution of an alert that went out always goes out: an incident opened
@@ -63,7 +69,8 @@ class AlertNotifier:
             self._sent.discard(alert["rule"])
         else:
             self._sent.add(alert["rule"])
-        self._webhooks.send(alert)
+        for channel in self._channels:
+            channel.send(alert)
         # Ops read the rotated logs: every change is a WARNING or ERROR line.
         level = logging.ERROR if alert["level"] == CRITICAL else logging.WARNING
         verb = "resolved" if alert["level"] == OK else alert["level"].upper()
