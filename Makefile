@@ -45,7 +45,7 @@ lint: $(STAMP)  ## ruff and mypy only
 	$(PY) -m ruff format --check $(CODE)
 	$(PY) -m mypy $(CODE)
 
-settings-table: $(STAMP)  ## write the README's settings table from the declarations
+settings-table: $(STAMP)  ## write docs/settings.md's settings table from the declarations
 	$(PY) scripts/settings-table.py
 
 bench: $(STAMP)  ## measure cost and fan-out; prints a table, writes bench/results/

@@ -134,7 +134,7 @@ def _make_private(config: Config) -> None:
 
 def _patch_eventlet() -> None:
     # eventlet warns on import that it is in bugfix-only mode; the choice is
-    # deliberate (see README), so say it once in the log instead of the console.
+    # deliberate (docs/settings.md, "Async mode"), so say it once in the log instead of the console.
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet
 

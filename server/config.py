@@ -251,7 +251,7 @@ def shown_default(value: Any) -> str:
 
 
 def settings_table() -> str:
-    """The README's settings table, made from the declarations."""
+    """The settings table of docs/settings.md, made from the declarations."""
     lines = ["| setting | default | what it is |", "| --- | --- | --- |"]
     for f in SETTINGS:
         lines.append(f"| `{f.name}` | `{shown_default(f.default)}` | {f.metadata['help']} |")

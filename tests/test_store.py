@@ -80,7 +80,7 @@ def test_seven_days_stay_under_the_stated_size(tmp_path: Path) -> None:
     assert 8640 - 10 <= counts["points_10s"] <= 8640 + 12
     assert 10080 - 5 <= counts["points_1m"] <= 10080 + 2
     size = sum(os.path.getsize(p) for p in tmp_path.iterdir() if p.name.startswith("history"))
-    assert size < 16 * 1024 * 1024, size  # the bound the README states
+    assert size < 16 * 1024 * 1024, size  # the bound docs/history.md states
 
 
 def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
