@@ -1,6 +1,8 @@
 // The dashboard page: receives `static`, `history` and `metrics` over
 // Socket.IO and draws them. No request leaves the server it came from.
-import { $, num, bytes, rate, pct, pctWhole, duration, cssVar, favicon, keepScreenAwake, shared } from "./common.js";
+import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, shared } from "./common.js";
+import { Columns } from "./columns.js";
+import { Charts, declaredCharts } from "./charts.js";
 
 // Levels per alert rule come in `static` (declared once on the server, in
 // server/series.py), so a card turns amber and red exactly where its alert fires.
@@ -36,262 +38,11 @@ function cell(row, text, cls) {
 
 // ---------------------------------------------------------------- charts
 
-// The charts are declared once, in server/series.py (CHARTS), and come in
-// the page: each line is [legend label, a key of the column form
-// (server/history/columns.py)]; its band (min and max of a downsampled point) is
-// `bands.<key>.0` and `.1`. Percent charts run 0-100; rates fit their data.
-const CHARTS = {};
-for (const el of document.querySelectorAll(".plot[data-lines]")) {
-  const percent = el.dataset.unit === "percent";
-  CHARTS[el.id.replace(/^chart-/, "")] = {
-    el: el.id,
-    series: JSON.parse(el.dataset.lines),
-    max: percent ? 100 : null,
-    fmt: percent ? pctWhole : rate,
-  };
-}
-// uPlot's data, per chart: [ts, y1, y1 min, y1 max, y2, ...]; min and max
-// are null for live samples.
-const columns = { ts: [] };
+const CHARTS = declaredCharts();
+const columns = new Columns(CHARTS, interval);
 let windowSeconds = 900;
 let liveWindow = 900; // the server's history_seconds: what `history` covers
-let lastTs = 0;
-let lastStep = interval;
-let plots = {};
-
-function valueAt(sample, key) {
-  let node = sample;
-  for (const part of key.split(".")) node = node === null || node === undefined ? undefined : node[part];
-  return node === undefined ? null : node;
-}
-
-function resetColumns() {
-  columns.ts = [];
-  lastTs = 0;
-  for (const key in CHARTS) columns[key] = CHARTS[key].series.map(() => [[], [], []]);
-}
-resetColumns();
-
-function pushRow(ts, valuesOf) {
-  columns.ts.push(ts);
-  for (const key in CHARTS) {
-    CHARTS[key].series.forEach((spec, i) => {
-      const [v, lo, hi] = valuesOf(spec[1]);
-      columns[key][i][0].push(v);
-      columns[key][i][1].push(lo);
-      columns[key][i][2].push(hi);
-    });
-  }
-}
-
-const NOTHING = () => [null, null, null];
-
-function pushSample(s) {
-  if (s.ts <= lastTs) return false; // already drawn
-  const step = s.step || interval;
-  // A hole in time (the server was down) is drawn as a gap, not a line across.
-  if (lastTs && s.ts - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
-  pushRow(s.ts, (key) => [valueAt(s, key), null, null]);
-  lastTs = s.ts;
-  lastStep = step;
-  return true;
-}
-
-// History in columns (server/history/columns.py): the whole of it, or (a `history`
-// with `since`) what came after the points drawn. A hole gets a null row.
-function loadColumns(body) {
-  resetColumns();
-  appendColumns(body);
-}
-
-function appendColumns(body) {
-  const ts = body.ts || [];
-  const series = body.series || {};
-  const constant = body.constant || {};
-  const value = (key, i) => (series[key] ? series[key][i] : key in constant ? constant[key] : null);
-  const step = body.step || interval;
-  if (!columns.ts.length && isEven(ts, step)) {
-    // A whole history with no hole in it (the page's own, at load): its
-    // columns are the charts' columns, taken whole, not a row at a time.
-    const column = (key) => series[key] ? series[key].slice() : new Array(ts.length).fill(key in constant ? constant[key] : null);
-    columns.ts = ts.slice();
-    for (const key in CHARTS) {
-      columns[key] = CHARTS[key].series.map(([, metric]) =>
-        [column(metric), column("bands." + metric + ".0"), column("bands." + metric + ".1")]);
-    }
-    lastTs = ts[ts.length - 1];
-    lastStep = step;
-    return;
-  }
-  for (let i = 0; i < ts.length; i++) {
-    if (ts[i] <= lastTs) continue; // already drawn
-    if (lastTs && ts[i] - lastTs > 3 * Math.max(step, lastStep, interval)) pushRow(lastTs + Math.max(step, lastStep), NOTHING);
-    pushRow(ts[i], (key) => [value(key, i), value("bands." + key + ".0", i), value("bands." + key + ".1", i)]);
-    lastTs = ts[i];
-    lastStep = step;
-  }
-}
-
-// No gap wider than three steps: nothing to mark with a null row.
-function isEven(ts, step) {
-  const widest = 3 * Math.max(step, interval);
-  for (let i = 1; i < ts.length; i++) if (ts[i] - ts[i - 1] > widest) return false;
-  return ts.length > 0;
-}
-
-function trimColumns() {
-  const cutoff = columns.ts[columns.ts.length - 1] - windowSeconds;
-  let drop = 0;
-  while (drop < columns.ts.length && columns.ts[drop] < cutoff) drop++;
-  if (drop === 0) return;
-  columns.ts.splice(0, drop);
-  for (const key in CHARTS) columns[key].forEach((triple) => triple.forEach((col) => col.splice(0, drop)));
-}
-
-function chartData(key) {
-  const data = [columns.ts];
-  for (const triple of columns[key]) data.push(triple[0], triple[1], triple[2]);
-  return data;
-}
-
-function plotHeight() {
-  return parseFloat(getComputedStyle(document.body).getPropertyValue("--plot-height")) || 180;
-}
-
-function chartSize(container, height) {
-  return { width: Math.max(container.clientWidth, 200), height: height };
-}
-
-// Time labels, one line each, never two dates on top of each other: by the
-// distance between ticks, seconds, the hour, or the day and hour.
-// Made on first use: an Intl formatter costs milliseconds to build, and the
-// page's first paint should not wait for four of them.
-const formats = {};
-function timeFormat(name) {
-  const options = {
-    clock: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
-    clockSeconds: { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" },
-    dayClock: { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
-    day: { weekday: "short", day: "numeric" },
-  }[name];
-  return formats[name] || (formats[name] = new Intl.DateTimeFormat(undefined, options));
-}
-function timeLabels(u, splits, axisIdx, space, incr) {
-  const format = timeFormat(incr >= 86400 ? "day" : incr >= 3600 * 3 ? "dayClock" : incr >= 60 ? "clock" : "clockSeconds");
-  return splits.map((t) => format.format(new Date(t * 1000)));
-}
-function legendTime(u, t) {
-  if (t === null || t === undefined) return "–";
-  return timeFormat(windowSeconds > 86400 ? "dayClock" : "clockSeconds").format(new Date(t * 1000));
-}
-
-// The y axis as wide as its longest label (no clipped "191 MiB/s"). A
-// label's width is measured once: setting a canvas font is not free, and
-// the same few labels come back on every redraw.
-const labelWidths = new Map();
-function axisWidth(u, values, axisIdx, cycleNum) {
-  const axis = u.axes[axisIdx];
-  if (cycleNum > 1) return axis._size;
-  let size = axis.ticks.size + axis.gap + 4;
-  const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
-  if (longest) {
-    const key = axis.font[0] + "|" + longest;
-    if (!labelWidths.has(key)) {
-      if (labelWidths.size > 500) labelWidths.clear();
-      u.ctx.font = axis.font[0];
-      labelWidths.set(key, u.ctx.measureText(longest).width / devicePixelRatio);
-    }
-    size += labelWidths.get(key);
-  }
-  return Math.ceil(size);
-}
-
-function buildCharts() {
-  for (const key in plots) plots[key].destroy();
-  plots = {};
-  const axis = cssVar("--muted");
-  const grid = cssVar("--grid");
-  const colors = [cssVar("--series-1"), cssVar("--series-2")];
-  const font = "11px system-ui, sans-serif";
-  // Every container measured before any chart is put in one: one layout,
-  // not one forced by each chart's DOM before the next is measured.
-  const sizes = {};
-  const height = plotHeight();
-  for (const key in CHARTS) $(CHARTS[key].el).textContent = "";
-  for (const key in CHARTS) sizes[key] = chartSize($(CHARTS[key].el), height);
-  for (const key in CHARTS) {
-    const spec = CHARTS[key];
-    const container = $(spec.el);
-    const size = sizes[key];
-    const show = (u, v) => (v === null || v === undefined ? "–" : spec.fmt(v));
-    const withBands = hasBands(key);
-    const series = [{ label: "time", value: legendTime }];
-    const bands = [];
-    spec.series.forEach(([label], i) => {
-      const at = series.length;
-      series.push({ label: label, stroke: colors[i], fill: colors[i] + "22", width: 1.5, points: { show: false }, value: show });
-      for (const edge of ["min", "max"]) {
-        series.push({ label: label + " " + edge, class: "band-edge", show: withBands, stroke: "transparent", width: 0, points: { show: false }, value: show });
-      }
-      bands.push({ series: [at + 2, at + 1], fill: colors[i] + "40" });
-    });
-    const opts = {
-      width: size.width,
-      height: size.height,
-      legend: { show: true, live: true },
-      cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: spec.max ? { range: [0, spec.max] } : { range: (u, min, max) => [0, Math.max(max, 1024) * 1.1] } },
-      axes: [
-        { stroke: axis, font: font, space: 80, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, values: timeLabels },
-        { stroke: axis, font: font, space: 30, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: axisWidth, values: (u, vals) => vals.map((v) => spec.fmt(v)) },
-      ],
-      series: series,
-      bands: bands,
-    };
-    plots[key] = new uPlot(opts, chartData(key), container);
-  }
-  window.__dashboardPlots = plots; // for the console and the browser tests
-  showLatest(); // made with the data: no second setData
-}
-
-function redraw() {
-  for (const key in plots) {
-    showBands(key);
-    plots[key].setData(chartData(key));
-  }
-  showLatest();
-}
-
-// A band's edges are drawn only when some point has them (a downsampled
-// range): raw samples have none, and walking 900 nulls per edge per draw
-// is a fifth of the page's first drawing.
-function hasBands(key) {
-  return columns[key].some((triple) => triple[1].some((v) => v !== null));
-}
-
-function showBands(key) {
-  const u = plots[key];
-  const wanted = hasBands(key);
-  if (u.series[2].show === wanted) return;
-  u.batch(() => {
-    CHARTS[key].series.forEach((spec, i) => {
-      u.setSeries(3 * i + 2, { show: wanted });
-      u.setSeries(3 * i + 3, { show: wanted });
-    });
-  });
-}
-
-// With no pointer over a chart, its legend shows the latest values.
-function showLatest() {
-  const last = columns.ts.length - 1;
-  for (const key in plots) {
-    if (plots[key].cursor.left < 0 && last >= 0) plots[key].setLegend({ idx: last });
-  }
-}
-
-function drawAll() {
-  if (!Object.keys(plots).length) buildCharts(); else redraw();
-}
+const charts = new Charts(CHARTS, columns, () => windowSeconds);
 
 // When the charts were first drawn full, from navigation start (for `make
 // bench`). uPlot draws in a microtask after it is given data: this one
@@ -322,8 +73,8 @@ function loadRange(seconds) {
     .then((body) => {
       if (ask !== rangeRequest) return; // a newer choice won
       windowSeconds = seconds;
-      loadColumns(body);
-      drawAll();
+      columns.load(body);
+      charts.draw();
       document.body.dataset.rangeStep = String(body.step);
       document.body.dataset.rangeLoaded = String(seconds);
     })
@@ -337,18 +88,6 @@ for (const button of document.querySelectorAll("#ranges button")) {
     loadRange(seconds);
   });
 }
-
-// Observing reports every chart once at the start: a size that has not
-// changed is not drawn again.
-const resize = new ResizeObserver(() => {
-  const height = plotHeight();
-  for (const key in plots) {
-    const size = chartSize($(CHARTS[key].el), height);
-    if (size.width !== plots[key].width || size.height !== plots[key].height) plots[key].setSize(size);
-  }
-});
-for (const key in CHARTS) resize.observe($(CHARTS[key].el));
-window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildCharts);
 
 // ---------------------------------------------------------------- cards & tables
 
@@ -589,12 +328,12 @@ function checkStale() {
 const embedded = $("history-data");
 if (embedded) {
   try {
-    loadColumns(JSON.parse(embedded.textContent));
+    columns.load(JSON.parse(embedded.textContent));
     document.body.dataset.historyFormat = "columns";
-  } catch { resetColumns(); }
+  } catch { columns.reset(); }
 }
 // This script comes after uPlot and the page's elements: the charts, full, at once.
-drawAll();
+charts.draw();
 markFull();
 
 const hostId = document.body.dataset.host;
@@ -603,7 +342,7 @@ const socket = io({
   // asked again on each connect, so a reconnect asks only for what is missing.
   auth: (give) => {
     const view = hostId ? { host: hostId, format: "columns" } : { format: "columns" };
-    if (lastTs && rangeSeconds === null) view.since = lastTs;
+    if (columns.lastTs && rangeSeconds === null) view.since = columns.lastTs;
     give(view);
   },
   transports: ["websocket", "polling"],
@@ -647,11 +386,11 @@ socket.on("history", (payload) => {
   windowSeconds = liveWindow;
   if (payload.format === "columns" && payload.since !== undefined) {
     // What came after the history the page has: appended, in time order.
-    appendColumns(payload);
-    trimColumns();
-  } else if (payload.format === "columns") loadColumns(payload);
-  else { resetColumns(); for (const s of payload.samples || []) pushSample(s); }
-  drawAll();
+    columns.append(payload);
+    columns.trim(windowSeconds);
+  } else if (payload.format === "columns") columns.load(payload);
+  else { columns.reset(); for (const s of payload.samples || []) columns.pushSample(s); }
+  charts.draw();
   markFull();
 });
 
@@ -678,9 +417,9 @@ socket.on("metrics", (s) => {
   const began = performance.now();
   lastMessageAt = began;
   if (disconnectedAt === null) setStatus("live", "live");
-  if (pushSample(s)) {
-    trimColumns();
-    drawAll();
+  if (columns.pushSample(s)) {
+    columns.trim(windowSeconds);
+    charts.draw();
   }
   showSample(s);
   updateMs.push(performance.now() - began);
