@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
+import socketio
+
 from testkit.serverproc import ROOT
+from testkit.wait import wait_until
 
 
 class AgentProcess:
@@ -66,6 +71,43 @@ class AgentProcess:
     def log(self) -> str:
         path = self.workdir / "logs" / "dashboard.log"
         return path.read_text() if path.exists() else ""
+
+
+def connect_as_agent(
+    hub_url: str, token: str, ca_file: str | None = None
+) -> tuple[socketio.Client, list[str]]:
+    """One connect to the hub's `/agent` namespace with `token`, as an agent makes it
+    (https://hub/agents: the /agents/socket.io/ path): the client, connected or not,
+    and the messages of the hub's refusals."""
+    parsed = urllib.parse.urlsplit(hub_url)
+    prefix = parsed.path.strip("/")
+    errors: list[str] = []
+    ssl = {"sslopt": {"ca_certs": ca_file}} if ca_file else {}
+    client = socketio.Client(reconnection=False, websocket_extra_options=ssl)
+    client.on("connect_error", lambda data: errors.append(str(data)), namespace="/agent")
+    with contextlib.suppress(socketio.exceptions.ConnectionError):
+        client.connect(
+            f"{parsed.scheme}://{parsed.netloc}",
+            auth={"token": token},
+            namespaces=["/agent"],
+            transports=["websocket"],
+            socketio_path=f"{prefix}/socket.io" if prefix else "socket.io",
+            wait_timeout=5,
+        )
+    return client, errors
+
+
+def wait_until_the_hub_takes(
+    hub_url: str, token: str, ca_file: str | None = None, timeout: float = 15.0
+) -> socketio.Client:
+    """The hub reads its agents file again every 5 ticks: connect with a token just
+    added (refused until then) until the hub takes it; the connected client."""
+
+    def taken() -> socketio.Client | None:
+        client, _refusals = connect_as_agent(hub_url, token, ca_file)
+        return client if client.connected else None
+
+    return wait_until(taken, timeout=timeout, interval=0.5, what="the hub taking a new token")
 
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"

@@ -16,6 +16,21 @@ from testkit.wait import wait_until
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_server_command(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m server ARGS` run to its end (30 s at most), its output kept as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        input=input,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

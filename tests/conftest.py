@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,20 +15,7 @@ from server.config import Config
 from server.state import DashboardState, current_state
 from testkit.chromium import Chromium
 from testkit.serverproc import ServerProcess
-
-
-def require_binary(*names: str) -> str:
-    """The first of `names` on PATH; skip if none (fail under CI, where it must exist)."""
-    for name in names:
-        path = shutil.which(name) or (
-            f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
-        )
-        if path:
-            return path
-    reason = f"{' or '.join(names)} is not installed (make system-deps installs it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"under CI: {reason}")
-    pytest.skip(reason)
+from testkit.system import require_binary, skip_or_fail_under_ci
 
 
 @pytest.fixture
@@ -91,10 +77,7 @@ def hung_mount(tmp_path: Path) -> Iterator[str]:
     import ctypes
 
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
-        reason = "a FUSE mount needs root and /dev/fuse"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"under CI: {reason}")
-        pytest.skip(reason)
+        skip_or_fail_under_ci("a FUSE mount needs root and /dev/fuse")
     libc = ctypes.CDLL(None, use_errno=True)
     target = tmp_path / "hung"
     target.mkdir()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from pathlib import Path
 
@@ -15,25 +14,14 @@ from server.access.connections import ConnectionCaps
 from server.app import create_app
 from server.config import Config
 from server.state import current_state
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return generate_password_hash(PASSWORD)
+from testkit.auth import PASSWORD, basic_auth_headers, password_hash
 
 
 @pytest.fixture
-def guarded(config: Config, password_hash: str) -> tuple[Flask, SocketIO]:
-    app, socketio = create_app(dataclasses.replace(config, password_hash=password_hash))
+def guarded(config: Config) -> tuple[Flask, SocketIO]:
+    app, socketio = create_app(dataclasses.replace(config, password_hash=password_hash()))
     app.config["TESTING"] = True
     return app, socketio
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def test_every_route_but_health_and_login_needs_a_login(guarded: tuple[Flask, SocketIO]) -> None:
@@ -67,8 +55,8 @@ def test_login_then_logout(guarded: tuple[Flask, SocketIO]) -> None:
 
 def test_http_basic(guarded: tuple[Flask, SocketIO]) -> None:
     client = guarded[0].test_client()
-    assert client.get("/api/static", headers=basic("ops", PASSWORD)).status_code == 200
-    assert client.get("/api/static", headers=basic("ops", "wrong")).status_code == 401
+    assert client.get("/api/static", headers=basic_auth_headers("ops", PASSWORD)).status_code == 200
+    assert client.get("/api/static", headers=basic_auth_headers("ops", "wrong")).status_code == 401
     assert client.get("/api/static", headers={"Authorization": "Basic !!"}).status_code == 401
 
 

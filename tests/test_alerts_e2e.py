@@ -12,6 +12,7 @@ import requests
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
+from testkit.config import write_toml
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
 from testkit.wait import wait_until
@@ -23,20 +24,9 @@ pytestmark = pytest.mark.e2e
 def alert_config(path: Path, webhooks: list[str]) -> Path:
     # CPU above 0.1 % at once: a running test machine always is. Critical
     # past 100 %, never reached: a busy tick at 100 % is not this test's alert.
-    hooks = ", ".join(f'"{u}"' for u in webhooks)
-    path.write_text(f"""
-[alerts]
-webhooks = [{hooks}]
-webhook_timeout = 2
-webhook_retries = 1
-
-[alerts.cpu]
-warning = 0.1
-critical = 1000
-for_seconds = 0
-clear_seconds = 3600
-""")
-    return path
+    cpu = {"warning": 0.1, "critical": 1000, "for_seconds": 0, "clear_seconds": 3600}
+    alerts = {"webhooks": webhooks, "webhook_timeout": 2, "webhook_retries": 1, "cpu": cpu}
+    return write_toml(path, alerts=alerts)
 
 
 @pytest.fixture

@@ -5,27 +5,27 @@ from __future__ import annotations
 import base64
 import statistics
 import subprocess
-import sys
 import time
 
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import check_password_hash
 
 from server.access.hosts import host_allowed
 from server.access.login import LoginLimiter, basic_credentials
 from server.access.passwords import Credentials
-from testkit.serverproc import ROOT
+from testkit.auth import PASSWORD, basic_authorization, password_hash
+from testkit.serverproc import run_server_command
 
-HASH = generate_password_hash("correct horse battery")
+HASH = password_hash()
 
 
 def test_single_password_and_users() -> None:
     single = Credentials(password_hash=HASH)
     assert single.required
-    assert single.check("anyone", "correct horse battery")
+    assert single.check("anyone", PASSWORD)
     assert not single.check("anyone", "wrong")
     users = Credentials(users={"ops": HASH})
-    assert users.check("ops", "correct horse battery")
-    assert not users.check("dev", "correct horse battery")
+    assert users.check("ops", PASSWORD)
+    assert not users.check("dev", PASSWORD)
     assert not Credentials().required
 
 
@@ -43,8 +43,7 @@ def test_unknown_user_takes_as_long_as_a_known_one() -> None:
 
 
 def test_basic_credentials() -> None:
-    header = "Basic " + base64.b64encode(b"ops:pa:ss").decode()
-    assert basic_credentials(header) == ("ops", "pa:ss")
+    assert basic_credentials(basic_authorization("ops", "pa:ss")) == ("ops", "pa:ss")
     assert basic_credentials("Bearer x") is None
     assert basic_credentials("Basic !!!") is None
     assert basic_credentials("Basic " + base64.b64encode(b"nocolon").decode()) is None
@@ -82,21 +81,14 @@ def test_host_allowed() -> None:
 
 
 def hash_password(typed: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server", "hash-password"],
-        cwd=ROOT,
-        input=typed + "\n",
-        text=True,
-        capture_output=True,
-        timeout=30,
-    )
+    return run_server_command("hash-password", input=typed + "\n")
 
 
 def test_hash_password_command() -> None:
-    result = hash_password("correct horse battery")
+    result = hash_password(PASSWORD)
     assert result.returncode == 0, result.stderr
     printed = result.stdout.strip()
     assert printed.startswith(("scrypt:", "pbkdf2:"))
-    assert check_password_hash(printed, "correct horse battery")
+    assert check_password_hash(printed, PASSWORD)
     short = hash_password("short")
     assert short.returncode == 2 and "at least 8" in short.stderr

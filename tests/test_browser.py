@@ -13,8 +13,8 @@ from server.history.store import HistoryStore
 from testkit.chromium import Chromium
 from testkit.serverproc import ServerProcess
 from testkit.synthetic import fill
+from testkit.system import require_binary
 from testkit.wait import wait_until
-from tests.conftest import require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -19,7 +19,7 @@ from testkit.deploytools import (
     render_epp,
 )
 from testkit.serverproc import ROOT
-from tests.conftest import require_binary
+from testkit.system import require_binary
 
 PUPPET = ROOT / "deploy" / "puppet"
 

@@ -27,38 +27,13 @@ import requests
 from server.fleet.tokens import AgentTokens
 from testkit.chromium import Chromium
 from testkit.fleet import FAKETIME_LIB, SLEEP_ON_EVENT, AgentProcess, wrong_clock
+from testkit.history import sequence_problem, stored_samples
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
+from testkit.system import require_binary, skip_or_fail_under_ci
 from testkit.wait import wait_until
-from tests.conftest import require_binary
 
 pytestmark = pytest.mark.e2e
-
-
-def stored(data_dir: Path, host: str) -> list[tuple[float, int]]:
-    """(ts, seq) of a host's raw samples on disk, by time."""
-    db = sqlite3.connect(f"file:{data_dir / 'history.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        rows = db.execute("SELECT ts, seq FROM raw WHERE host = ? ORDER BY ts", (host,)).fetchall()
-    finally:
-        db.close()
-    return [(float(ts), int(seq)) for ts, seq in rows]
-
-
-def whole(rows: list[tuple[float, int]], interval: float = 1.0) -> str | None:
-    """What is wrong with a host's stored samples, or None: seqs one by one from the
-    first (no hole, no duplicate), times strictly in order about an interval apart."""
-    seqs = [seq for _ts, seq in rows]
-    if not seqs:
-        return "nothing stored"
-    if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
-        missing = sorted(set(range(seqs[0], max(seqs) + 1)) - set(seqs))
-        doubled = len(seqs) - len(set(seqs))
-        return f"missing seqs {missing[:20]} ({len(missing)}), {doubled} duplicates"
-    for (t0, s0), (t1, s1) in itertools.pairwise(rows):
-        if not 0.5 * interval < t1 - t0 < 2.5 * interval:
-            return f"seq {s0} at {t0} then seq {s1} at {t1}"
-    return None
 
 
 def agent_up_to(hub: ServerProcess, name: str) -> int:
@@ -70,8 +45,8 @@ def agent_up_to(hub: ServerProcess, name: str) -> int:
 def caught_up(hub: ServerProcess, names: list[str]) -> bool:
     """Every agent's stored samples reach what it last sent, with nothing missing."""
     for name in names:
-        rows = stored(hub.data_dir, name)
-        if whole(rows) is not None or rows[-1][1] < agent_up_to(hub, name) - 1:
+        rows = stored_samples(hub.data_dir, name)
+        if sequence_problem(rows) is not None or rows[-1][1] < agent_up_to(hub, name) - 1:
             return False
     return True
 
@@ -134,8 +109,8 @@ def test_a_hub_killed_five_times_loses_no_acknowledged_sample(tmp_path: Path) ->
         time.sleep(max(0.0, run_until - time.monotonic()))
         wait_until(lambda: caught_up(hub, names), timeout=60, interval=1, what="caught up")
         for name in names:
-            rows = stored(hub.data_dir, name)
-            assert whole(rows) is None, f"{name} (seed {seed}): {whole(rows)}"
+            rows = stored_samples(hub.data_dir, name)
+            assert sequence_problem(rows) is None, f"{name} (seed {seed}): {sequence_problem(rows)}"
             assert rows[-1][0] - rows[0][0] >= 115  # the whole two minutes, hole-free
 
 
@@ -158,10 +133,7 @@ def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(
     1 Hz, /healthz, /metrics, the page's sample and the log say why, the agents
     buffer; once space is freed every sample lands (the hub's own too)."""
     if os.geteuid() != 0:
-        reason = "mounting a size-limited tmpfs needs root"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"under CI: {reason}")
-        pytest.skip(reason)
+        skip_or_fail_under_ci("mounting a size-limited tmpfs needs root")
     data = tmp_path / "hub" / "data"
     data.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(data)], check=True)
@@ -210,12 +182,12 @@ def test_a_full_disk_stops_acknowledgements_says_why_and_loses_nothing(
                 page.close()
             hub.stop()  # SIGTERM writes what is pending
             for name in names:
-                rows = stored(hub.data_dir, name)
-                assert whole(rows) is None, f"{name}: {whole(rows)}"
+                rows = stored_samples(hub.data_dir, name)
+                assert sequence_problem(rows) is None, f"{name}: {sequence_problem(rows)}"
                 lines = [line for line in agents[name].log().splitlines() if "batch(es)" in line]
                 assert len(lines) == 1 and "sending them again" in lines[0], lines
-            own = [r for r in stored(hub.data_dir, local) if r[0] > time.time() - 600]
-            assert whole(own) is None, f"the hub's own: {whole(own)}"
+            own = [r for r in stored_samples(hub.data_dir, local) if r[0] > time.time() - 600]
+            assert sequence_problem(own) is None, f"the hub's own: {sequence_problem(own)}"
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
 
@@ -332,8 +304,8 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(
             wait_until(lambda: caught_up(hub, names), timeout=20, what="caught up")
             now = time.time()
             for name in names:
-                rows = stored(hub.data_dir, name)
-                assert whole(rows) is None, f"{name}: {whole(rows)}"
+                rows = stored_samples(hub.data_dir, name)
+                assert sequence_problem(rows) is None, f"{name}: {sequence_problem(rows)}"
                 assert abs(rows[-1][0] - now) < 10  # the hub's timeline, not the agent's clock
     finally:
         for page in pages.values():

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from testkit.serverproc import ROOT, ServerProcess
+from testkit.serverproc import ServerProcess, run_server_command
 from testkit.sioclient import RecordingClient, open_socket
 from tests.contract import check_sample, check_static
 
@@ -90,16 +88,6 @@ def test_rest_answers_match_the_contract(server: ServerProcess) -> None:
     assert missing.status_code == 404 and missing.json()["error"]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server", *args],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        timeout=30,
-    )
-
-
 @pytest.mark.parametrize(
     ("args", "name"),
     [
@@ -111,7 +99,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_bad_setting_exits_with_one_line(args: list[str], name: str) -> None:
-    result = run_cli(*args)
+    result = run_server_command(*args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -119,14 +107,7 @@ def test_bad_setting_exits_with_one_line(args: list[str], name: str) -> None:
 
 
 def test_bad_environment_setting_exits(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "server"],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        timeout=30,
-        env={"PATH": "/usr/bin", "DASHBOARD_PORT": "eighty"},
-    )
+    result = run_server_command(env={"PATH": "/usr/bin", "DASHBOARD_PORT": "eighty"})
     assert result.returncode == 2
     assert "setting 'port' (from DASHBOARD_PORT)" in result.stderr
 
@@ -134,7 +115,7 @@ def test_bad_environment_setting_exits(tmp_path: Path) -> None:
 def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     first = ServerProcess(tmp_path / "a", "--async-mode", "threading").start()
     try:
-        result = run_cli("--port", str(first.port), "--log-dir", str(tmp_path / "b"))
+        result = run_server_command("--port", str(first.port), "--log-dir", str(tmp_path / "b"))
     finally:
         first.stop()
     assert result.returncode == 2
@@ -143,7 +124,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
 
 
 def test_help_lists_every_flag() -> None:
-    result = run_cli("--help")
+    result = run_server_command("--help")
     assert result.returncode == 0
     for flag in (
         "--host",

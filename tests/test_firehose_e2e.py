@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import socketio
-from werkzeug.security import generate_password_hash
 
+from testkit.auth import basic_auth_headers, password_hash
 from testkit.chromium import Chromium
+from testkit.config import write_toml
 from testkit.serverproc import ServerProcess
 from testkit.wait import wait_until
 
@@ -52,8 +53,7 @@ def logs(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path, Path]]:
     a, b = tmp_path / "a.log", tmp_path / "b.log"
     a.write_text("a backlog 1\na backlog 2\n")
     b.write_text("")
-    config = tmp_path / "dashboard.toml"
-    config.write_text(f'[log_sources]\nalpha = "{a}"\nbeta = "{b}"\n')
+    config = write_toml(tmp_path / "dashboard.toml", log_sources={"alpha": str(a), "beta": str(b)})
     server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
     try:
         yield server, a, b
@@ -115,19 +115,16 @@ def test_a_path_or_an_unknown_source_is_refused(logs: tuple[ServerProcess, Path,
 def test_with_login_on_a_client_without_a_session_gets_no_lines(tmp_path: Path) -> None:
     secret = tmp_path / "secret.log"
     secret.write_text("secret backlog\n")
-    config = tmp_path / "dashboard.toml"
-    config.write_text(
-        f'password_hash = "{generate_password_hash("right-password-123")}"\n'
-        f'[log_sources]\nsecret = "{secret}"\n'
+    config = write_toml(
+        tmp_path / "dashboard.toml",
+        password_hash=password_hash("right-password-123"),
+        log_sources={"secret": str(secret)},
     )
     server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
     try:
         with pytest.raises(socketio.exceptions.ConnectionError):
             Page(server.url)
-        import base64
-
-        basic = "Basic " + base64.b64encode(b"admin:right-password-123").decode()
-        page = Page(server.url, headers={"Authorization": basic})
+        page = Page(server.url, headers=basic_auth_headers("admin", "right-password-123"))
         answer = page.sio.call("firehose_subscribe", {}, timeout=10)
         assert answer["ok"] is True
         wait_until(lambda: page.texts("secret") == ["secret backlog"], timeout=5)

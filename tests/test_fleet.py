@@ -6,7 +6,6 @@ and each leaves the fleet whole (every agent reporting) for the next.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import itertools
 import json
@@ -21,14 +20,16 @@ from typing import Any
 import pytest
 import requests
 import socketio
-from werkzeug.security import generate_password_hash
 
 from server.fleet.tokens import AgentTokens
+from testkit.auth import basic_auth_headers, password_hash
 from testkit.chromium import Chromium
-from testkit.fleet import AgentProcess, Netns
+from testkit.config import write_toml
+from testkit.fleet import AgentProcess, Netns, connect_as_agent
+from testkit.history import samples_between
 from testkit.serverproc import ServerProcess
+from testkit.system import require_binary
 from testkit.wait import wait_until
-from tests.conftest import require_binary
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.e2e
 AGENTS = 20
 NETNS_AGENTS = 3
 PASSWORD = "fleet password 1"
-BASIC = "Basic " + base64.b64encode(f"ops:{PASSWORD}".encode()).decode()
+AUTH = basic_auth_headers("ops", PASSWORD)
 
 
 class Fleet:
@@ -48,7 +49,7 @@ class Fleet:
         self.started = 0.0  # when the agent processes were started
 
     def get(self, path: str, **kw: Any) -> requests.Response:
-        return requests.get(self.hub.url + path, headers={"Authorization": BASIC}, timeout=10, **kw)
+        return requests.get(self.hub.url + path, headers=AUTH, timeout=10, **kw)
 
 
 class FleetWatcher:
@@ -64,7 +65,7 @@ class FleetWatcher:
         self.sio.connect(
             url,
             auth={"view": "fleet"},
-            headers={"Authorization": BASIC},
+            headers=AUTH,
             transports=["websocket"],
             wait_timeout=10,
         )
@@ -108,11 +109,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for ns in namespaces:
             created.append(ns.create())
         allowed = ["localhost", "127.0.0.1", *[ns.outer for ns in created]]
-        config = work / "hub.toml"
-        config.write_text(
-            f'password_hash = "{generate_password_hash(PASSWORD)}"\n'
-            f"allowed_hosts = {json.dumps(allowed)}\n"
-            f"[alerts]\nwebhooks = [{json.dumps(receiver.url)}]\nwebhook_retries = 0\n"
+        config = write_toml(
+            work / "hub.toml",
+            password_hash=password_hash(PASSWORD),
+            allowed_hosts=allowed,
+            alerts={"webhooks": [receiver.url], "webhook_retries": 0},
         )
         # On every address when agents come from namespaces (a password is set).
         bind = ["--host", "0.0.0.0"] if created else []
@@ -198,9 +199,7 @@ def test_an_agents_log_lines_reach_a_page_on_the_hub(fleet: Fleet) -> None:
     lines: list[dict[str, Any]] = []
     page = socketio.Client()
     page.on("firehose", lines.append)
-    page.connect(
-        fleet.hub.url, headers={"Authorization": BASIC}, transports=["websocket"], wait_timeout=10
-    )
+    page.connect(fleet.hub.url, headers=AUTH, transports=["websocket"], wait_timeout=10)
     try:
         answer = page.call("firehose_subscribe", {"host": "agent-03"}, timeout=10)
         assert answer == {"ok": True, "host": "agent-03"}
@@ -300,8 +299,7 @@ def test_a_killed_agent_goes_stale_then_down_and_comes_back(fleet: Fleet) -> Non
 
 
 def history_rows(fleet: Fleet, host: str, start: float, end: float) -> list[float]:
-    params = {"start": start, "end": end}
-    samples = fleet.get(f"/api/hosts/{host}/history", params=params).json()["samples"]
+    samples = samples_between(fleet.hub.url, start, end, host=host, headers=AUTH)
     return [s["ts"] for s in samples]
 
 
@@ -330,21 +328,6 @@ def test_a_hub_outage_is_replayed_without_gaps_or_duplicates(fleet: Fleet) -> No
         watcher.close()
 
 
-def mallory(fleet: Fleet, token: str) -> tuple[socketio.Client, list[str]]:
-    errors: list[str] = []
-    client = socketio.Client(reconnection=False)
-    client.on("connect_error", lambda data: errors.append(str(data)), namespace="/agent")
-    with contextlib.suppress(socketio.exceptions.ConnectionError):
-        client.connect(
-            fleet.hub.url,
-            auth={"token": token},
-            namespaces=["/agent"],
-            transports=["websocket"],
-            wait_timeout=5,
-        )
-    return client, errors
-
-
 def sample(host: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"ts": time.time(), "seq": 1, "cpu": {"percent": 1.0}}
     if host:
@@ -359,13 +342,13 @@ def test_bad_agents_are_refused_and_the_fleet_goes_on(fleet: Fleet) -> None:
         started = time.monotonic()
         # A wrong token, twice: refused with a reason, logged once.
         for _ in range(2):
-            client, errors = mallory(fleet, "x" * 43)
+            client, errors = connect_as_agent(fleet.hub.url, "x" * 43)
             assert not client.connected and "unknown or revoked" in " ".join(errors)
         # A valid token whose payload claims another host, malformed samples,
         # an oversized message, and a flood.
         token = fleet.tokens.add("mallory")
         time.sleep(6)  # the hub reads the agents file every few seconds
-        client, errors = mallory(fleet, token)
+        client, errors = connect_as_agent(fleet.hub.url, token)
         assert client.connected, errors
         claim = client.call("samples", [sample("agent-02")], namespace="/agent", timeout=5)
         assert "host" in claim["error"]
@@ -382,7 +365,7 @@ def test_bad_agents_are_refused_and_the_fleet_goes_on(fleet: Fleet) -> None:
         # Revoked: its token is refused from now on.
         fleet.tokens.remove("mallory")
         time.sleep(6)
-        again, errors = mallory(fleet, token)
+        again, errors = connect_as_agent(fleet.hub.url, token)
         assert not again.connected and "unknown or revoked" in " ".join(errors)
         # Every real agent kept its 1 Hz throughout.
         for event in watcher.since(started):

@@ -7,7 +7,6 @@ import logging
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import sample_problem
 from server.fleet.tokens import AgentTokens
 from server.state import current_state
-from testkit.serverproc import ROOT
+from testkit.serverproc import run_server_command
 from testkit.wait import wait_until
 
 
@@ -50,10 +49,7 @@ def test_tokens_are_shown_once_and_kept_as_hashes(tmp_path: Path) -> None:
 
 def test_the_agents_commands(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "server", *args, "--data-dir", str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+        return run_server_command(*args, "--data-dir", str(tmp_path))
 
     added = run("add-agent", "db-1")
     assert added.returncode == 0 and len(added.stdout.strip()) >= 40

@@ -23,8 +23,8 @@ import socketio
 
 from testkit.guest import Guest
 from testkit.serverproc import ROOT, free_port
+from testkit.system import require_binary, skip_or_fail_under_ci
 from testkit.wait import wait_until
-from tests.conftest import require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guest]
 
@@ -68,10 +68,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     if os.geteuid() != 0:
-        reason = "a booted guest needs root (systemd-nspawn)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"under CI: {reason}")
-        pytest.skip(reason)
+        skip_or_fail_under_ci("a booted guest needs root (systemd-nspawn)")
     guest = Guest(
         require_binary("debootstrap"),
         require_binary("systemd-nspawn"),

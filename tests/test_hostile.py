@@ -7,7 +7,6 @@ Load-like cases are bounded in count and time.
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import contextlib
 import http.client
@@ -17,7 +16,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,45 +25,21 @@ import psutil
 import pytest
 import requests
 import socketio
-from werkzeug.security import generate_password_hash
 
 from server.history.store import HistoryStore
-from testkit.serverproc import ROOT, ServerProcess
+from testkit.auth import PASSWORD, basic_auth_headers, basic_authorization, password_hash
+from testkit.config import write_toml
+from testkit.serverproc import ServerProcess, run_server_command
 from testkit.sioclient import RecordingClient
 from testkit.synthetic import fill
 from testkit.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct horse battery"
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def write_config(path: Path, **settings: object) -> Path:
-    lines = []
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines += [f'{k} = "{v}"' for k, v in value.items()]
-        elif isinstance(value, str):
-            lines.insert(0, f'{key} = "{value}"')
-        else:
-            lines.insert(0, f"{key} = {str(value).lower()}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return generate_password_hash(PASSWORD)
-
 
 @pytest.fixture
-def secured(tmp_path: Path, password_hash: str) -> Iterator[ServerProcess]:
-    config = write_config(tmp_path / "d.toml", password_hash=password_hash)
+def secured(tmp_path: Path) -> Iterator[ServerProcess]:
+    config = write_toml(tmp_path / "d.toml", password_hash=password_hash())
     server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
     try:
         yield server
@@ -90,7 +64,7 @@ def request_from(
 
 def watch(server: ServerProcess) -> RecordingClient:
     client = RecordingClient()
-    client.connect(server.url, headers={"Authorization": basic("ops", PASSWORD)})
+    client.connect(server.url, headers=basic_auth_headers("ops", PASSWORD))
     client.wait_for("metrics", count=1)
     return client
 
@@ -108,7 +82,7 @@ def test_password_checks_and_long_queries_do_not_stall_the_stream(tmp_path: Path
     store.open()
     fill(store, clock, 7200, clock[0])
     store.stop()
-    config = write_config(tmp_path / "d.toml", password_hash=generate_password_hash(PASSWORD))
+    config = write_toml(tmp_path / "d.toml", password_hash=password_hash())
     server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
     client = watch(server)
     try:
@@ -122,7 +96,7 @@ def test_password_checks_and_long_queries_do_not_stall_the_stream(tmp_path: Path
         def run(job: tuple[str, str, str, str, str]) -> tuple[str, int, str | None]:
             method, path, source, user, password = job
             answer = request_from(
-                server, source, method, path, headers={"Authorization": basic(user, password)}
+                server, source, method, path, headers=basic_auth_headers(user, password)
             )
             return path, answer.status, answer.getheader("Retry-After")
 
@@ -214,17 +188,17 @@ def login_cookie(server: ServerProcess, user: str) -> str:
 
 
 def test_a_saved_cookie_is_refused_after_a_password_change_or_removal(
-    tmp_path: Path, password_hash: str
+    tmp_path: Path,
 ) -> None:
     config = tmp_path / "d.toml"
-    other = generate_password_hash("another password entirely")
-    write_config(config, users={"alice": password_hash, "bob": password_hash})
+    other = password_hash("another password entirely")
+    write_toml(config, users={"alice": password_hash(), "bob": password_hash()})
     server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
     try:
         alice, bob = login_cookie(server, "alice"), login_cookie(server, "bob")
         server.stop()
         # alice's password changes; bob is removed.
-        write_config(config, users={"alice": other})
+        write_toml(config, users={"alice": other})
         server.start()
         for cookie in (alice, bob):
             answer = requests.get(
@@ -250,14 +224,7 @@ def test_a_setting_that_would_fail_open_stops_the_start(
     tmp_path: Path, args: list[str], env: dict[str, str], named: str
 ) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "--log-dir", str(tmp_path), *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_server_command("--log-dir", str(tmp_path), *args, env={**clean, **env})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], result.stderr
@@ -278,16 +245,22 @@ def test_handshakes_from_one_address_are_capped(secured: ServerProcess) -> None:
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies(
-    tmp_path: Path, password_hash: str
+    tmp_path: Path,
 ) -> None:
-    config = write_config(
-        tmp_path / "d.toml", password_hash=password_hash, proxy_hops=1, trusted_proxies="127.0.0.2"
+    config = write_toml(
+        tmp_path / "d.toml",
+        password_hash=password_hash(),
+        proxy_hops=1,
+        trusted_proxies="127.0.0.2",
     )
     server = ServerProcess(tmp_path / "logs", "--config", str(config)).start()
     try:
 
         def attempt(source: str, forwarded: str, password: str) -> int:
-            headers = {"X-Forwarded-For": forwarded, "Authorization": basic("ops", password)}
+            headers = {
+                "X-Forwarded-For": forwarded,
+                "Authorization": basic_authorization("ops", password),
+            }
             return request_from(server, source, "GET", "/api/static", headers=headers).status
 
         # Five wrong guesses, each claiming another address: all one address.
@@ -323,7 +296,7 @@ def test_logs_cannot_be_forged(secured: ServerProcess) -> None:
 
 
 def test_bad_numbers_are_400_and_answers_are_not_cached(secured: ServerProcess) -> None:
-    auth = {"Authorization": basic("ops", PASSWORD)}
+    auth = basic_auth_headers("ops", PASSWORD)
     for query in ("seconds=99999999999999999999", "start=1e400", "seconds=-5"):
         answer = requests.get(secured.url + "/api/history?" + query, headers=auth, timeout=5)
         assert answer.status_code == 400 and "error" in answer.json(), query
@@ -357,7 +330,7 @@ def test_data_and_logs_are_private(secured: ServerProcess) -> None:
 
 def test_a_hung_filesystem_freezes_nothing(hung_mount: str, secured: ServerProcess) -> None:
     client = watch(secured)
-    auth = {"Authorization": basic("ops", PASSWORD)}
+    auth = basic_auth_headers("ops", PASSWORD)
     try:
         started = time.monotonic()
         for _ in range(5):
@@ -383,7 +356,7 @@ def test_a_process_title_is_never_published(secured: ServerProcess, tmp_path: Pa
         # NUL-separated: psutil's name() would then read "titledprocess1x --token=...".
         ["bash", "-c", f'exec -a "titledprocess1x {secret}" {busy} y > /dev/null'],
     )
-    auth = {"Authorization": basic("ops", PASSWORD)}
+    auth = basic_auth_headers("ops", PASSWORD)
     try:
 
         def listed() -> list[dict[str, Any]] | None:

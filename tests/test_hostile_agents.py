@@ -30,13 +30,14 @@ from hypothesis import strategies as st
 from server.fleet import schema
 from server.fleet.hub import sample_problem
 from server.fleet.tokens import AgentTokens
+from testkit.config import write_toml
 from testkit.fleet import AgentProcess
+from testkit.history import sequence_problem, stored_samples
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient, open_socket
 from testkit.synthetic import synthetic_sample
 from testkit.wait import wait_until
 from tests.receivers import Receiver
-from tests.test_durability import stored, whole
 
 GOOD = ["good-1", "good-2"]
 RSS_BOUND = 100 * 2**20  # the hub's growth over the attack, at most (bytes)
@@ -125,7 +126,7 @@ def _read_as_the_hub_does(sample: dict[str, Any]) -> None:
         assert value is None or -(2**63) <= value < 2**63
     _sample_families(_Families(), sample)
     engine = AlertEngine(parse_settings({}), interval=1.0, cores=2, host="h")
-    host = Host("h", AlertNotifier(engine, lambda e, d: None, WebhookSender([]), "h"), 1.0, 60)
+    host = Host("h", AlertNotifier(engine, lambda e, d: None, [WebhookSender([])], "h"), 1.0, 60)
     host.take(sample, host.notifier)
     host.tile()
     host.columns()
@@ -219,13 +220,14 @@ def good_sample(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def attacked(tmp_path: Path) -> Iterator[tuple[ServerProcess, dict[str, Any], Receiver]]:
     receiver = Receiver("ok")
-    config = tmp_path / "hub.toml"
     # Disks fire at once (the mount flood below); memory above 0.1 % fires for every host.
-    config.write_text(
-        f"[alerts]\nwebhooks = [{json.dumps(receiver.url)}]\nwebhook_retries = 0\n"
-        "[alerts.disk]\nwarning = 50\ncritical = 1000\nfor_seconds = 0\nclear_seconds = 0\n"
-        "[alerts.memory]\nwarning = 0.1\ncritical = 1000\nfor_seconds = 0\n"
-    )
+    alerts = {
+        "webhooks": [receiver.url],
+        "webhook_retries": 0,
+        "disk": {"warning": 50, "critical": 1000, "for_seconds": 0, "clear_seconds": 0},
+        "memory": {"warning": 0.1, "critical": 1000, "for_seconds": 0},
+    }
+    config = write_toml(tmp_path / "hub.toml", alerts=alerts)
     hub = ServerProcess(tmp_path / "hub" / "logs", "--config", str(config))
     tokens = AgentTokens(str(hub.data_dir))
     agents = {n: AgentProcess(tmp_path, n, tokens.add(n), hub.url) for n in GOOD}
@@ -249,7 +251,9 @@ def test_a_hostile_agent_harms_only_its_own_tile(
     hub, parts, receiver = attacked
     agents: dict[str, AgentProcess] = parts["agents"]
     wait_until(
-        lambda: all(len(stored(hub.data_dir, n)) >= 3 for n in GOOD), timeout=30, interval=0.5
+        lambda: all(len(stored_samples(hub.data_dir, n)) >= 3 for n in GOOD),
+        timeout=30,
+        interval=0.5,
     )
     with pytest.raises(ValueError):  # a name ending in a newline is no name
         AgentTokens(str(hub.data_dir)).add("evil\n")
@@ -358,7 +362,7 @@ def test_a_hostile_agent_harms_only_its_own_tile(
                 timeout=30, interval=0.5, what="good-2's host_down at the webhook",
             )  # fmt: skip
             agents["good-2"].start()
-            wait_until(lambda: len(stored(hub.data_dir, "good-2")) > 0, timeout=30)
+            wait_until(lambda: len(stored_samples(hub.data_dir, "good-2")) > 0, timeout=30)
             time.sleep(6)
     finally:
         hostile.client.disconnect()
@@ -389,7 +393,7 @@ def test_a_hostile_agent_harms_only_its_own_tile(
     hub.stop()
     hub.start()
     for name in GOOD:
-        rows = [r for r in stored(hub.data_dir, name) if r[0] >= attack_from]
+        rows = [r for r in stored_samples(hub.data_dir, name) if r[0] >= attack_from]
         # good-2 was killed and started again: each of its runs counts seq from 1.
         runs = [[rows[0]]]
         for row in rows[1:]:
@@ -397,6 +401,6 @@ def test_a_hostile_agent_harms_only_its_own_tile(
                 runs.append([])
             runs[-1].append(row)
         for run in runs:
-            assert whole(run) is None, f"{name}: {whole(run)}"
+            assert sequence_problem(run) is None, f"{name}: {sequence_problem(run)}"
         assert len(runs) == (2 if name == "good-2" else 1)
         assert rows[0][0] < attack_from + 2 and rows[-1][0] > attack_to - 2  # all along

@@ -124,7 +124,7 @@ def test_promtool_finds_nothing_but_the_node_exporter_names(
     import subprocess
     from pathlib import Path
 
-    from tests.conftest import require_binary
+    from testkit.system import require_binary
 
     promtool = require_binary("promtool")
     state.sampler.tick()

@@ -14,8 +14,8 @@ import websocket
 from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
 from testkit.serverproc import ROOT, ServerProcess, free_port
 from testkit.sioclient import RecordingClient, assert_foreign_origin_refused
+from testkit.system import require_binary
 from testkit.wait import wait_until
-from tests.conftest import require_binary
 from tests.contract import check_sample, check_static
 
 pytestmark = pytest.mark.e2e

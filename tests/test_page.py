@@ -9,7 +9,6 @@ alerts fire, the states an audit of an idle page never sees.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from testkit.chromium import Chromium
 from testkit.serverproc import ServerProcess
+from testkit.system import skip_or_fail_under_ci
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -122,10 +122,7 @@ def test_axe_finds_no_violation_under_load(
     loaded: ServerProcess, browser: Chromium, scheme: str, width: int
 ) -> None:
     if not AXE.exists():
-        reason = f"{AXE} is missing (make test installs it with npm)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail_under_ci(f"{AXE} is missing (make test installs it with npm)")
     open_page(browser, loaded.url + "/", width, 900, scheme)
     # The states only load shows: critical cores, alerts firing, a pressed range.
     browser.wait_for("document.querySelector('.core.crit') !== null", timeout=20)

@@ -11,8 +11,6 @@ import functools
 import itertools
 import json
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +22,10 @@ import requests
 from testkit.chromium import Chromium
 from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
 from testkit.redisproc import RedisProcess
-from testkit.serverproc import ROOT, ServerProcess, free_port
+from testkit.serverproc import ServerProcess, free_port, run_server_command
 from testkit.sioclient import RecordingClient
+from testkit.system import require_binary
 from testkit.wait import wait_until
-from tests.conftest import require_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -137,10 +135,9 @@ def test_every_client_gets_the_same_seq_through_nginx(tier: Tier) -> None:
 
 
 def test_a_second_core_refuses_to_start(tier: Tier, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "--role", "core", "--message-queue", tier.redis.url,
-         "--port", str(free_port()), "--log-dir", str(tmp_path), "--data-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    result = run_server_command(
+        "--role", "core", "--message-queue", tier.redis.url,
+        "--port", str(free_port()), "--log-dir", str(tmp_path), "--data-dir", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -18,27 +18,22 @@ import pytest
 import requests
 import socketio
 import websocket
-from werkzeug.security import generate_password_hash
 
-from testkit.serverproc import ROOT, ServerProcess
+from testkit.auth import PASSWORD, basic_auth_headers, password_hash
+from testkit.config import write_toml
+from testkit.serverproc import ROOT, ServerProcess, run_server_command
 from testkit.sioclient import RecordingClient, assert_foreign_origin_refused, open_socket
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct horse battery"
 BASIC = ("ops", PASSWORD)
-
-
-def write_config(path: Path, **extra: object) -> Path:
-    lines = [f'password_hash = "{generate_password_hash(PASSWORD)}"']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(params=["eventlet", "threading"])
 def secured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    config = write_config(tmp_path / "secure.toml", max_connections_per_ip=6)
+    config = write_toml(
+        tmp_path / "secure.toml", password_hash=password_hash(), max_connections_per_ip=6
+    )
     server = ServerProcess(
         tmp_path / "logs", "--async-mode", request.param, "--config", str(config)
     ).start()
@@ -50,15 +45,9 @@ def secured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPr
 
 def watcher(server: ServerProcess) -> RecordingClient:
     client = RecordingClient()
-    client.connect(server.url, auth=None, headers={"Authorization": _basic_header()})
+    client.connect(server.url, auth=None, headers=basic_auth_headers(*BASIC))
     client.wait_for("metrics", count=1)
     return client
-
-
-def _basic_header() -> str:
-    import base64
-
-    return "Basic " + base64.b64encode(f"{BASIC[0]}:{BASIC[1]}".encode()).decode()
 
 
 def refusal(url: str, headers: dict[str, str] | None = None) -> str:
@@ -180,7 +169,7 @@ def test_foreign_origin_is_refused(secured: ServerProcess) -> None:
 def test_connections_per_address_are_capped(secured: ServerProcess) -> None:
     clients = [watcher(secured) for _ in range(6)]
     try:
-        message = refusal(secured.url, {"Authorization": _basic_header()})
+        message = refusal(secured.url, basic_auth_headers(*BASIC))
         assert "too many connections from this address" in message
         still_ticking(clients[0])
     finally:
@@ -191,7 +180,7 @@ def test_connections_per_address_are_capped(secured: ServerProcess) -> None:
 def test_oversized_frame_closes_only_that_connection(secured: ServerProcess) -> None:
     client = watcher(secured)
     try:
-        ws = open_socket(secured.url, timeout=5, header={"Authorization": _basic_header()})
+        ws = open_socket(secured.url, timeout=5, header=basic_auth_headers(*BASIC))
         ws.send('42["x","' + "a" * 200_000 + '"]')
         with pytest.raises(
             (websocket.WebSocketConnectionClosedException, ConnectionError, OSError)
@@ -208,14 +197,14 @@ def test_oversized_frame_closes_only_that_connection(secured: ServerProcess) -> 
 def test_floods_keep_the_task_count_flat(tmp_path: Path) -> None:
     import psutil
 
-    config = write_config(tmp_path / "secure.toml")
+    config = write_toml(tmp_path / "secure.toml", password_hash=password_hash())
     server = ServerProcess(
         tmp_path / "logs", "--async-mode", "threading", "--config", str(config)
     ).start()
     client = watcher(server)
     try:
         process = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
-        ws = open_socket(server.url, header={"Authorization": _basic_header()})
+        ws = open_socket(server.url, header=basic_auth_headers(*BASIC))
         time.sleep(0.5)
         threads_before = process.num_threads()
         for i in range(10_000):
@@ -269,13 +258,7 @@ def test_stalled_readers_do_not_delay_the_others(tmp_path: Path) -> None:
 
 
 def test_non_loopback_without_password_refuses_to_start() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "--host", "0.0.0.0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_server_command("--host", "0.0.0.0")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "setting 'host'" in result.stderr and "allow_anonymous" in result.stderr

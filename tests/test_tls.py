@@ -15,7 +15,7 @@ import socketio
 
 from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
 from testkit.serverproc import ServerProcess, free_port
-from tests.conftest import require_binary
+from testkit.system import require_binary
 
 pytestmark = pytest.mark.e2e
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 
 import pytest
 
 from server.alerts.webhooks import FairQueue, WebhookSender
+from testkit.auth import basic_authorization
 from testkit.wait import wait_until
 from tests.receivers import Receiver
 
@@ -135,6 +135,5 @@ def test_a_dripping_receiver_is_cut_at_the_overall_deadline() -> None:
 
 def test_credentials_in_the_url_become_http_basic() -> None:
     receiver, _ = send_one("ok", credentials="hook%20user:s3cr%40t@")
-    expected = "Basic " + base64.b64encode(b"hook user:s3cr@t").decode()
-    assert receiver.headers[0]["Authorization"] == expected
+    assert receiver.headers[0]["Authorization"] == basic_authorization("hook user", "s3cr@t")
     assert receiver.outcome["delivered"] == 1
