@@ -11,9 +11,9 @@ from typing import Any
 import psutil
 import pytest
 
-from server import data
 from server.data import DynamicData, StaticData
-from server.sampling import processes
+from server.sampling import counters, processes
+from server.sampling.collector import Collector, FailureLog
 from server.sampling.counters import counter_rate, parse_diskstats, parse_net_dev, whole_disks
 from server.sampling.mounts import is_real_filesystem
 from server.sampling.processes import ProcessTable
@@ -23,6 +23,10 @@ from tests.contract import STATIC_KEYS
 # What DynamicData.sample() returns: the contract's sample but for `seq`,
 # which the Sampler adds.
 SAMPLE_KEYS = CONTRACT_SAMPLE_KEYS - {"seq"}
+
+
+def collector(dynamic: DynamicData, name: str) -> Any:
+    return next(c for c in dynamic.collectors if c.name == name)
 
 
 def assert_percent(value: Any) -> None:
@@ -134,7 +138,7 @@ def test_interface_that_disappears_gives_no_negative_rate(monkeypatch: pytest.Mo
             {"eth0": (100, 100)},  # driver reload: counters start again
         ]
     )
-    monkeypatch.setattr(data, "net_counters", lambda: next(readings))
+    monkeypatch.setattr(counters, "net_counters", lambda: next(readings))
     dynamic = DynamicData(top_processes=0)
     first = dynamic.sample()["net"]
     second = dynamic.sample()["net"]
@@ -193,7 +197,7 @@ def test_net_counters_are_per_interface_without_loopback() -> None:
     )
     assert parse_net_dev(net_dev) == {"eth0": (213240648, 255158)}
     # And this machine's, read by the sampler, as psutil reads them.
-    real = DynamicData(top_processes=0)._net_before
+    real = collector(DynamicData(top_processes=0), "net")._rates.before
     expected = psutil.net_io_counters(pernic=True)
     assert real is not None and set(real) == set(expected) - {"lo"}
 
@@ -278,7 +282,7 @@ def test_failing_collector_gives_null_and_one_log_line(
         raise error
 
     # The process table and the byte counters read /proc themselves; the rest is psutil's.
-    owner = {"proc_readings": processes, "disk_counters": data, "net_counters": data}
+    owner = {"proc_readings": processes, "disk_counters": counters, "net_counters": counters}
     monkeypatch.setattr(owner.get(function, psutil), function, fail)
     with caplog.at_level(logging.WARNING, logger="dashboard.data"):
         samples = [dynamic.sample() for _ in range(4)]
@@ -296,6 +300,35 @@ def test_failing_collector_gives_null_and_one_log_line(
         dynamic.sample()
         assert field(dynamic.sample()) is not None
     assert any("can be read again" in r.getMessage() for r in caplog.records)
+
+
+def test_the_collectors_parts_make_the_sample_in_order() -> None:
+    dynamic = DynamicData()
+    assert all(isinstance(c, Collector) for c in dynamic.collectors)
+    # Each collector's null part has the keys of its part: together, the sample.
+    keys = [key for c in dynamic.collectors for key in c.null()]
+    assert list(dynamic.sample()) == ["ts", *keys]
+    assert set(keys) == SAMPLE_KEYS - {"ts"}
+
+
+def test_a_failing_collector_is_unsuccessful_until_it_reads_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dynamic = DynamicData(top_processes=0)
+    dynamic.sample()
+    names = [c.name for c in dynamic.collectors]
+    assert dynamic.collector_success() == dict.fromkeys(names, True)
+
+    def fail() -> Any:
+        raise psutil.AccessDenied(pid=1, name="x")
+
+    monkeypatch.setattr(psutil, "virtual_memory", fail)
+    for _ in range(2):
+        assert dynamic.sample()["memory"] is None
+        assert dynamic.collector_success() == {name: name != "memory" for name in names}
+    monkeypatch.undo()
+    assert dynamic.sample()["memory"] is not None
+    assert dynamic.collector_success() == dict.fromkeys(names, True)
 
 
 def stat_line(pid: int, comm: str, state: str, ticks: int, start: int, pages: int) -> str:
@@ -354,7 +387,7 @@ def test_the_process_table_shares_add_up_on_this_machine() -> None:
 
 
 def test_failure_log_logs_each_field_once(caplog: pytest.LogCaptureFixture) -> None:
-    reader = data.FailureLog()
+    reader = FailureLog()
 
     def boom() -> int:
         raise psutil.AccessDenied()

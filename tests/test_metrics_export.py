@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import psutil
+import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -53,6 +57,23 @@ def test_metrics_carry_the_latest_sample(client: FlaskClient, state: DashboardSt
     }
     assert one(found, "process_resident_memory_bytes") > 10_000_000
     assert one(found, "node_boot_time_seconds") == state.static.boot_time
+
+
+def test_each_collector_says_whether_it_reads(
+    client: FlaskClient, state: DashboardState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state.sampler.tick()
+    found = {labels["collector"]: v for labels, v in scrape(client)["dashboard_collector_success"]}
+    assert {"cpu", "memory", "disks", "net", "processes"} <= set(found)
+    assert set(found.values()) == {1.0}
+
+    def fail() -> Any:
+        raise psutil.AccessDenied(pid=1, name="x")
+
+    monkeypatch.setattr(psutil, "swap_memory", fail)
+    state.sampler.tick()
+    found = {labels["collector"]: v for labels, v in scrape(client)["dashboard_collector_success"]}
+    assert found.pop("swap") == 0.0 and set(found.values()) == {1.0}
 
 
 def test_metrics_before_the_first_sample_has_health_only(client: FlaskClient) -> None:

@@ -1,4 +1,5 @@
-"""Disk and network byte counters, and the rates between two readings.
+"""Disk and network byte counters, the rates between two readings, and the
+collectors that read them each tick (DiskIO, Net).
 
 On Linux the counters are one read each of /proc/diskstats and /proc/net/dev,
 parsed for the two numbers a rate needs: psutil builds a named tuple of every
@@ -10,9 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import psutil
+
+from server.sampling.collector import Collector
 
 LINUX = sys.platform.startswith("linux")
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors, whatever the disk's own
@@ -122,3 +127,68 @@ def rate(
     if before is None or after is None:
         return None, None
     return counter_rate(before, after, seconds)
+
+
+class Rates:
+    """The last reading of some counters, and the rates since it at the next."""
+
+    def __init__(self) -> None:
+        self.before: Counters | None = None
+        self._at = time.monotonic()
+
+    def next(self, read: Callable[[], Counters]) -> tuple[int | None, int | None]:
+        """Reads again: (None, None) until two readings in a row succeed; raises what read does."""
+        now = time.monotonic()
+        elapsed, self._at = now - self._at, now
+        before, self.before = self.before, None  # a failed reading starts again
+        self.before = after = read()
+        return rate(before, after, elapsed)
+
+
+class DiskIO(Collector):
+    """{"disk_io": {"read_bps", "write_bps"}}: the whole disks' bytes/s since the last tick.
+
+    The list of whole disks is read again every `devices_every` ticks, with
+    the mount table (a disk added or gone).
+    """
+
+    name = "disk_io"
+
+    def __init__(self, devices_every: int = 10) -> None:
+        super().__init__()
+        self._devices_every = max(devices_every, 1)
+        self._ticks = 0
+        self._rates = Rates()
+        self._devices = self.failures.read("disk_io.devices", whole_disks)
+        self._rates.before = self.failures.read(self.name, self._counters)
+
+    def read(self) -> dict[str, Any]:
+        self._ticks += 1
+        if self._ticks == 1 or self._ticks % self._devices_every == 0:
+            self._devices = self.failures.read("disk_io.devices", whole_disks)
+        read_bps, write_bps = self._rates.next(self._counters)
+        return {"disk_io": {"read_bps": read_bps, "write_bps": write_bps}}
+
+    def null(self) -> dict[str, Any]:
+        return {"disk_io": {"read_bps": None, "write_bps": None}}
+
+    def _counters(self) -> Counters:
+        return disk_counters(self._devices)
+
+
+class Net(Collector):
+    """{"net": {"rx_bps", "tx_bps"}}: bytes/s through every interface but loopback."""
+
+    name = "net"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rates = Rates()
+        self._rates.before = self.failures.read(self.name, net_counters)
+
+    def read(self) -> dict[str, Any]:
+        rx_bps, tx_bps = self._rates.next(net_counters)
+        return {"net": {"rx_bps": rx_bps, "tx_bps": tx_bps}}
+
+    def null(self) -> dict[str, Any]:
+        return {"net": {"rx_bps": None, "tx_bps": None}}

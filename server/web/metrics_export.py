@@ -201,6 +201,13 @@ class DashboardCollector(Collector):
             sampler.last_sample_age(),
         )
         f.gauge("dashboard_sampler_interval_seconds", "Seconds between samples.", sampler.interval)
+        for collector, success in _collector_success(state).items():
+            f.gauge(
+                "dashboard_collector_success",
+                "1 while the collector reads this host, 0 while it cannot (see the log).",
+                float(success),
+                {"collector": collector},
+            )
         f.gauge("dashboard_socketio_clients", "Connected Socket.IO clients.", state.clients)
         levels = [a["level"] for a in state.alerts.active.values()]
         for level in (WARNING, CRITICAL):
@@ -248,6 +255,18 @@ class DashboardCollector(Collector):
                 {"outcome": outcome},
             )
         yield from f.families.values()
+
+
+def _collector_success(state: DashboardState) -> dict[str, bool]:
+    """This host's collectors' success flags (DynamicData.collector_success()); none on a
+    web process, which does not sample."""
+    # The sampler's source is app.py's _Labelled, which holds the DynamicData.
+    labelled = getattr(state.sampler, "_source", None)
+    read = getattr(getattr(labelled, "source", None), "collector_success", None)
+    if state.config.role == "web" or read is None:
+        return {}
+    found: dict[str, bool] = read()
+    return found
 
 
 def build_registry(state: DashboardState) -> CollectorRegistry:

@@ -1,0 +1,83 @@
+"""What this machine is, read once at start (StaticData): its names, OS, CPU,
+memory and swap sizes, addresses and boot time."""
+
+from __future__ import annotations
+
+import platform
+import socket
+from typing import Any
+
+import psutil
+
+from server.sampling.collector import FailureLog
+
+
+def facts() -> dict[str, Any]:
+    """The host's static facts, as StaticData's fields; what cannot be read is None."""
+    reader = FailureLog()
+    return {
+        "hostname": socket.gethostname(),
+        "fqdn": socket.getfqdn(),
+        "os": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "distribution": distribution(),
+            "machine": platform.machine(),
+        },
+        "cpu": {
+            "model": cpu_model(),
+            "logical": reader.read("cpu.logical", lambda: psutil.cpu_count(logical=True)),
+            "physical": reader.read("cpu.physical", lambda: psutil.cpu_count(logical=False)),
+        },
+        "memory_total": reader.read("memory_total", memory_total),
+        "swap_total": reader.read("swap_total", lambda: psutil.swap_memory().total),
+        "addresses": reader.read("addresses", addresses) or [],
+        "boot_time": reader.read("boot_time", boot_time),
+    }
+
+
+def memory_total() -> int:
+    return psutil.virtual_memory().total
+
+
+def boot_time() -> float:
+    return psutil.boot_time()
+
+
+def distribution() -> str | None:
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        return None
+    return release.get("PRETTY_NAME") or release.get("NAME")
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+_FAMILIES = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
+
+
+def addresses() -> list[dict[str, str]]:
+    """IP addresses per interface, non-loopback IPv4 first (the 'main' one)."""
+    found = []
+    for interface, addrs in psutil.net_if_addrs().items():
+        for addr in addrs:
+            family = _FAMILIES.get(addr.family)
+            if family:
+                found.append({"interface": interface, "family": family, "address": addr.address})
+
+    def rank(entry: dict[str, str]) -> tuple[int, int, str]:
+        loopback = entry["interface"] == "lo" or entry["address"] in ("127.0.0.1", "::1")
+        return (loopback, entry["family"] != "ipv4", entry["interface"])
+
+    return sorted(found, key=rank)
