@@ -213,6 +213,9 @@ class _Labelled:
         sample["host"] = self.host_id
         return sample
 
+    def collector_success(self) -> dict[str, bool]:  # for /metrics
+        return self.source.collector_success()
+
 
 def build_sampling(
     config: Config,

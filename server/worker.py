@@ -54,7 +54,7 @@ class Sampler:
         wait: Callable[[float], object] | None = None,
     ) -> None:
         self.interval = interval
-        self._source = source
+        self.source = source
         self._broadcast = broadcast
         self._server_stats = server_stats
         # Called with each sample after its broadcast, e.g. the alert rules.
@@ -120,7 +120,7 @@ class Sampler:
     def tick(self) -> Sample:
         """Take one sample, keep it, and broadcast it to every client."""
         started = time.perf_counter()
-        sample = self._source.sample()
+        sample = self.source.sample()
         if self._server_stats is not None:
             sample["server"] = {
                 **self._server_stats(),
