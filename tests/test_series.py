@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 import sqlite3
 from pathlib import Path
@@ -18,6 +17,7 @@ from server.history.csv_export import history_csv_text
 from server.history.store import HistoryStore
 from server.series import BY_METRIC, CHARTED, CHARTS, PERCENT, RATE, SERIES, STORED, WATCHED, lookup
 from server.state import DashboardState
+from server.wire import compact_json
 from testkit.synthetic import synthetic_sample
 
 T0 = 1_790_000_040.0
@@ -141,5 +141,5 @@ def test_the_page_charts_declared_series_one_unit_a_chart(client: FlaskClient) -
     assert {metric for c in CHARTS for _, metric in c.lines} == CHARTED
     page = client.get("/").get_data(as_text=True)
     for chart in CHARTS:
-        lines = json.dumps([list(line) for line in chart.lines])
+        lines = compact_json([list(line) for line in chart.lines])  # the one JSON writer
         assert f'id="chart-{chart.id}" data-lines=\'{lines}\' data-unit="{chart.unit}"' in page
