@@ -31,6 +31,9 @@ FLAGS = [
     "--remote-debugging-port=0",
 ]
 
+# Read by server/static/common.js (`testing`).
+TEST_FLAG = "window.__DASHBOARD_TEST__ = true;"
+
 
 def find_chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
@@ -73,6 +76,9 @@ class Chromium:
         self._next_id = 0
         self.events: list[dict[str, Any]] = []  # what the page reported between calls
         self.call("Page.enable")
+        # Before any script of each document this tab loads: the dashboard puts
+        # its insides (charts, timings) on `window` only when it is set.
+        self.call("Page.addScriptToEvaluateOnNewDocument", source=TEST_FLAG)
         self.call("Runtime.enable")
         self.call("Log.enable")
         self.viewport(width, height)

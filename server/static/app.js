@@ -1,22 +1,35 @@
 // The dashboard page: receives `static`, `history` and `metrics` over
 // Socket.IO and draws them. No request leaves the server it came from.
-import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, shared } from "./common.js";
+import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, shared, testing } from "./common.js";
 import { Columns } from "./columns.js";
 import { Charts, declaredCharts } from "./charts.js";
 
-// Levels per alert rule come in `static` (declared once on the server, in
-// server/series.py), so a card turns amber and red exactly where its alert fires.
-let levels = {};
 const interval = parseFloat(document.body.dataset.interval) || 1;
+
+// The page's state in one place: what the server said, what the user chose,
+// how the socket is. The charts' data is in `columns`, the uPlots in `charts`.
+const page = {
+  // Levels per alert rule come in `static` (declared once on the server, in
+  // server/series.py), so a card turns amber and red exactly where its alert fires.
+  levels: {},
+  liveWindow: 900, // the server's history_seconds: what `history` covers
+  windowSeconds: 900, // what the charts span: the live window, or a range chosen
+  rangeSeconds: null, // a range chosen; null: the live window from `history`
+  rangeRequest: 0, // the newest range asked for: an answer to an older one is dropped
+  uptimeBase: null, // [uptime seconds, performance.now() when received]
+  activeAlerts: {}, // rule -> its alert, as `alerts` and `alert` say
+  lastMessageAt: 0, // performance.now() at the last `history` or `metrics`
+  disconnectedAt: null, // performance.now() when the socket went down; null while up
+};
 
 function level(p, rule) {
   if (!num(p)) return "unknown";
-  const l = levels[rule];
+  const l = page.levels[rule];
   if (!l) return "ok";
   return p >= l.critical ? "crit" : p >= l.warning ? "warn" : "ok";
 }
 
-const diskRule = (mount) => (levels["disk:" + mount] ? "disk:" + mount : "disk");
+const diskRule = (mount) => (page.levels["disk:" + mount] ? "disk:" + mount : "disk");
 
 function setText(id, text) {
   const el = $(id);
@@ -40,25 +53,20 @@ function cell(row, text, cls) {
 
 const CHARTS = declaredCharts();
 const columns = new Columns(CHARTS, interval);
-let windowSeconds = 900;
-let liveWindow = 900; // the server's history_seconds: what `history` covers
-const charts = new Charts(CHARTS, columns, () => windowSeconds);
+const charts = new Charts(CHARTS, columns, () => page.windowSeconds);
 
 // When the charts were first drawn full, from navigation start (for `make
-// bench`). uPlot draws in a microtask after it is given data: this one
-// comes after theirs.
+// bench` and the tests). uPlot draws in a microtask after it is given data:
+// this one comes after theirs.
 function markFull() {
-  if (!columns.ts.length || window.__chartsFullAt) return;
+  if (!testing || !columns.ts.length || window.__chartsFullAt) return;
   queueMicrotask(() => { window.__chartsFullAt = window.__chartsFullAt || performance.now(); });
 }
 
 // ---------------------------------------------------------------- range
 
-let rangeSeconds = null; // null: the live window from `history`
-let rangeRequest = 0;
-
 function loadRange(seconds) {
-  const ask = ++rangeRequest;
+  const ask = ++page.rangeRequest;
   document.body.dataset.range = String(seconds);
   for (const b of document.querySelectorAll("#ranges button")) {
     b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === seconds));
@@ -71,8 +79,8 @@ function loadRange(seconds) {
   return fetch(url, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
     .then((body) => {
-      if (ask !== rangeRequest) return; // a newer choice won
-      windowSeconds = seconds;
+      if (ask !== page.rangeRequest) return; // a newer choice won
+      page.windowSeconds = seconds;
       columns.load(body);
       charts.draw();
       document.body.dataset.rangeStep = String(body.step);
@@ -84,7 +92,7 @@ function loadRange(seconds) {
 for (const button of document.querySelectorAll("#ranges button")) {
   button.addEventListener("click", () => {
     const seconds = Number(button.dataset.seconds);
-    rangeSeconds = seconds === liveWindow ? null : seconds;
+    page.rangeSeconds = seconds === page.liveWindow ? null : seconds;
     loadRange(seconds);
   });
 }
@@ -179,8 +187,6 @@ function showProcesses(processes) {
   }
 }
 
-let uptimeBase = null; // [uptime seconds, performance.now() when received]
-
 function showSample(s) {
   showUsage("cpu", s.cpu ? s.cpu.percent : null);
   setText("load", Array.isArray(s.load) ? s.load.map((v) => (num(v) ? v.toFixed(2) : "–")).join(" · ") : "–");
@@ -191,7 +197,7 @@ function showSample(s) {
   showCores(s.cpu ? s.cpu.per_core : null);
   showDisks(s.disks);
   showProcesses(s.processes);
-  if (s.uptime !== null && s.uptime !== undefined) uptimeBase = [s.uptime, performance.now()];
+  if (s.uptime !== null && s.uptime !== undefined) page.uptimeBase = [s.uptime, performance.now()];
   showOwnCost(s.server);
   showClockNote(s);
   setText("last-seq", "#" + s.seq);
@@ -219,8 +225,6 @@ function showOwnCost(own) {
 
 // ---------------------------------------------------------------- alerts
 
-let activeAlerts = {};
-
 function alertCardId(rule) {
   if (rule.startsWith("disk:")) return diskCardId(rule.slice(5));
   if (rule === "load" || rule.endsWith("cpu.percent") || rule === "cpu") return "card-cpu";
@@ -246,7 +250,7 @@ function alertItem(a) {
 function paintAlertCards() {
   for (const card of document.querySelectorAll(".card[data-alert]")) delete card.dataset.alert;
   const rank = { warning: 1, critical: 2 };
-  for (const a of Object.values(activeAlerts)) {
+  for (const a of Object.values(page.activeAlerts)) {
     const card = $(alertCardId(a.rule) || "");
     if (card && (!card.dataset.alert || rank[a.level] > rank[card.dataset.alert])) card.dataset.alert = a.level;
   }
@@ -255,7 +259,7 @@ function paintAlertCards() {
 function showActiveAlerts() {
   const list = $("alerts-active");
   list.textContent = "";
-  const items = Object.values(activeAlerts).sort((a, b) => (a.level === b.level ? b.ts - a.ts : a.level === "critical" ? -1 : 1));
+  const items = Object.values(page.activeAlerts).sort((a, b) => (a.level === b.level ? b.ts - a.ts : a.level === "critical" ? -1 : 1));
   for (const a of items) list.appendChild(alertItem(a));
   $("alerts-none").hidden = items.length > 0;
   paintAlertCards();
@@ -294,14 +298,11 @@ function showStatic(st) {
 }
 
 setInterval(() => {
-  if (uptimeBase) setText("uptime", duration(uptimeBase[0] + (performance.now() - uptimeBase[1]) / 1000));
+  if (page.uptimeBase) setText("uptime", duration(page.uptimeBase[0] + (performance.now() - page.uptimeBase[1]) / 1000));
 }, 1000);
 setInterval(() => checkStale(), 250);
 
 // ---------------------------------------------------------------- connection
-
-let lastMessageAt = 0;
-let disconnectedAt = null;
 
 function setStatus(kind, text) {
   const el = $("status");
@@ -311,14 +312,14 @@ function setStatus(kind, text) {
 }
 
 function checkStale() {
-  if (disconnectedAt !== null) {
+  if (page.disconnectedAt !== null) {
     // Past 30 s of retrying, call it offline; the socket keeps retrying.
-    if (!navigator.onLine || performance.now() - disconnectedAt > 30000) setStatus("offline", "offline");
+    if (!navigator.onLine || performance.now() - page.disconnectedAt > 30000) setStatus("offline", "offline");
     return;
   }
   // Three intervals without a sample (the socket up): the sampler, or the
   // core behind a web process, is gone. It says so within a quarter second.
-  if (lastMessageAt && performance.now() - lastMessageAt > 3 * interval * 1000) {
+  if (page.lastMessageAt && performance.now() - page.lastMessageAt > 3 * interval * 1000) {
     setStatus("reconnecting", "stalled");
   }
 }
@@ -342,7 +343,7 @@ const socket = io({
   // asked again on each connect, so a reconnect asks only for what is missing.
   auth: (give) => {
     const view = hostId ? { host: hostId, format: "columns" } : { format: "columns" };
-    if (columns.lastTs && rangeSeconds === null) view.since = columns.lastTs;
+    if (columns.lastTs && page.rangeSeconds === null) view.since = columns.lastTs;
     give(view);
   },
   transports: ["websocket", "polling"],
@@ -357,23 +358,23 @@ shared.socket = socket;
 queueMicrotask(() => socket.connect());
 
 socket.on("connect", () => {
-  disconnectedAt = null;
+  page.disconnectedAt = null;
   setStatus("live", "live");
 });
 socket.on("shutdown", () => setStatus("reconnecting", "restarting"));
 socket.on("disconnect", () => {
-  disconnectedAt = performance.now();
+  page.disconnectedAt = performance.now();
   setStatus("reconnecting", "reconnecting");
 });
 socket.on("connect_error", () => {
-  if (disconnectedAt === null) disconnectedAt = performance.now();
+  if (page.disconnectedAt === null) page.disconnectedAt = performance.now();
   setStatus("reconnecting", "reconnecting");
 });
 
 socket.on("static", (st) => {
-  liveWindow = st.history_seconds || 900;
-  levels = st.levels || {};
-  if (rangeSeconds === null) windowSeconds = liveWindow;
+  page.liveWindow = st.history_seconds || 900;
+  page.levels = st.levels || {};
+  if (page.rangeSeconds === null) page.windowSeconds = page.liveWindow;
   showStatic(st);
 });
 
@@ -381,13 +382,13 @@ socket.on("history", (payload) => {
   payload = payload || {};
   if (payload.latest) showSample(payload.latest);
   document.body.dataset.historyFormat = payload.format || "rows";
-  lastMessageAt = performance.now();
-  if (rangeSeconds !== null) { loadRange(rangeSeconds); return; } // a longer range: from REST
-  windowSeconds = liveWindow;
+  page.lastMessageAt = performance.now();
+  if (page.rangeSeconds !== null) { loadRange(page.rangeSeconds); return; } // a longer range: from REST
+  page.windowSeconds = page.liveWindow;
   if (payload.format === "columns" && payload.since !== undefined) {
     // What came after the history the page has: appended, in time order.
     columns.append(payload);
-    columns.trim(windowSeconds);
+    columns.trim(page.windowSeconds);
   } else if (payload.format === "columns") columns.load(payload);
   else { columns.reset(); for (const s of payload.samples || []) columns.pushSample(s); }
   charts.draw();
@@ -395,35 +396,37 @@ socket.on("history", (payload) => {
 });
 
 socket.on("alerts", (snapshot) => {
-  activeAlerts = {};
-  for (const a of snapshot.active || []) activeAlerts[a.rule] = a;
+  page.activeAlerts = {};
+  for (const a of snapshot.active || []) page.activeAlerts[a.rule] = a;
   $("alerts-recent").textContent = "";
   for (const a of (snapshot.recent || []).slice().reverse()) addRecent(a);
   showActiveAlerts();
 });
 
 socket.on("alert", (a) => {
-  if (a.level === "ok") delete activeAlerts[a.rule];
-  else activeAlerts[a.rule] = a;
+  if (a.level === "ok") delete page.activeAlerts[a.rule];
+  else page.activeAlerts[a.rule] = a;
   addRecent(a);
   showActiveAlerts();
   notify(a);
 });
 
 // Main-thread time per live update, the last 120 (for `make bench`).
-const updateMs = (window.__updateMs = []);
+const updateMs = testing ? (window.__updateMs = []) : null;
 
 socket.on("metrics", (s) => {
   const began = performance.now();
-  lastMessageAt = began;
-  if (disconnectedAt === null) setStatus("live", "live");
+  page.lastMessageAt = began;
+  if (page.disconnectedAt === null) setStatus("live", "live");
   if (columns.pushSample(s)) {
-    columns.trim(windowSeconds);
+    columns.trim(page.windowSeconds);
     charts.draw();
   }
   showSample(s);
-  updateMs.push(performance.now() - began);
-  if (updateMs.length > 120) updateMs.shift();
+  if (updateMs) {
+    updateMs.push(performance.now() - began);
+    if (updateMs.length > 120) updateMs.shift();
+  }
 });
 
 // ---------------------------------------------------------------- wall mode

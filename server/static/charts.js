@@ -1,6 +1,6 @@
 // The history charts: uPlot, one per chart the page declares, drawn from a
 // Columns (columns.js).
-import { $, rate, pctWhole, cssVar } from "./common.js";
+import { $, rate, pctWhole, cssVar, exposeForTests } from "./common.js";
 
 // The charts are declared once, in server/series.py (CHARTS), and come in
 // the page: each line is [legend label, a key of the column form
@@ -144,7 +144,7 @@ export class Charts {
       };
       this.plots[key] = new uPlot(opts, this.columns.data(key), container);
     }
-    window.__dashboardPlots = this.plots; // for the console and the browser tests
+    exposeForTests("__dashboardPlots", this.plots);
     this.showLatest(); // made with the data: no second setData
   }
 

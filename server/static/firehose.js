@@ -18,13 +18,16 @@ function startLogs() {
   const COLOURS = 8;
   const colourOf = new Map(); // "host source" -> palette index, in order of appearance
   const subscribed = new Set(); // hosts
-  let on = false;
-  let paused = false;
-  let held = []; // lines that came while paused
-  let unseen = 0; // lines below the view while the user reads above
-  let match = () => true;
+  // What changes while the panel runs; the rest is in the DOM.
+  const logs = {
+    on: false,
+    paused: false,
+    held: [], // lines that came while paused
+    unseen: 0, // lines below the view while the user reads above
+    match: () => true, // the filter
+  };
   // A line shows when the filter matches its text or its source's name.
-  const shown = (row) => match(row.lastChild.textContent) || match(row.firstChild.textContent);
+  const shown = (row) => logs.match(row.lastChild.textContent) || logs.match(row.firstChild.textContent);
 
   function setStatus(text) {
     status.textContent = text;
@@ -49,14 +52,14 @@ function startLogs() {
   }
 
   function setOn(value) {
-    on = value;
-    toggle.setAttribute("aria-pressed", String(on));
-    toggle.textContent = on ? "Hide logs" : "Show logs";
-    box.hidden = !on;
-    pause.hidden = !on;
-    filterInput.closest("label").hidden = !on;
-    try { localStorage.setItem("dashboard.firehose", on ? "on" : "off"); } catch { /* private mode */ }
-    if (on) subscribeAll();
+    logs.on = value;
+    toggle.setAttribute("aria-pressed", String(logs.on));
+    toggle.textContent = logs.on ? "Hide logs" : "Show logs";
+    box.hidden = !logs.on;
+    pause.hidden = !logs.on;
+    filterInput.closest("label").hidden = !logs.on;
+    try { localStorage.setItem("dashboard.firehose", logs.on ? "on" : "off"); } catch { /* private mode */ }
+    if (logs.on) subscribeAll();
     else {
       for (const host of subscribed) socket.emit("firehose_unsubscribe", host ? { host: host } : {});
       subscribed.clear();
@@ -91,38 +94,38 @@ function startLogs() {
     while (box.childElementCount > MAX_LINES) box.firstElementChild.remove();
     if (follow) box.scrollTop = box.scrollHeight;
     else {
-      unseen += rows.length;
-      more.textContent = unseen + (unseen === 1 ? " new line" : " new lines");
+      logs.unseen += rows.length;
+      more.textContent = logs.unseen + (logs.unseen === 1 ? " new line" : " new lines");
       more.hidden = false;
     }
   }
 
   socket.on("firehose", (batch) => {
-    if (!on || !batch || !Array.isArray(batch.lines)) return;
+    if (!logs.on || !batch || !Array.isArray(batch.lines)) return;
     const rows = batch.lines.map((l) => lineElement(String(batch.host), String(batch.source), l));
-    if (paused) {
-      held = held.concat(rows).slice(-MAX_LINES);
-      pause.textContent = "Resume (" + held.length + ")";
+    if (logs.paused) {
+      logs.held = logs.held.concat(rows).slice(-MAX_LINES);
+      pause.textContent = "Resume (" + logs.held.length + ")";
       return;
     }
     append(rows);
   });
 
   box.addEventListener("scroll", () => {
-    if (atBottom()) { unseen = 0; more.hidden = true; }
+    if (atBottom()) { logs.unseen = 0; more.hidden = true; }
   });
   more.addEventListener("click", () => {
     box.scrollTop = box.scrollHeight;
-    unseen = 0;
+    logs.unseen = 0;
     more.hidden = true;
   });
   pause.addEventListener("click", () => {
-    paused = !paused;
-    pause.setAttribute("aria-pressed", String(paused));
-    pause.textContent = paused ? "Resume" : "Pause";
-    if (!paused && held.length) { append(held); held = []; }
+    logs.paused = !logs.paused;
+    pause.setAttribute("aria-pressed", String(logs.paused));
+    pause.textContent = logs.paused ? "Resume" : "Pause";
+    if (!logs.paused && logs.held.length) { append(logs.held); logs.held = []; }
   });
-  toggle.addEventListener("click", () => setOn(!on));
+  toggle.addEventListener("click", () => setOn(!logs.on));
 
   // A substring, or /a regex/, case-insensitive; a regex that does not parse is a substring.
   filterInput.addEventListener("input", () => {
@@ -132,13 +135,13 @@ function startLogs() {
     if (regex) {
       try { const re = new RegExp(regex[1], "i"); test = (text) => re.test(text); } catch { /* substring */ }
     }
-    match = wanted ? test : () => true;
+    logs.match = wanted ? test : () => true;
     for (const row of box.children) row.hidden = !shown(row);
   });
 
   // The server forgets a page's subscriptions when its socket closes.
-  socket.on("connect", () => { if (on) { subscribed.clear(); subscribeAll(); } });
-  if (fleetView) socket.on("fleet", () => { if (on) subscribeAll(); });
+  socket.on("connect", () => { if (logs.on) { subscribed.clear(); subscribeAll(); } });
+  if (fleetView) socket.on("fleet", () => { if (logs.on) subscribeAll(); });
 
   let saved = "off";
   try { saved = localStorage.getItem("dashboard.firehose") || "off"; } catch { /* private mode */ }

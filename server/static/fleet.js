@@ -1,14 +1,21 @@
 // The fleet page: a tile per host, worst first, from one `fleet` event a second.
 // A tile is text and SVG made with DOM calls, never HTML from the payload.
-import { $, num, pct, favicon, keepScreenAwake, shared } from "./common.js";
+import { $, num, pct, favicon, keepScreenAwake, shared, exposeForTests } from "./common.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const STATES = ["down", "stale", "crit", "warn", "ok"];
-const tiles = new Map(); // id -> {el, parts}
-const sparks = new Map(); // id -> [cpu, ...] (15 min)
-const sparkAt = new Map(); // id -> when its last point was added
-let sparkStep = 10;
-let lastFleet = null;
+
+// The page's state in one place: the tiles made, their sparklines, the last
+// `fleet` event, and wall mode's host in focus.
+const page = {
+  tiles: new Map(), // id -> {el, parts}
+  sparks: new Map(), // id -> [cpu, ...] (15 min)
+  sparkAt: new Map(), // id -> when its last point was added
+  sparkStep: 10, // seconds between two points, as the hub says
+  lastFleet: null,
+  focusIndex: -1, // wall mode: the host shown large, and its place in the hosts it cycles through
+  focusId: null,
+};
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -106,47 +113,47 @@ function update(t, h) {
 function applyFilter() {
   const want = $("filter").value.trim().toLowerCase();
   let shown = 0;
-  for (const t of tiles.values()) {
+  for (const t of page.tiles.values()) {
     const match = !want || t.el.dataset.name.includes(want);
     t.el.hidden = !match;
     if (match) shown++;
   }
-  $("empty").hidden = shown > 0 || tiles.size === 0;
+  $("empty").hidden = shown > 0 || page.tiles.size === 0;
 }
 
 function render(fleet) {
-  lastFleet = fleet;
+  page.lastFleet = fleet;
   // The hub cannot write its history: said until it can.
   const problems = fleet.degraded || [];
   $("store-banner").hidden = !problems.length;
   $("store-error").textContent = problems.join("; ");
-  if (fleet.spark_step) sparkStep = fleet.spark_step;
+  if (fleet.spark_step) page.sparkStep = fleet.spark_step;
   const box = $("tiles");
   const now = performance.now();
   const seen = new Set();
   fleet.hosts.forEach((h, i) => {
     seen.add(h.id);
-    let t = tiles.get(h.id);
+    let t = page.tiles.get(h.id);
     if (!t) {
       t = makeTile(h.id);
-      tiles.set(h.id, t);
+      page.tiles.set(h.id, t);
     }
     if (fleet.sparks && fleet.sparks[h.id]) {
-      sparks.set(h.id, fleet.sparks[h.id].slice(-90));
-      sparkAt.set(h.id, now);
-    } else if (!sparkAt.has(h.id) || now - sparkAt.get(h.id) >= sparkStep * 1000) {
-      const s = sparks.get(h.id) || [];
+      page.sparks.set(h.id, fleet.sparks[h.id].slice(-90));
+      page.sparkAt.set(h.id, now);
+    } else if (!page.sparkAt.has(h.id) || now - page.sparkAt.get(h.id) >= page.sparkStep * 1000) {
+      const s = page.sparks.get(h.id) || [];
       s.push(h.cpu);
       if (s.length > 90) s.shift();
-      sparks.set(h.id, s);
-      sparkAt.set(h.id, now);
+      page.sparks.set(h.id, s);
+      page.sparkAt.set(h.id, now);
     }
     update(t, h);
-    drawSpark(t, sparks.get(h.id) || []);
+    drawSpark(t, page.sparks.get(h.id) || []);
     if (box.children[i] !== t.el) box.insertBefore(t.el, box.children[i] || null);
   });
-  for (const [id, t] of tiles) {
-    if (!seen.has(id)) { t.el.remove(); tiles.delete(id); sparks.delete(id); }
+  for (const [id, t] of page.tiles) {
+    if (!seen.has(id)) { t.el.remove(); page.tiles.delete(id); page.sparks.delete(id); }
   }
   const counts = $("counts");
   counts.textContent = "";
@@ -167,7 +174,7 @@ $("filter").addEventListener("input", applyFilter);
 
 const socket = io({ auth: { view: "fleet" }, transports: ["websocket", "polling"], reconnectionDelayMax: 10000 });
 shared.socket = socket;
-shared.fleetHosts = () => (lastFleet ? lastFleet.hosts : []);
+shared.fleetHosts = () => (page.lastFleet ? page.lastFleet.hosts : []);
 const status = $("status");
 function setStatus(cls, text) {
   status.className = "status status-" + cls;
@@ -177,7 +184,7 @@ socket.on("connect", () => setStatus("live", "live"));
 socket.on("disconnect", () => setStatus("reconnecting", "reconnecting"));
 socket.on("connect_error", () => setStatus("reconnecting", "reconnecting"));
 socket.on("fleet", render);
-window.__fleet = () => lastFleet; // for the browser tests
+exposeForTests("__fleet", () => page.lastFleet);
 
 // ---------------------------------------------------------------- wall mode
 
@@ -185,20 +192,18 @@ window.__fleet = () => lastFleet; // for the browser tests
 // the next of all when none is, is shown large above the tiles.
 const kiosk = document.body.classList.contains("kiosk");
 const cycleSeconds = Number(document.body.dataset.cycle) || 15;
-let focusIndex = -1;
-let focusId = null;
 
 function focusNext() {
-  if (!lastFleet || !lastFleet.hosts.length) return;
-  const trouble = lastFleet.hosts.filter((h) => h.state !== "ok");
-  const pool = trouble.length ? trouble : lastFleet.hosts;
-  focusIndex = (focusIndex + 1) % pool.length;
-  focusId = pool[focusIndex].id;
+  if (!page.lastFleet || !page.lastFleet.hosts.length) return;
+  const trouble = page.lastFleet.hosts.filter((h) => h.state !== "ok");
+  const pool = trouble.length ? trouble : page.lastFleet.hosts;
+  page.focusIndex = (page.focusIndex + 1) % pool.length;
+  page.focusId = pool[page.focusIndex].id;
   showFocus();
 }
 
 function showFocus() {
-  const h = lastFleet && lastFleet.hosts.find((x) => x.id === focusId);
+  const h = page.lastFleet && page.lastFleet.hosts.find((x) => x.id === page.focusId);
   const box = $("focus");
   box.textContent = "";
   if (!h) return;
@@ -214,13 +219,13 @@ function showFocus() {
     f.prepend(el("b", null, pct(value)));
     figures.append(f);
   }
-  const trouble = lastFleet.hosts.filter((x) => x.state !== "ok").length;
+  const trouble = page.lastFleet.hosts.filter((x) => x.state !== "ok").length;
   const note = el("span", "focus-note", trouble ? trouble + " in trouble · every " + cycleSeconds + " s" : "all ok · every " + cycleSeconds + " s");
   box.append(head, figures, note);
 }
 
 if (kiosk) {
-  socket.on("fleet", () => { if (focusId === null) focusNext(); else showFocus(); });
+  socket.on("fleet", () => { if (page.focusId === null) focusNext(); else showFocus(); });
   setInterval(focusNext, cycleSeconds * 1000);
   keepScreenAwake();
 }
