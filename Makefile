@@ -24,6 +24,7 @@ system-deps:  ## install the Debian packages the tests drive (chromium, nginx, .
 CODE := server tests bench testkit
 AXE := tests/node/node_modules/axe-core/axe.min.js
 LIGHTHOUSE := bench/audit/node_modules/.bin/lighthouse
+ESLINT := tools/eslint/node_modules/.bin/eslint
 
 # Browser-side tools from the npm registry, at the versions the lock files pin.
 $(AXE): tests/node/package-lock.json
@@ -34,16 +35,21 @@ $(LIGHTHOUSE): bench/audit/package-lock.json
 	npm ci --prefix bench/audit --no-audit --no-fund --loglevel=error
 	touch $(LIGHTHOUSE)
 
+$(ESLINT): tools/eslint/package-lock.json
+	npm ci --prefix tools/eslint --no-audit --no-fund --loglevel=error
+	touch $(ESLINT)
+
 test: $(STAMP) system-deps $(AXE) lint  ## lint, type-check and run every test
 	$(PY) -m pytest
 
 test-fast: $(STAMP) lint  ## lint, type-check, unit and in-process tests (no subprocesses, no browser)
 	$(PY) -m pytest -m "not e2e and not browser"
 
-lint: $(STAMP)  ## ruff and mypy only
+lint: $(STAMP) $(ESLINT)  ## ruff and mypy on the Python, ESLint on the page's scripts
 	$(PY) -m ruff check $(CODE)
 	$(PY) -m ruff format --check $(CODE)
 	$(PY) -m mypy $(CODE)
+	$(ESLINT) --config tools/eslint/eslint.config.mjs --max-warnings 0 server/static/*.js
 
 settings-table: $(STAMP)  ## write docs/settings.md's settings table from the declarations
 	$(PY) scripts/settings-table.py
