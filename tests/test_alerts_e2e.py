@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,7 +103,11 @@ def test_snapshot_on_connect_comes_after_history(tmp_path: Path) -> None:
     for name in ("static", "history", "alerts", "metrics"):
         sio.on(name, lambda data, name=name: order.append(name))
     try:
-        time.sleep(1.5)  # let the alert fire before we connect
+        wait_until(  # the alert has fired before we connect
+            lambda: requests.get(server.url + "/api/alerts", timeout=5).json()["active"],
+            timeout=5,
+            what="the cpu alert active",
+        )
         sio.connect(server.url, transports=["websocket"], wait_timeout=10)
         wait_until(lambda: "metrics" in order, timeout=5)
     finally:

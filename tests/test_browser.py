@@ -11,6 +11,7 @@ import pytest
 from server.app import host_id_of
 from server.history.store import HistoryStore
 from testkit.chromium import Chromium
+from testkit.history import wait_until_stored
 from testkit.serverproc import ServerProcess
 from testkit.synthetic import fill
 from testkit.system import require_binary
@@ -167,7 +168,7 @@ def test_page_fits_a_phone(server: ServerProcess) -> None:
 def test_range_selector_loads_longer_ranges(server: ServerProcess, browser: Chromium) -> None:
     browser.navigate(server.url + "/")
     browser.wait_for("document.body.dataset.status === 'live' && document.body.dataset.seq")
-    time.sleep(5.5)  # a batch on disk
+    wait_until_stored(server.url)  # a batch on disk
     browser.evaluate("document.querySelector('#ranges button[data-seconds=\"3600\"]').click()")
     browser.wait_for("document.body.dataset.rangeLoaded === '3600'")
     # An hour: raw samples (the store's own pick below 10 s a pixel).

@@ -25,7 +25,7 @@ from server.fleet.tokens import AgentTokens
 from testkit.auth import basic_auth_headers, password_hash
 from testkit.chromium import Chromium
 from testkit.config import write_toml
-from testkit.fleet import AgentProcess, Netns, connect_as_agent
+from testkit.fleet import AgentProcess, Netns, connect_as_agent, wait_until_the_hub_takes
 from testkit.history import samples_between
 from testkit.serverproc import ServerProcess
 from testkit.system import require_binary
@@ -303,12 +303,22 @@ def history_rows(fleet: Fleet, host: str, start: float, end: float) -> list[floa
     return [s["ts"] for s in samples]
 
 
+def stored_up_to(fleet: Fleet, until: float) -> bool:
+    """Every agent has a sample stored from within 2 s before `until` (epoch seconds)."""
+    return all(history_rows(fleet, name, until - 2, until) for name in fleet.agents)
+
+
 def test_a_hub_outage_is_replayed_without_gaps_or_duplicates(fleet: Fleet) -> None:
     outage = 60.0
     before = FleetWatcher(fleet.hub.url)
     wait_until(lambda: all_ok(before), timeout=20)
     before.close()
-    time.sleep(4)  # every agent has a few samples stored before the outage
+    wait_until(
+        lambda: stored_up_to(fleet, time.time() - 3.5),
+        timeout=20,
+        interval=0.5,
+        what="every agent's samples stored from before the outage",
+    )
     began = time.time()
     fleet.hub.stop()
     time.sleep(outage)
@@ -317,7 +327,14 @@ def test_a_hub_outage_is_replayed_without_gaps_or_duplicates(fleet: Fleet) -> No
     watcher = FleetWatcher(fleet.hub.url)
     try:
         wait_until(lambda: all_ok(watcher), timeout=60, what="every agent back")
-        time.sleep(6)  # the last replayed batches (the store commits every 5 s)
+        # The last replayed batches: an agent sends its samples in order, and the
+        # store commits every 5 s.
+        wait_until(
+            lambda: stored_up_to(fleet, ended + 5),
+            timeout=30,
+            interval=0.5,
+            what="every agent's samples stored past the outage",
+        )
         for name in fleet.agents:
             stamps = history_rows(fleet, name, began - 5, ended + 5)
             assert len(stamps) == len(set(stamps)), f"{name}: duplicates"
@@ -347,9 +364,7 @@ def test_bad_agents_are_refused_and_the_fleet_goes_on(fleet: Fleet) -> None:
         # A valid token whose payload claims another host, malformed samples,
         # an oversized message, and a flood.
         token = fleet.tokens.add("mallory")
-        time.sleep(6)  # the hub reads the agents file every few seconds
-        client, errors = connect_as_agent(fleet.hub.url, token)
-        assert client.connected, errors
+        client = wait_until_the_hub_takes(fleet.hub.url, token)
         claim = client.call("samples", [sample("agent-02")], namespace="/agent", timeout=5)
         assert "host" in claim["error"]
         for bad in ("not a list", [{"ts": "soon"}], [{"ts": time.time(), "evil": 1}]):
@@ -362,9 +377,11 @@ def test_bad_agents_are_refused_and_the_fleet_goes_on(fleet: Fleet) -> None:
         assert len(limited) > 200, answers[-3:]
         client.emit("samples", [{"ts": time.time(), "pad": "x" * 100_000}], namespace="/agent")
         wait_until(lambda: not client.connected, timeout=10, what="oversized message closes")
-        # Revoked: its token is refused from now on.
+        # Revoked: its token is refused from now on. The hub has read the agents file
+        # again when it drops the host's tile.
+        wait_until(lambda: "mallory" in watcher.tiles(), timeout=5, what="mallory's tile")
         fleet.tokens.remove("mallory")
-        time.sleep(6)
+        wait_until(lambda: "mallory" not in watcher.tiles(), timeout=15, what="mallory forgotten")
         again, errors = connect_as_agent(fleet.hub.url, token)
         assert not again.connected and "unknown or revoked" in " ".join(errors)
         # Every real agent kept its 1 Hz throughout.

@@ -143,7 +143,7 @@ def test_a_core_web_processes_on_redis_and_an_agent_in_the_guest(
     """The scale-out set-up (web_workers) and the fleet (an agent reporting to the hub)."""
     import secrets
 
-    from testkit.fleet import AgentProcess
+    from testkit.fleet import AgentProcess, wait_until_the_hub_takes
 
     demo.facts.update(
         FACTER_dashboard_web_workers="2", FACTER_dashboard_queue_password=secrets.token_hex(16)
@@ -169,8 +169,9 @@ def test_a_core_web_processes_on_redis_and_an_agent_in_the_guest(
         "cd / && runuser -u dashboard -- /opt/dashboard/.venv/bin/python -m server"
         " add-agent edge-1 --config /etc/dashboard/dashboard.toml --role core"
     ).stdout.strip()
-    time.sleep(6.5)  # the core rereads its agents file every 5 ticks
-    agent = AgentProcess(tmp_path, "edge-1", token, f"http://localhost:{demo.port}/agents")
+    hub_url = f"http://localhost:{demo.port}/agents"
+    wait_until_the_hub_takes(hub_url, token).disconnect()
+    agent = AgentProcess(tmp_path, "edge-1", token, hub_url)
     agent.start()
     try:
 

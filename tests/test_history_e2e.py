@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from testkit.history import wait_until_stored
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
 
@@ -99,7 +100,7 @@ def test_history_ranges_and_csv(tmp_path: Path) -> None:
         tmp_path / "logs", "--async-mode", "threading", "--history-seconds", "10"
     ).start()
     try:
-        time.sleep(6.5)  # >5 s: at least one batch is on disk
+        wait_until_stored(server.url)  # a batch on disk
         now = time.time()
         ranged = requests.get(
             server.url + "/api/history", params={"start": now - 60, "end": now}, timeout=5

@@ -21,6 +21,7 @@ import requests
 
 from testkit.chromium import Chromium
 from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
+from testkit.history import samples_between
 from testkit.redisproc import RedisProcess
 from testkit.serverproc import ServerProcess, free_port, run_server_command
 from testkit.sioclient import RecordingClient
@@ -220,7 +221,12 @@ def test_a_redis_outage_stalls_the_pages_and_loses_nothing(tier: Tier) -> None:
             timeout=40,
             what="metrics again after Redis came back",
         )
-        time.sleep(6)  # a store batch
+        wait_until(  # the store commits every 5 s: the samples up to `ended` on disk
+            lambda: samples_between(tier.url, ended - 1, ended + 1),
+            timeout=15,
+            interval=0.5,
+            what="a store batch past the outage",
+        )
         params: dict[str, Any] = {"start": began - 3, "end": ended + 1}
         samples = requests.get(tier.url + "/api/history", params=params, timeout=10).json()
         stamps = [s["ts"] for s in samples["samples"]]

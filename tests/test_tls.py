@@ -5,7 +5,6 @@ WebSocket over https/wss with a client that verifies against that CA."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import socketio
 from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
 from testkit.serverproc import ServerProcess, free_port
 from testkit.system import require_binary
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -99,10 +99,8 @@ def test_https_page_rest_and_wss_verified_against_the_test_ca(secure: Secure) ->
     client.connect(secure.https, transports=["websocket"], wait_timeout=10)
     try:
         assert client.transport() == "websocket"
-        deadline = time.monotonic() + 10
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert got and got[0]["cpu"]
+        wait_until(lambda: got, timeout=10, interval=0.1, what="metrics over https")
+        assert got[0]["cpu"]
     finally:
         client.disconnect()
 
@@ -125,12 +123,11 @@ def test_an_agent_reports_over_https_trusting_only_its_hub_ca_file(
     secure: Secure, tmp_path: Path
 ) -> None:
     from server.fleet.tokens import AgentTokens
-    from testkit.fleet import AgentProcess
-    from testkit.wait import wait_until
+    from testkit.fleet import AgentProcess, wait_until_the_hub_takes
 
     data_dir = next(p for p in tmp_path.iterdir() if p.name == "data")
     token = AgentTokens(str(data_dir)).add("edge-1")
-    time.sleep(6.5)  # the hub rereads its agents file every 5 ticks
+    wait_until_the_hub_takes(secure.https + "/agents", token, ca_file=secure.ca).disconnect()
     agent = AgentProcess(tmp_path / "agents", "edge-1", token, secure.https + "/agents")
     agent.args += ["--hub-ca-file", secure.ca]
     agent.start()
