@@ -30,6 +30,7 @@ from testkit.history import samples_between
 from testkit.serverproc import ServerProcess
 from testkit.system import require_binary
 from testkit.wait import wait_until
+from tests.contract import check_sample, check_static
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -177,8 +178,10 @@ def test_agents_in_namespaces_have_their_own_addresses(fleet: Fleet) -> None:
 
 def test_an_agent_page_has_its_own_static_history_and_metrics(fleet: Fleet) -> None:
     static = fleet.get("/api/hosts/agent-04/static").json()
+    check_static(static)
     assert static["host"] == "agent-04" and static["cpu"]["logical"] >= 1
     latest = fleet.get("/api/hosts/agent-04/metrics").json()
+    check_sample(latest)
     assert latest["host"] == "agent-04" and latest["cpu"]["percent"] is not None
     history = fleet.get("/api/hosts/agent-04/history?seconds=60").json()["samples"]
     assert len(history) >= 3 and all(s["host"] == "agent-04" for s in history)
