@@ -49,6 +49,12 @@ export function favicon(worst) {
   $("favicon").href = "data:image/svg+xml," + encodeURIComponent(dot);
   document.body.dataset.worst = worst;
 }
+// The host page paints its icon only when an alert comes or goes: a scheme
+// that changes in between would leave it in the other scheme's colours.
+window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+  const worst = document.body.dataset.worst;
+  if (worst in ICON_COLOURS) favicon(worst);
+});
 
 // Wall mode: the screen kept awake where the browser allows it. The lock is
 // let go when the tab is hidden, so it is asked again when it shows.
