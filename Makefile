@@ -64,4 +64,4 @@ screenshot: $(STAMP) system-deps  ## refresh the README's screenshots in docs/ f
 	$(PY) -m tests.screenshot docs
 
 clean:  ## remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules bench/audit/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules bench/audit/node_modules tools/eslint/node_modules
