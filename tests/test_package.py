@@ -13,10 +13,25 @@ from pathlib import Path
 import pytest
 import requests
 
-from testkit.serverproc import ROOT, free_port
+from testkit.serverproc import ROOT, free_port, run_server_command
 from testkit.wait import wait_until
 
 pytestmark = pytest.mark.e2e
+
+
+def test_the_console_script_is_python_m_server() -> None:
+    """`host-dashboard` is declared, installed beside this Python, and does what
+    `python -m server` does (here: --help, and the exit status of a bad flag)."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"host-dashboard": "server.__main__:main"}
+    script = Path(sysconfig.get_path("scripts")) / "host-dashboard"
+    assert script.exists(), f"{script}: reinstall the package (make, or pip install -e .)"
+    for args in (["--help"], ["--port", "web"]):
+        ran = subprocess.run([script, *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        same = run_server_command(*args)
+        assert ran.returncode == same.returncode, args
+        assert (ran.stdout, ran.stderr) == (same.stdout, same.stderr), args
+    assert ran.returncode == 2 and "setting 'port'" in ran.stderr
 
 
 def test_wheel_in_a_fresh_venv_serves_from_any_directory(tmp_path: Path) -> None:
@@ -59,6 +74,14 @@ def test_wheel_in_a_fresh_venv_serves_from_any_directory(tmp_path: Path) -> None
         check=True,
     ).stdout.split()
     assert where[0].startswith(site), where
+    helped = subprocess.run(
+        [venv / "bin" / "host-dashboard", "--help"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert helped.returncode == 0 and "--config" in helped.stdout, helped.stderr
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert where[1] == version
 
