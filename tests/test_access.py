@@ -161,7 +161,8 @@ def test_cross_origin_posts_are_refused(guarded: tuple[Flask, SocketIO]) -> None
 
 
 def test_a_fake_sid_parameter_does_not_dodge_the_handshake_cap() -> None:
-    from server.access.connections import HandshakeLimiter, TokenBucket
+    from server.access.connections import HandshakeLimiter
+    from server.ratelimit import TokenBucket
 
     calls: list[str] = []
 

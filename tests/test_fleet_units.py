@@ -71,7 +71,7 @@ class Clock:
 
 def make_host(clock: Clock, host_id: str = "web-1") -> Host:
     engine = AlertEngine(parse_settings(None), interval=1.0, cores=1, host=host_id)
-    notifier = AlertNotifier(engine, lambda e, d: None, WebhookSender([]), host=host_id)
+    notifier = AlertNotifier(engine, lambda e, d: None, [WebhookSender([])], host=host_id)
     return Host(host_id, notifier, interval=1.0, history_seconds=60, clock=clock)
 
 
@@ -270,7 +270,7 @@ def test_a_resolution_goes_out_past_the_alert_budget() -> None:
             sent.append(alert)
 
     engine = AlertEngine(parse_settings({}), interval=1.0, cores=1, host="h")
-    notifier = AlertNotifier(engine, lambda e, d: None, Hooks(), "h")  # type: ignore[arg-type]
+    notifier = AlertNotifier(engine, lambda e, d: None, [Hooks()], "h")
     fired = {"rule": "cpu", "metric": "cpu.percent", "level": "critical", "previous": "ok",
              "value": 99, "threshold": 90, "ts": 1.0}  # fmt: skip
     notifier.tell(dict(fired))
