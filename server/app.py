@@ -129,8 +129,9 @@ def build_socketio(app: Flask, config: Config, role: Role) -> SocketIO:
         async_mode=config.async_mode,
         serializer=JsonPacket,
         # Pages send only handshakes and pings; an agent's batch of samples
-        # stays well under this. Anything larger closes that connection.
-        max_http_buffer_size=64 * 1024,
+        # (60 of about 1 KB, or its newest with up to 200 containers, ~70 KB)
+        # stays under this. Anything larger closes that connection.
+        max_http_buffer_size=192 * 1024,
         # Same origin only, unless other origins are listed on purpose; never
         # "*" (the session cookie is a credential).
         cors_allowed_origins=list(config.cors_origins) or None,
@@ -226,7 +227,10 @@ def build_sampling(
 ) -> Sampler:
     room = f"host:{static.host}"
     return Sampler(
-        _Labelled(DynamicData(top_processes=config.top_processes), static.host),
+        _Labelled(
+            DynamicData(top_processes=config.top_processes, containers=config.containers),
+            static.host,
+        ),
         broadcast=lambda event, data: socketio.emit(event, data, to=room),
         interval=config.interval,
         history_seconds=config.history_seconds,

@@ -28,6 +28,13 @@ def _number(low: float, high: float) -> Parser:
     return number(low, high, "a number of seconds")
 
 
+def _engine_socket(raw: Any) -> str:
+    text = _text(raw)
+    if text not in ("auto", "off") and not text.startswith("/"):
+        raise ValueError("auto, off, or the absolute path of a Docker or Podman socket")
+    return text
+
+
 def _text(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("a non-empty string")
@@ -127,6 +134,11 @@ class Config:
     log_dir: str = setting("logs", _text, "directory of the rotated log files")
     async_mode: str = setting("eventlet", _choice(*ASYNC_MODES), "eventlet or threading")
     top_processes: int = setting(5, integer(0, 100), "how many processes the top table lists")
+    containers: str = setting(
+        "auto",
+        _engine_socket,
+        "auto (Docker's or Podman's usual socket, if there), off, or an engine's socket path",
+    )
     data_dir: str = setting("data", _text, "directory of the history database")
     history_path: str = setting(
         "", _text, "history database file (empty: DATA_DIR/history.sqlite3)"

@@ -22,9 +22,11 @@ import psutil
 
 from server.sampling import host
 from server.sampling.collector import Collector, FailureLog
+from server.sampling.containers import Containers
 from server.sampling.counters import DiskIO, Net
 from server.sampling.cpu import Cpu
 from server.sampling.disks import Disks
+from server.sampling.engine import Engine, find_socket
 from server.sampling.load import Load, Uptime
 from server.sampling.memory import Memory, Swap
 from server.sampling.processes import Processes
@@ -71,7 +73,11 @@ class DynamicData:
     """sample() returns one JSON-ready dict: `ts`, then each collector's part in list order."""
 
     def __init__(
-        self, top_processes: int = 5, process_every: int = 5, mount_table_every: int = 10
+        self,
+        top_processes: int = 5,
+        process_every: int = 5,
+        mount_table_every: int = 10,
+        containers: str = "off",
     ) -> None:
         self.collectors: list[Collector] = [
             Cpu(),
@@ -84,6 +90,11 @@ class DynamicData:
             Uptime(),
             Processes(top=top_processes, every=process_every),
         ]
+        # What runs here: only where an engine's socket is (`containers` setting).
+        socket_path = find_socket(containers)
+        if socket_path is not None:
+            cores = psutil.cpu_count(logical=True) or 1
+            self.collectors.append(Containers(Engine(socket_path), cores))
         # A collector that waits on work its begin() started is read last.
         self._read_order = sorted(self.collectors, key=lambda c: c.waits)
 

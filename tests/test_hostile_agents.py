@@ -318,7 +318,7 @@ def test_a_hostile_agent_harms_only_its_own_tile(
             wait_until(lambda: hostile.watched, timeout=10, what="the hub asking for lines")
             sent_from = time.monotonic()
             for _ in range(10):
-                now = round(time.time())  # short lines: 2,000 of them fit the 64 KiB frame
+                now = round(time.time())  # short lines: 2,000 of them fit one frame
                 batch = [{"ts": now, "text": str(n % 10)} for n in range(2000)]
                 hostile.client.emit("firehose", {"source": "x", "lines": batch},
                                     namespace="/agent")  # fmt: skip
@@ -332,7 +332,7 @@ def test_a_hostile_agent_harms_only_its_own_tile(
             @settings(max_examples=60, deadline=None, database=None)
             @given(mutated_samples())
             def send(sample: dict[str, Any]) -> None:
-                # Past 64 KiB a frame closes the link (Engine.IO's cap, tested elsewhere).
+                # Past 192 KiB a frame closes the link (Engine.IO's cap, tested elsewhere).
                 assume(len(json.dumps([sample])) < 60_000)
                 answer = hostile.samples(sample)
                 assert isinstance(answer, dict) and ("ts" in answer or "error" in answer)

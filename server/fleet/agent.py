@@ -215,6 +215,11 @@ class Link:
         """The oldest samples not sent since the last connect, at most MAX_BATCH."""
         with self._lock:
             batch = [s for s in self.buffer if s["seq"] > self.sent][:MAX_BATCH]
+            newest = self.buffer[-1]["seq"] if self.buffer else None
+        # The container table is of the moment (the hub keeps none in history): only the
+        # newest sample carries it, so a replay's batch stays small.
+        batch = [s if s["seq"] == newest or "containers" not in s
+                 else {k: v for k, v in s.items() if k != "containers"} for s in batch]  # fmt: skip
         if not self._hub_places:  # not asked for our clocks (yet): an older hub
             batch = [{k: v for k, v in s.items() if k != "mono"} for s in batch]
         return batch
@@ -277,7 +282,7 @@ def run(config: Config) -> int:
     if link.feed is not None:
         static_dict["log_sources"] = link.feed.names
     sampler = Sampler(
-        DynamicData(top_processes=config.top_processes),
+        DynamicData(top_processes=config.top_processes, containers=config.containers),
         broadcast=link.add,
         interval=config.interval,
         history_seconds=60,  # the hub keeps the history; this ring is not read

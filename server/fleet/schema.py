@@ -24,6 +24,7 @@ from server import series
 from server.firehose.sources import MAX_SOURCES
 from server.firehose.sources import NAME as SOURCE  # a log source's name
 from server.fleet.tokens import NAME  # a host id, as add-agent takes it
+from server.sampling.containers import MAX_ITEMS as MAX_CONTAINERS
 
 INT64 = 2**63
 # No control characters and no line breaks of any kind (they would forge log lines).
@@ -222,6 +223,38 @@ DISK = Table(
     required=frozenset({"mount", "device", "fstype"}),  # /metrics labels by all three
     null=False,
 )
+RATE = Number(0, INT64 - 1)
+CONTAINER = Table(
+    {
+        "name": Text(128, null=False),
+        "image": Text(256),
+        "state": Text(16, null=False),
+        "health": Text(16),
+        "restarts": Number(0, 2**31, integer=True),
+        "exit_code": Number(-(2**31), 2**31, integer=True),
+        "started_at": Number(0, 2**40),
+        "project": Text(128),
+        "service": Text(128),
+        "cpu_percent": Number(0, 100),
+        "memory_used": BYTES,
+        "memory_limit": BYTES,
+        "pids": Number(0, 2**31, integer=True),
+        "rx_bps": RATE,
+        "tx_bps": RATE,
+        "read_bps": RATE,
+        "write_bps": RATE,
+    },
+    null=False,
+)
+CONTAINERS = Table(
+    {
+        "running": Number(0, 2**31, integer=True, null=False),
+        "unhealthy": Number(0, 2**31, integer=True, null=False),
+        "stopped": Number(0, 2**31, integer=True, null=False),
+        "items": ListOf(CONTAINER, MAX_CONTAINERS),
+    }
+)
+
 SAMPLE = Table(
     {
         "ts": Number(0, 2**40, null=False),  # epoch seconds (the hub checks the window)
@@ -263,6 +296,7 @@ SAMPLE = Table(
             ),
             MAX_PROCESSES,
         ),
+        "containers": CONTAINERS,
     },
     null=False,
 )

@@ -29,7 +29,9 @@ Sample = dict[str, Any]
 
 FORMATS = ("rows", "columns")
 # Tables of the moment, not series: left out of the history (server/history/ring.py).
-MOMENT_KEYS = frozenset({"processes", "server", "clock_offset", "clock_note"})
+# `containers` too, for now: up to 200 rows a sample would swamp the ring and the
+# raw tier; per-container series get tiers of their own (issue #30, next).
+MOMENT_KEYS = frozenset({"processes", "server", "clock_offset", "clock_note", "containers"})
 LEFT_OUT = frozenset({"ts", "seq"}) | MOMENT_KEYS
 _MISSING = object()  # a sample without this key (null in the answer)
 

@@ -138,6 +138,45 @@ def _sample_families(f: _Families, sample: dict[str, Any]) -> None:
             labels,
         )
 
+    _container_families(f, sample.get("containers"))
+
+
+# Per container: labelled by name (and Compose project), never by id, which churns.
+CONTAINER_GAUGES = (
+    ("dashboard_container_cpu_usage_ratio", "CPU share of the machine, last tick.", "cpu_percent"),
+    ("dashboard_container_memory_used_bytes", "Memory in use, less droppable cache.",
+     "memory_used"),
+    ("dashboard_container_memory_limit_bytes", "Memory limit of its own.", "memory_limit"),
+    ("dashboard_container_pids", "Processes and threads in it.", "pids"),
+    ("dashboard_container_network_receive_bytes_per_second", "Bytes received a second.",
+     "rx_bps"),
+    ("dashboard_container_network_transmit_bytes_per_second", "Bytes sent a second.", "tx_bps"),
+    ("dashboard_container_disk_read_bytes_per_second", "Bytes read a second.", "read_bps"),
+    ("dashboard_container_disk_written_bytes_per_second", "Bytes written a second.",
+     "write_bps"),
+    ("dashboard_container_restarts", "Restarts counted by the engine.", "restarts"),
+)  # fmt: skip
+
+
+def _container_families(f: _Families, containers: Any) -> None:
+    if not isinstance(containers, dict):
+        return
+    for state in ("running", "unhealthy", "stopped"):
+        f.gauge("dashboard_containers", "Containers of the host by state.",
+                containers.get(state), {"state": state})  # fmt: skip
+    for item in containers.get("items") or []:
+        labels = {"container": item["name"], "project": item.get("project") or ""}
+        for name, doc, key in CONTAINER_GAUGES:
+            value = item.get(key)
+            f.gauge(name, doc, _ratio(value) if key == "cpu_percent" else value, labels)
+        f.gauge("dashboard_container_running", "1 while it runs.",
+                float(item.get("state") == "running"), labels)  # fmt: skip
+        if item.get("health") is not None:
+            f.gauge("dashboard_container_healthy", "1 while its health check passes.",
+                    float(item["health"] == "healthy"), labels)  # fmt: skip
+        f.gauge("dashboard_container_exit_code", "Its last exit code.", item.get("exit_code"),
+                labels)  # fmt: skip
+
 
 class DashboardCollector(Collector):
     """Reads the state the Sampler keeps, at scrape time; never samples."""

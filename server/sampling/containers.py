@@ -1,0 +1,264 @@
+"""The containers of this host (Docker or Podman): what runs, and what each one costs.
+
+Two halves, so the tick never waits on the engine:
+- the list (names, image, state, health, restarts, exit code, its first
+  process) comes from the engine's API (server/sampling/engine.py), read again
+  in a loop of its own when the events stream says something changed, and
+  every REFRESH_EVERY seconds whatever it says;
+- every number comes from the kernel in the tick: each running container's
+  cgroup files and its network counters (server/sampling/cgroups.py).
+
+Bounded: at most MAX_TRACKED containers are followed, and a sample lists at
+most MAX_ITEMS of them (running, restarting or paused, and those that exited
+with an error), busiest first; the counts cover every container.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+from server.loops import BackgroundLoop
+from server.sampling import cgroups
+from server.sampling.collector import Collector, percent
+from server.sampling.engine import Engine, EngineError
+
+log = logging.getLogger("dashboard.data")
+
+MAX_TRACKED = 500  # containers followed on one host (the list call itself is bounded too)
+MAX_ITEMS = 200  # containers in one sample
+REFRESH_EVERY = 30.0  # seconds: the list is read again even if no event came
+EVENTS_QUIET = 60.0  # seconds of a silent events stream before it is opened again
+NAME_LENGTH = 128
+PROJECT = "com.docker.compose.project"
+SERVICE = "com.docker.compose.service"
+SHOWN_STATES = ("running", "restarting", "paused")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _clean(value: Any, length: int = NAME_LENGTH) -> str | None:
+    """A name as the engine gave it, without what could forge a log line."""
+    return _UNPRINTABLE.sub("?", value)[:length] if isinstance(value, str) and value else None
+
+
+def _epoch(stamp: Any) -> float | None:
+    """The engine's RFC 3339 time (nanoseconds, Z) as epoch seconds; None for its zero time."""
+    if not isinstance(stamp, str) or stamp.startswith("0001-"):
+        return None
+    try:
+        head, _, fraction = stamp.rstrip("Z").partition(".")
+        whole = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+    digits = "".join(c for c in fraction if c.isdigit())[:6]
+    return round(whole.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0), 3)
+
+
+@dataclasses.dataclass
+class Known:
+    """What the engine said of one container, and its last counters."""
+
+    facts: dict[str, Any]  # name, image, state, health, restarts, exit_code, started_at, ...
+    pid: int
+    paths: cgroups.Paths | None
+    signature: tuple[Any, ...]  # what in the list call shows a change (state, status)
+    last: cgroups.Reading | None = None
+    last_at: float = 0.0
+
+
+def _table(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def facts_of(listed: dict[str, Any], inspected: dict[str, Any]) -> dict[str, Any]:
+    """The fields the dashboard shows, and only those: no environment, command line,
+    mounts or labels but the two of Compose (they can hold secrets)."""
+    state = _table(inspected, "State")
+    labels = _table(listed, "Labels")
+    names = listed.get("Names") if isinstance(listed.get("Names"), list) else []
+    health = _table(state, "Health")
+    restarts = inspected.get("RestartCount")
+    exit_code = state.get("ExitCode")
+    return {
+        "name": _clean(str(names[0]).lstrip("/") if names else listed.get("Id", "")[:12]),
+        "image": _clean(listed.get("Image"), 256),
+        "state": _clean(state.get("Status") or listed.get("State"), 16),
+        "health": _clean(health.get("Status"), 16),
+        "restarts": restarts if isinstance(restarts, int) and restarts >= 0 else None,
+        "exit_code": exit_code if isinstance(exit_code, int) else None,
+        "started_at": _epoch(state.get("StartedAt")),
+        "project": _clean(labels.get(PROJECT)),
+        "service": _clean(labels.get(SERVICE)),
+    }
+
+
+class Containers(Collector):
+    """{"containers": {running, unhealthy, stopped, items}}, or null while the engine
+    cannot be asked."""
+
+    name = "containers"
+
+    def __init__(
+        self,
+        engine: Engine,
+        cores: int,
+        proc: str = "/proc",
+        cgroup_root: str = "/sys/fs/cgroup",
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self._cores = max(cores, 1)
+        self._proc = proc
+        self._cgroup_root = cgroup_root
+        self._known: dict[str, Known] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._changed.set()  # the first list at once
+        self.list_error: str | None = None
+        self.listed = threading.Event()  # set after each list read (tests wait on it)
+        self._lister = BackgroundLoop("containers", self._list_round, log)
+        self._watcher = BackgroundLoop("container-events", self._watch_round, log, error_wait=5)
+
+    # ---- the list, in loops of their own
+
+    def begin(self) -> None:
+        if not self._lister.running:  # the first tick starts them: nothing runs before
+            self._lister.start()
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._lister.stop(timeout=2)
+        self._watcher.stop(timeout=2)
+
+    def _watch_round(self) -> float:
+        """Each event of the engine's stream marks the list changed. An engine away is
+        the lister's to say (the collector's null and its one log line)."""
+        try:
+            for _event in self.engine.events(timeout=EVENTS_QUIET):
+                self._changed.set()
+                if self._watcher.stopping.is_set():
+                    return 0
+        except EngineError:
+            return 5.0
+        finally:
+            self._changed.set()  # the stream ended or went quiet: what came between is read
+        return 0
+
+    def _list_round(self) -> float:
+        self._changed.wait(REFRESH_EVERY)
+        if self._lister.stopping.is_set():
+            return 0
+        self._changed.clear()
+        try:
+            self.refresh()
+        except EngineError as exc:
+            self.list_error = str(exc)
+            self._changed.set()
+            return 5.0  # the engine is away: ask again in a while
+        self.list_error = None
+        self.listed.set()
+        return 0.5  # a burst of events is one read
+
+    def refresh(self) -> None:
+        """Read the list; inspect each container that is new or changed."""
+        listed = sorted(self.engine.containers(), key=lambda c: c.get("State") != "running")
+        listed = listed[:MAX_TRACKED]
+        with self._lock:
+            before = dict(self._known)
+        known: dict[str, Known] = {}
+        for item in listed:
+            container_id = item.get("Id")
+            if not isinstance(container_id, str):
+                continue
+            signature = (item.get("State"), item.get("Status"))
+            old = before.get(container_id)
+            if old is not None and old.signature == signature:
+                known[container_id] = old
+                continue
+            try:
+                inspected = self.engine.inspect(container_id)
+            except EngineError:
+                continue  # removed between the two calls
+            pid = _table(inspected, "State").get("Pid")
+            pid = pid if isinstance(pid, int) else 0
+            paths = None
+            if pid > 0:
+                try:
+                    paths = cgroups.find_paths(pid, self._proc, self._cgroup_root)
+                except (OSError, ValueError):
+                    paths = None  # it ended since
+            entry = Known(facts_of(item, inspected), pid, paths, signature)
+            if old is not None and old.pid == pid:
+                entry.last, entry.last_at = old.last, old.last_at
+            known[container_id] = entry
+        with self._lock:
+            self._known = known
+
+    # ---- the numbers, in the tick
+
+    def collect(self) -> dict[str, Any]:
+        if not self.listed.is_set() and self.list_error is None:
+            return self.null()  # the first list is on its way: not a failure
+        return super().collect()
+
+    def read(self) -> dict[str, Any]:
+        if self.list_error is not None:
+            raise EngineError(self.list_error)
+        with self._lock:
+            entries = list(self._known.values())
+        now = time.monotonic()
+        items, running, unhealthy, stopped = [], 0, 0, 0
+        for entry in entries:
+            state = entry.facts["state"]
+            running += state == "running"
+            unhealthy += entry.facts["health"] == "unhealthy"
+            stopped += state not in SHOWN_STATES
+            if state in SHOWN_STATES or (entry.facts["exit_code"] or 0) != 0:
+                items.append({**entry.facts, **self._numbers(entry, now)})
+        items.sort(key=lambda c: (-(c["cpu_percent"] or 0), c["name"] or ""))
+        return {
+            "containers": {
+                "running": running,
+                "unhealthy": unhealthy,
+                "stopped": stopped,
+                "items": items[:MAX_ITEMS],
+            }
+        }
+
+    def _numbers(self, entry: Known, now: float) -> dict[str, Any]:
+        reading = None
+        if entry.paths is not None and entry.facts["state"] == "running":
+            try:
+                reading = cgroups.read(entry.paths, entry.pid, self._proc)
+            except (OSError, ValueError):
+                reading = None  # it stopped between the list and this tick
+        last, elapsed = entry.last, now - entry.last_at
+        entry.last, entry.last_at = reading, now
+
+        def per_second(field: str) -> int | None:
+            after: int | None = getattr(reading, field, None)
+            before: int | None = getattr(last, field, None)
+            if after is None or before is None or elapsed <= 0 or after < before:
+                return None
+            return round((after - before) / elapsed)
+
+        cpu = per_second("cpu_ns")
+        return {
+            "cpu_percent": None if cpu is None else percent(100 * cpu / 1e9 / self._cores),
+            "memory_used": getattr(reading, "memory", None),
+            "memory_limit": getattr(reading, "memory_limit", None),
+            "pids": getattr(reading, "pids", None),
+            "rx_bps": per_second("rx_bytes"),
+            "tx_bps": per_second("tx_bytes"),
+            "read_bps": per_second("read_bytes"),
+            "write_bps": per_second("write_bytes"),
+        }
+
+    def null(self) -> dict[str, Any]:
+        return {"containers": None}

@@ -1,0 +1,100 @@
+"""Debian's dockerd, started by a test with a socket, data root and exec root of its own,
+and an image imported from busybox-static (no registry is reachable).
+
+`--storage-driver=vfs --bridge=none --iptables=false`: no overlay mounts, no
+network set-up on the host; containers run with `--network none`. Everything
+it made is removed at stop(): its containers, then the daemon (by its own
+PID), then its directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from testkit.wait import wait_until
+
+IMAGE = "dashtest/busybox:1"
+APPLETS = ("sh", "sleep", "yes", "cat", "echo", "dd", "head", "tr", "true", "false", "ls")
+
+
+class Docker:
+    def __init__(self, dockerd: str, docker: str, busybox: str) -> None:
+        self.dockerd = dockerd
+        self.docker = docker
+        self.busybox = busybox
+        # A short path: a unix socket's path is at most 107 bytes.
+        self.root = Path(tempfile.mkdtemp(prefix="dashdocker-"))
+        self.socket = str(self.root / "docker.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.root / "dockerd.log"
+
+    def start(self) -> Docker:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.dockerd, "--host", f"unix://{self.socket}",
+                    "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                    "--pidfile", str(self.root / "docker.pid"), "--storage-driver=vfs",
+                    "--bridge=none", "--iptables=false", "--ip6tables=false",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its containerd goes with it
+            )  # fmt: skip
+        wait_until(lambda: self.cli("version", check=False).returncode == 0, timeout=60,
+                   what=f"dockerd answering (log: {self.log})")  # fmt: skip
+        self._import_image()
+        return self
+
+    def _import_image(self) -> None:
+        image = self.root / "rootfs.tar"
+        with tarfile.open(image, "w") as tar:
+            for directory in ("bin", "proc", "sys", "dev", "etc", "tmp"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            tar.add(self.busybox, "bin/busybox")
+            for applet in APPLETS:
+                info = tarfile.TarInfo(f"bin/{applet}")
+                info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(info)
+        with open(image, "rb") as handle:
+            subprocess.run([self.docker, "import", "-", IMAGE], stdin=handle, env=self.env,
+                           check=True, capture_output=True, timeout=120)  # fmt: skip
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}"}
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.docker, *args], env=self.env, check=check,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    def run(self, name: str, *options_and_command: str) -> str:
+        """`docker run -d --network none --name NAME ...`: the container's id."""
+        args = ["run", "-d", "--network", "none", "--name", name, *options_and_command]
+        return self.cli(*args).stdout.strip()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                ids = self.cli("ps", "-aq", check=False).stdout.split()
+                if ids:
+                    self.cli("rm", "-f", *ids, check=False)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=10)
+            # Its containerd and shims, if any outlived it (same session).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,225 @@
+"""Containers: a real dockerd of the test's own, real containers that burn CPU, fill
+memory, turn unhealthy, exit with an error and restart in a loop; seen on the socket
+and in /metrics. The cgroup v2 reader on files captured from a v2 host."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from server.sampling import cgroups
+from server.sampling.containers import _epoch, facts_of
+from server.sampling.engine import find_socket
+from testkit.docker import IMAGE, Docker
+from testkit.serverproc import ServerProcess
+from testkit.sioclient import RecordingClient
+from testkit.system import require_binary
+from testkit.wait import wait_until
+
+MiB = 1024 * 1024
+HALF_A_CORE = 50 / (psutil.cpu_count() or 1)  # % of the machine that --cpus 0.5 allows
+
+
+@pytest.fixture(scope="module")
+def docker() -> Iterator[Docker]:
+    engine = Docker(require_binary("dockerd"), require_binary("docker"), require_binary("busybox"))
+    try:
+        yield engine.start()
+    finally:
+        engine.stop()
+
+
+def containers_of(client: RecordingClient) -> dict[str, Any] | None:
+    samples = client.received("metrics")
+    return samples[-1].get("containers") if samples else None
+
+
+def item(client: RecordingClient, name: str) -> dict[str, Any] | None:
+    part = containers_of(client)
+    found = [c for c in (part or {}).get("items", []) if c["name"] == name]
+    return found[0] if found else None
+
+
+@pytest.mark.e2e
+def test_containers_are_seen_on_the_socket_and_in_metrics(docker: Docker, tmp_path: Path) -> None:
+    docker.run("burn", "--cpus", "0.5", IMAGE, "sh", "-c", "yes > /dev/null")  # half a core
+    # 32 MiB held by the shell (a last command would be exec'd: `true` keeps the shell),
+    # under a limit of 128 MiB.
+    docker.run("fill", "--memory", "128m", IMAGE, "sh", "-c",
+               "x=$(yes | head -c 33554432); sleep 1000; true")  # fmt: skip
+    docker.run("sick", "--health-cmd", "false", "--health-interval", "1s",
+               "--health-retries", "1", IMAGE, "sleep", "1000")  # fmt: skip
+    docker.run("crash", IMAGE, "sh", "-c", "sleep 1; exit 3")
+    docker.run("loop", "--restart", "always", IMAGE, "sh", "-c", "sleep 1; exit 1")
+    docker.run("quiet", IMAGE, "true")  # exits 0: counted, not listed
+    server = ServerProcess(tmp_path / "logs", "--containers", docker.socket).start()
+    page = RecordingClient()
+    try:
+        page.connect(server.url)
+
+        def settled() -> bool:
+            burn, fill, sick = item(page, "burn"), item(page, "fill"), item(page, "sick")
+            crash, loop = item(page, "crash"), item(page, "loop")
+            return bool(
+                burn and (burn["cpu_percent"] or 0) > 0.5 * HALF_A_CORE
+                and fill and (fill["memory_used"] or 0) > 32 * MiB
+                and sick and sick["health"] == "unhealthy"
+                and crash and crash["state"] == "exited"
+                and loop and (loop["restarts"] or 0) >= 2
+            )  # fmt: skip
+
+        try:
+            wait_until(settled, timeout=60, interval=0.5)
+        except TimeoutError:
+            pytest.fail(f"not every case seen within 60 s: {containers_of(page)}")
+        part = containers_of(page)
+        assert part is not None
+        assert part["running"] >= 3 and part["unhealthy"] == 1 and part["stopped"] >= 2
+        names = [c["name"] for c in part["items"]]
+        assert "quiet" not in names  # exited 0: a count, not a row
+        assert names[0] == "burn"  # busiest first
+        burn, fill = item(page, "burn"), item(page, "fill")
+        assert burn and fill
+        assert burn["image"] == IMAGE and burn["pids"] >= 1 and burn["started_at"] > 1e9
+        assert burn["cpu_percent"] <= 1.2 * HALF_A_CORE and burn["memory_limit"] is None
+        assert fill["memory_limit"] == 128 * MiB and fill["memory_used"] <= 128 * MiB
+        assert burn["rx_bps"] == 0 and burn["tx_bps"] == 0  # --network none: loopback only
+        crash = item(page, "crash")
+        assert crash and crash["exit_code"] == 3 and crash["cpu_percent"] is None
+        metrics = requests.get(server.url + "/metrics", timeout=5).text
+        cpu = re.search(r'dashboard_container_cpu_usage_ratio\{[^}]*container="burn"[^}]*\} (\S+)',
+                        metrics)  # fmt: skip
+        assert cpu and 0.5 * HALF_A_CORE < 100 * float(cpu.group(1)) <= 1.2 * HALF_A_CORE
+        assert re.search(r'dashboard_container_healthy\{[^}]*container="sick"[^}]*\} 0', metrics)
+        assert re.search(r'dashboard_container_exit_code\{[^}]*container="crash"[^}]*\} 3', metrics)
+        assert re.search(r'dashboard_containers\{[^}]*state="unhealthy"[^}]*\} 1', metrics)
+        assert re.search(r'dashboard_collector_success\{[^}]*collector="containers"[^}]*\} 1',
+                         metrics)  # fmt: skip
+        # A container removed is gone from the next list (the events stream says so).
+        docker.cli("rm", "-f", "burn")
+        wait_until(lambda: item(page, "burn") is None, timeout=10, what="burn gone")
+    finally:
+        page.close()
+        server.stop()
+        docker.cli("rm", "-f", "burn", "fill", "sick", "crash", "loop", "quiet", check=False)
+
+
+@pytest.mark.e2e
+def test_an_engine_that_goes_away_is_null_and_said_once(docker: Docker, tmp_path: Path) -> None:
+    """A socket path where no engine listens: `containers` is null, the collector's
+    gauge 0, and the log says why once."""
+    server = ServerProcess(tmp_path / "logs", "--containers", str(tmp_path / "none.sock")).start()
+    page = RecordingClient()
+    try:
+        page.connect(server.url)
+        wait_until(lambda: len(page.received("metrics")) >= 4, timeout=15, what="4 samples")
+        assert all(s["containers"] is None for s in page.received("metrics")[1:])
+        metrics = requests.get(server.url + "/metrics", timeout=5).text
+        assert re.search(r'dashboard_collector_success\{[^}]*collector="containers"[^}]*\} 0',
+                         metrics)  # fmt: skip
+        log = (server.log_dir / "dashboard.log").read_text()
+        assert log.count("cannot read containers") == 1, log
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_no_engine_means_no_collector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.data import DynamicData
+
+    assert find_socket("off") is None
+    assert find_socket("/run/x.sock") == "/run/x.sock"
+    monkeypatch.setattr("server.sampling.engine.USUAL_SOCKETS", (str(tmp_path / "no.sock"),))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    assert find_socket("auto") is None
+    assert "containers" not in DynamicData(top_processes=0, containers="auto").sample()
+    (tmp_path / "no.sock").touch()
+    assert find_socket("auto") == str(tmp_path / "no.sock")
+
+
+# ---------------------------------------------------------------- captured files
+
+# From a cgroup v2 host (Debian 12, systemd driver): /proc/<pid>/cgroup and the files
+# under /sys/fs/cgroup/system.slice/docker-<id>.scope/ of a container running
+# `yes` under --memory 256m, as read there.
+V2_FILES = {
+    "cpu.stat": "usage_usec 5123456\nuser_usec 5000000\nsystem_usec 123456\n"
+    "nr_periods 0\nnr_throttled 0\nthrottled_usec 0\n",
+    "memory.current": "8839168\n",
+    "memory.max": "268435456\n",
+    "memory.stat": "anon 569344\nfile 8192000\nkernel 77824\nactive_file 4096000\n"
+    "inactive_file 4096000\n",
+    "pids.current": "2\n",
+    "io.stat": "8:0 rbytes=1048576 wbytes=4096 rios=16 wios=1 dbytes=0 dios=0\n"
+    "254:0 rbytes=2048 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n",
+}
+
+
+def test_cgroup_v2_files_read_as_a_container_reading(tmp_path: Path) -> None:
+    scope = "/system.slice/docker-0123abcd.scope"
+    directory = tmp_path / "cgroup" / scope.lstrip("/")
+    directory.mkdir(parents=True)
+    for name, text in V2_FILES.items():
+        (directory / name).write_text(text)
+    proc = tmp_path / "proc" / "42"
+    (proc / "net").mkdir(parents=True)
+    (proc / "cgroup").write_text(f"0::{scope}\n")
+    (proc / "net" / "dev").write_text(
+        "Inter-|   Receive                                                |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets\n"
+        "    lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n"
+        "  eth0: 5000 10 0 0 0 0 0 0 7000 12 0 0 0 0 0 0\n"
+    )
+    paths = cgroups.find_paths(42, str(tmp_path / "proc"), str(tmp_path / "cgroup"))
+    assert paths.v2 == str(directory)
+    reading = cgroups.read(paths, 42, str(tmp_path / "proc"))
+    assert reading == cgroups.Reading(
+        cpu_ns=5_123_456_000, memory=8839168 - 4096000, memory_limit=256 * MiB, pids=2,
+        read_bytes=1048576 + 2048, write_bytes=4096, rx_bytes=5000, tx_bytes=7000,
+    )  # fmt: skip
+    (directory / "memory.max").write_text("max\n")
+    assert cgroups.read(paths, 42, str(tmp_path / "proc")).memory_limit is None
+
+
+def test_only_the_fields_shown_are_kept() -> None:
+    listed = {
+        "Id": "0123abcd" * 8, "Names": ["/web-1\n"], "Image": "nginx:1", "State": "running",
+        "Labels": {"com.docker.compose.project": "shop", "com.docker.compose.service": "web",
+                   "secret.token": "hunter2"},
+    }  # fmt: skip
+    inspected = {
+        "RestartCount": 4,
+        "State": {"Status": "running", "ExitCode": 0, "Pid": 42,
+                  "StartedAt": "2026-12-07T03:39:32.258161356Z", "Health": {"Status": "healthy"}},
+        "Config": {"Env": ["PASSWORD=hunter2"], "Cmd": ["--token", "hunter2"]},
+    }  # fmt: skip
+    facts = facts_of(listed, inspected)
+    assert facts == {
+        "name": "web-1?", "image": "nginx:1", "state": "running", "health": "healthy",
+        "restarts": 4, "exit_code": 0, "started_at": _epoch("2026-12-07T03:39:32.258161Z"),
+        "project": "shop", "service": "web",
+    }  # fmt: skip
+    assert "hunter2" not in repr(facts)
+    assert facts["started_at"] == pytest.approx(1796614772.258, abs=0.001)  # 03:39:32.258 UTC
+    assert _epoch("0001-01-01T00:00:00Z") is None
+
+
+def test_an_agent_sends_the_container_table_with_its_newest_sample_only() -> None:
+    """A replay's batch stays small: the hub keeps no container table in history."""
+    from server.config import Config
+    from server.fleet.agent import Link
+
+    config = Config(hub_url="http://127.0.0.1:9", hub_token="t" * 43, interval=1.0)
+    link = Link(config, {"hostname": "x"})
+    table = {"running": 1, "unhealthy": 0, "stopped": 0, "items": []}
+    for seq in (1, 2, 3):
+        link.add("metrics", {"ts": 1000.0 + seq, "seq": seq, "containers": table})
+    batch = link._next_batch()
+    assert [("containers" in s) for s in batch] == [False, False, True]
+    assert all("containers" in s for s in link.buffer)  # the buffer keeps them whole
