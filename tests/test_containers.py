@@ -16,6 +16,7 @@ import requests
 from server.sampling import cgroups
 from server.sampling.containers import _epoch, facts_of
 from server.sampling.engine import find_socket
+from testkit.chromium import Chromium
 from testkit.docker import IMAGE, Docker
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
@@ -47,7 +48,10 @@ def item(client: RecordingClient, name: str) -> dict[str, Any] | None:
 
 
 @pytest.mark.e2e
-def test_containers_are_seen_on_the_socket_and_in_metrics(docker: Docker, tmp_path: Path) -> None:
+@pytest.mark.browser
+def test_containers_are_seen_on_the_socket_in_metrics_and_on_the_page(
+    docker: Docker, tmp_path: Path, browser: Chromium
+) -> None:
     docker.run("burn", "--cpus", "0.5", IMAGE, "sh", "-c", "yes > /dev/null")  # half a core
     # 32 MiB held by the shell (a last command would be exec'd: `true` keeps the shell),
     # under a limit of 128 MiB.
@@ -101,6 +105,27 @@ def test_containers_are_seen_on_the_socket_and_in_metrics(docker: Docker, tmp_pa
         assert re.search(r'dashboard_containers\{[^}]*state="unhealthy"[^}]*\} 1', metrics)
         assert re.search(r'dashboard_collector_success\{[^}]*collector="containers"[^}]*\} 1',
                          metrics)  # fmt: skip
+        # The page: a row each, busiest first, state in words (and colour), sortable.
+        browser.navigate(server.url + "/")
+        rows = browser.wait_for(
+            "(r => r.length >= 5 && r)([...document.querySelectorAll('#containers tr[data-name]')]"
+            ".map(r => [r.dataset.name, r.querySelector('.state').textContent,"
+            " r.querySelector('.state').className]))"
+        )
+        shown = {name: (state, cls) for name, state, cls in rows}
+        assert rows[0][0] == "burn"
+        assert shown["sick"] == ("unhealthy", "state crit")
+        assert shown["crash"] == ("exited (3)", "state crit")
+        assert shown["burn"][1] == "state ok" and shown["fill"][1] == "state ok"
+        summary = browser.evaluate("document.getElementById('containers-summary').textContent")
+        assert re.fullmatch(r"\d+ running · 1 unhealthy · \d+ stopped", summary), summary
+        browser.evaluate("document.querySelector('#containers-panel [data-sort=name]').click()")
+        names = browser.wait_for(
+            "(n => n[0] === 'burn' && n[1] === 'crash' && n)"
+            "([...document.querySelectorAll('#containers tr[data-name]')].map(r => r.dataset.name))"
+        )
+        assert names == sorted(names)
+        assert browser.console_errors() == []
         # A container removed is gone from the next list (the events stream says so).
         docker.cli("rm", "-f", "burn")
         wait_until(lambda: item(page, "burn") is None, timeout=10, what="burn gone")

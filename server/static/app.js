@@ -3,6 +3,7 @@
 import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, shared, testing } from "./common.js";
 import { Columns } from "./columns.js";
 import { Charts, declaredCharts } from "./charts.js";
+import { showContainers, setUpContainers } from "./containers.js";
 
 const interval = parseFloat(document.body.dataset.interval) || 1;
 
@@ -88,6 +89,8 @@ function loadRange(seconds) {
     })
     .catch(() => setText("range-note", "could not load that range"));
 }
+
+setUpContainers();
 
 for (const button of document.querySelectorAll("#ranges button")) {
   button.addEventListener("click", () => {
@@ -197,6 +200,7 @@ function showSample(s) {
   showCores(s.cpu ? s.cpu.per_core : null);
   showDisks(s.disks);
   showProcesses(s.processes);
+  showContainers(s.containers);
   if (s.uptime !== null && s.uptime !== undefined) page.uptimeBase = [s.uptime, performance.now()];
   showOwnCost(s.server);
   showClockNote(s);
