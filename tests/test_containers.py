@@ -105,6 +105,25 @@ def test_containers_are_seen_on_the_socket_in_metrics_and_on_the_page(
         assert re.search(r'dashboard_containers\{[^}]*state="unhealthy"[^}]*\} 1', metrics)
         assert re.search(r'dashboard_collector_success\{[^}]*collector="containers"[^}]*\} 1',
                          metrics)  # fmt: skip
+
+        # Alerts, each naming its container: exited with 3, unhealthy (held 10 s), and
+        # restarting in a loop (3 restarts seen in 10 minutes).
+        def alerts() -> dict[str, str] | None:
+            body = requests.get(server.url + "/api/alerts", timeout=5).json()
+            active = {a["rule"]: a["level"] for a in body["active"]}
+            wanted = ("container_exited:crash", "container_unhealthy:sick",
+                      "container_restarts:loop")  # fmt: skip
+            return active if all(rule in active for rule in wanted) else None
+
+        try:
+            active = wait_until(alerts, timeout=60, interval=1)
+        except TimeoutError:
+            seen = requests.get(server.url + "/api/alerts", timeout=5).json()["active"]
+            pytest.fail(f"not every alert within 60 s: {[a['rule'] for a in seen]}")
+        assert active["container_exited:crash"] == "critical"
+        assert active["container_unhealthy:sick"] == "critical"
+        assert active["container_restarts:loop"] in ("warning", "critical")
+        assert not any(rule.endswith((":burn", ":fill", ":quiet")) for rule in active)
         # The page: a row each, busiest first, state in words (and colour), sortable.
         browser.navigate(server.url + "/")
         rows = browser.wait_for(
@@ -248,3 +267,53 @@ def test_an_agent_sends_the_container_table_with_its_newest_sample_only() -> Non
     batch = link._next_batch()
     assert [("containers" in s) for s in batch] == [False, False, True]
     assert all("containers" in s for s in link.buffer)  # the buffer keeps them whole
+
+
+def test_container_rules_fire_name_their_container_and_resolve() -> None:
+    from server.alerts.rules import AlertEngine
+    from server.alerts.settings import parse_settings
+
+    engine = AlertEngine(parse_settings({"anomaly": False}), interval=1, cores=2, host="h")
+
+    def sample(ts: float, *items: dict[str, Any]) -> dict[str, Any]:
+        listed = [{"name": "x", "state": "running", "health": None, "restarts": 0,
+                   "exit_code": 0, **i} for i in items]  # fmt: skip
+        table = {"running": 1, "unhealthy": 0, "stopped": 0, "items": listed}
+        return {"ts": ts, "cpu": {"percent": 1.0}, "disks": [], "containers": table}
+
+    def fired(ts: float, *items: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(a["rule"], a["level"]) for a in engine.evaluate(sample(ts, *items))]
+
+    assert fired(0, {"name": "web"}, {"name": "db"}) == []
+    assert fired(1, {"name": "web", "state": "exited", "exit_code": 137}, {"name": "db"}) == [
+        ("container_exited:web", "critical")
+    ]
+    assert fired(2, {"name": "db", "health": "unhealthy"}) == [("container_exited:web", "ok")]
+    assert fired(11, {"name": "db", "health": "unhealthy"}) == []  # held for 10 s
+    assert fired(12, {"name": "db", "health": "unhealthy"}) == [
+        ("container_unhealthy:db", "critical")
+    ]
+    assert engine.active["container_unhealthy:db"]["metric"] == "container_unhealthy:db"
+    assert fired(13, {"name": "db"}) == []
+    assert fired(23, {"name": "db"}) == [("container_unhealthy:db", "ok")]  # clear held 10 s
+    # Restarts counted in the last 10 minutes: 3 a warning, 5 critical.
+    changes = [fired(30 + i, {"name": "db", "restarts": i}) for i in range(6)]
+    assert changes[:4] == [[], [], [], [("container_restarts:db", "warning")]]
+    assert changes[5] == [("container_restarts:db", "critical")]
+    assert fired(30 + 700, {"name": "db", "restarts": 5}) == []  # clear held 60 s first
+    assert fired(30 + 761, {"name": "db", "restarts": 5}) == [("container_restarts:db", "ok")]
+
+
+def test_container_rules_stay_bounded_as_names_churn() -> None:
+    from server.alerts.rules import MAX_CONTAINER_RULES, AlertEngine
+    from server.alerts.settings import parse_settings
+
+    engine = AlertEngine(parse_settings({"anomaly": False}), interval=1, cores=2, host="h")
+    for i in range(2000):  # a container a second, each a new name
+        item = {"name": f"job-{i}", "state": "running", "health": None, "restarts": 0,
+                "exit_code": 0}  # fmt: skip
+        engine.evaluate({"ts": float(i), "cpu": {"percent": 1.0}, "disks": [],
+                         "containers": {"running": 1, "unhealthy": 0, "stopped": 0,
+                                        "items": [item]}})  # fmt: skip
+    assert len(engine._rules) <= MAX_CONTAINER_RULES + 10
+    assert len(engine._restarts) <= 2

@@ -11,7 +11,12 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from server.alerts.settings import AlertSettings, AnomalySettings
+from server.alerts.settings import (
+    CONTAINER_RULES,
+    RESTART_WINDOW,
+    AlertSettings,
+    AnomalySettings,
+)
 from server.series import WATCHED, Levels, lookup
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
@@ -187,6 +192,7 @@ def _values(sample: Sample, cores: int) -> dict[str, float | None]:
 
 
 MAX_DISK_RULES = 64  # mounts watched per host (a sample carries at most 64)
+MAX_CONTAINER_RULES = 3 * 200  # three rules for each container a sample lists
 
 
 class AlertEngine:
@@ -207,7 +213,7 @@ class AlertEngine:
         self._anomalies: list[AnomalyRule] = []
         if settings.enabled:
             for name, thresholds in settings.rules.items():
-                if name != "disk" and name not in self._off:
+                if name != "disk" and name not in CONTAINER_RULES and name not in self._off:
                     self._rules[name] = ThresholdRule(name, WATCHED[name].metric, thresholds)
             if settings.anomaly is not None:
                 self._anomalies = [
@@ -216,27 +222,77 @@ class AlertEngine:
         self.active: dict[str, Alert] = {}
         self.recent: deque[Alert] = deque(maxlen=settings.recent)
         self.over_budget: str | None = None  # set when a sample asked more than the rules hold
+        self._restarts: dict[str, deque[tuple[float, int]]] = {}  # container -> (ts, restarts)
 
-    def _disk_rule(self, mount: str, present: set[str]) -> ThresholdRule | None:
-        """The rule of a mount; None past MAX_DISK_RULES (the host is over its budget).
+    def _item_rule(
+        self, kind: str, item: str, present: set[str], limit: int, what: str
+    ) -> ThresholdRule | None:
+        """The rule `kind` of one item (a mount, a container); None past `limit` rules of
+        that kind (the host is over its budget).
 
-        A rule is kept while its mount is sampled or its alert is active, so
-        mount names that come and go cannot grow the rules without bound.
+        A rule is kept while its item is sampled or its alert is active, so names
+        that come and go cannot grow the rules without bound.
         """
-        name = f"disk:{mount}"
+        name = f"{kind}:{item}"
         rule = self._rules.get(name)
         if rule is None:
-            disks = [n for n in self._rules if n.startswith("disk:")]
-            if len(disks) >= MAX_DISK_RULES:
-                for gone in disks:
-                    if gone[5:] not in present and gone not in self.active:
+            prefix = kind + ":"
+            mine = [n for n in self._rules if n.startswith(prefix)]
+            if len(mine) >= limit:
+                for gone in mine:
+                    if gone[len(prefix) :] not in present and gone not in self.active:
                         del self._rules[gone]
-                if sum(n.startswith("disk:") for n in self._rules) >= MAX_DISK_RULES:
-                    self.over_budget = f"more than {MAX_DISK_RULES} mounts: the rest not watched"
+                if sum(n.startswith(prefix) for n in self._rules) >= limit:
+                    self.over_budget = f"more than {limit} {what}: the rest not watched"
                     return None
-            thresholds = self.settings.disk_overrides.get(mount, self.settings.rules["disk"])
-            rule = self._rules[name] = ThresholdRule(name, f"disk.percent:{mount}", thresholds)
+            if kind == "disk":
+                thresholds = self.settings.disk_overrides.get(item, self.settings.rules["disk"])
+                metric = f"disk.percent:{item}"
+            else:
+                thresholds, metric = self.settings.rules[kind], f"{kind}:{item}"
+            rule = self._rules[name] = ThresholdRule(name, metric, thresholds)
         return rule
+
+    def _container_values(self, container: Mapping[str, Any], now: float) -> dict[str, float]:
+        """Each container rule's value for one listed container."""
+        name = container["name"]
+        failed = container.get("state") in ("exited", "dead") and container.get("exit_code")
+        values = {
+            "container_exited": 1.0 if failed else 0.0,
+            "container_unhealthy": 1.0 if container.get("health") == "unhealthy" else 0.0,
+        }
+        restarts = container.get("restarts")
+        if isinstance(restarts, int):
+            seen = self._restarts.setdefault(name, deque(maxlen=int(RESTART_WINDOW) + 1))
+            seen.append((now, restarts))
+            while seen and seen[0][0] < now - RESTART_WINDOW:
+                seen.popleft()
+            values["container_restarts"] = float(restarts - seen[0][1])
+        return values
+
+    def _containers(self, sample: Sample, now: float) -> list[Alert | None]:
+        part = sample.get("containers")
+        if not isinstance(part, Mapping):
+            return []  # no engine, or it cannot be asked: judge nothing
+        kinds = [k for k in CONTAINER_RULES if k not in self._off]
+        listed = {c["name"]: c for c in part.get("items") or [] if isinstance(c, Mapping)}
+        changes: list[Alert | None] = []
+        for name, container in listed.items():
+            values = self._container_values(container, now)
+            for kind in kinds:
+                rule = self._item_rule(kind, name, set(listed), MAX_CONTAINER_RULES // 3,
+                                       "containers")  # fmt: skip
+                if rule is not None and kind in values:
+                    changes.append(rule.evaluate(values[kind], now))
+        # A container no longer listed (removed, or exited cleanly): its alerts resolve.
+        for rule_name, rule in list(self._rules.items()):
+            kind, _, name = rule_name.partition(":")
+            if kind in CONTAINER_RULES and name not in listed:
+                changes.append(rule.evaluate(0.0, now))
+                if rule.level == OK:
+                    del self._rules[rule_name]
+                    self._restarts.pop(name, None)
+        return changes
 
     def evaluate(self, sample: Sample, now: float | None = None) -> list[Alert]:
         """The changes this sample makes; hold times count on `now` (the hub's clock for
@@ -246,16 +302,17 @@ class AlertEngine:
         now = float(sample.get("ts") or 0.0) if now is None else now
         values = _values(sample, self.cores)
         changes = []
-        for rule in [r for r in self._rules.values() if not r.name.startswith("disk:")]:
+        for rule in [r for r in self._rules.values() if ":" not in r.name]:
             changes.append(rule.evaluate(values[rule.metric], now))
         disks = [] if "disk" in self._off else sample.get("disks") or []
         present = {disk["mount"] for disk in disks}
         for disk in disks:
-            disk_rule = self._disk_rule(disk["mount"], present)
+            disk_rule = self._item_rule("disk", disk["mount"], present, MAX_DISK_RULES, "mounts")
             if disk_rule is not None:
                 changes.append(disk_rule.evaluate(disk.get("percent"), now))
         for anomaly in self._anomalies:
             changes.append(anomaly.evaluate(values[anomaly.metric], now))
+        changes += self._containers(sample, now)
         alerts = [a for a in changes if a is not None]
         for alert in alerts:
             self.record(alert)

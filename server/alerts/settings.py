@@ -72,8 +72,22 @@ class AlertSettings:
 
 
 # Rule name -> default levels, from the series declaration.
+# Rules judged on each container a sample lists (server/sampling/containers.py), a rule
+# per container as a disk's: the value is 1 or 0, or restarts in RESTART_WINDOW.
+CONTAINER_RULES: dict[str, Levels] = {
+    # Exited with an exit code other than 0: critical at once, resolved once it runs
+    # again or is removed.
+    "container_exited": Levels(1, 1, 1, 1, 0, 0),
+    # Its health check failing for 10 s.
+    "container_unhealthy": Levels(1, 1, 1, 1, 10, 10),
+    # Restarted 3 times (warning) or 5 times (critical) in RESTART_WINDOW.
+    "container_restarts": Levels(3, 5, 3, 5, 0, 60),
+}
+RESTART_WINDOW = 600.0  # seconds
+
 DEFAULTS: dict[str, Levels] = {
-    rule: series.levels for rule, series in WATCHED.items() if series.levels is not None
+    **{rule: series.levels for rule, series in WATCHED.items() if series.levels is not None},
+    **CONTAINER_RULES,
 }
 _THRESHOLD_KEYS = {
     "warning",
