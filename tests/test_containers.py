@@ -317,3 +317,56 @@ def test_container_rules_stay_bounded_as_names_churn() -> None:
                                         "items": [item]}})  # fmt: skip
     assert len(engine._rules) <= MAX_CONTAINER_RULES + 10
     assert len(engine._restarts) <= 2
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_an_agents_containers_reach_the_hub_its_tile_and_its_alerts(
+    docker: Docker, tmp_path: Path, browser: Chromium
+) -> None:
+    """The agent's path: its samples' container table passes the hub's checks; the
+    tile counts them, and an unhealthy one is the host's alert and state."""
+    from server.fleet.tokens import AgentTokens
+    from testkit.fleet import AgentProcess
+
+    docker.run("web", IMAGE, "sleep", "1000")
+    docker.run("sick", "--health-cmd", "false", "--health-interval", "1s",
+               "--health-retries", "1", IMAGE, "sleep", "1000")  # fmt: skip
+    hub = ServerProcess(tmp_path / "hub" / "logs")
+    token = AgentTokens(str(hub.data_dir)).add("box")
+    agent = AgentProcess(tmp_path, "box", token, hub.url,
+                         env={"DASHBOARD_CONTAINERS": docker.socket})  # fmt: skip
+    try:
+        hub.start()
+        agent.start()
+
+        def tile() -> dict[str, Any] | None:
+            hosts = requests.get(hub.url + "/api/hosts", timeout=5).json()["hosts"]
+            box = [h["summary"] for h in hosts if h["id"] == "box"]
+            ready = box and box[0].get("containers") and box[0]["state"] == "crit"
+            return box[0] if ready else None
+
+        try:
+            summary = wait_until(tile, timeout=60, interval=1)
+        except TimeoutError:
+            pytest.fail(f"no tile with containers: {requests.get(hub.url + '/api/hosts').text}")
+        assert summary["containers"] == [2, 1, 0]
+        alerts = requests.get(hub.url + "/api/hosts/box/alerts", timeout=5).json()["active"]
+        assert [(a["rule"], a["level"], a["host"]) for a in alerts] == [
+            ("container_unhealthy:sick", "critical", "box")
+        ]
+        metrics = requests.get(hub.url + "/metrics", timeout=5).text
+        assert re.search(r'dashboard_containers\{[^}]*host="box"[^}]*state="unhealthy"[^}]*\} 1',
+                         metrics)  # fmt: skip
+        browser.navigate(hub.url + "/")  # the fleet: the hub knows two hosts
+        text = browser.wait_for(
+            "(t => t && !t.hidden && t.textContent)([...document.querySelectorAll('.tile')]"
+            ".filter(e => e.textContent.includes('box'))"
+            ".map(e => e.querySelector('.tile-containers'))[0])"
+        )
+        assert text == "containers: 2 running · 1 unhealthy"
+        assert "refused" not in agent.log()
+    finally:
+        agent.stop()
+        hub.stop()
+        docker.cli("rm", "-f", "web", "sick", check=False)

@@ -195,6 +195,9 @@ class Host:
             "disk": fullest,
             "alerts": self.alerts.counts(),
         }
+        containers = sample.get("containers")
+        if isinstance(containers, dict):  # only where the host's containers are sampled
+            tile["containers"] = [containers.get(k) for k in ("running", "unhealthy", "stopped")]
         note = self.clock_note()
         if note:  # only then: a tile goes out every second (bytes per host count)
             tile["clock_note"] = note

@@ -68,8 +68,9 @@ function makeTile(id) {
   const age = el("span", "tile-age");
   const clock = el("span", "tile-clock"); // "clock 10 min ahead", as the hub measured it
   const trouble = el("span", "tile-trouble"); // over a budget, or refused: why
-  a.append(head, body, spark, age, clock, trouble);
-  return { el: a, name, state, arcs, ringText, ring, bars, line, age, clock, trouble };
+  const containers = el("span", "tile-containers"); // where the host's containers are sampled
+  a.append(head, body, spark, age, containers, clock, trouble);
+  return { el: a, name, state, arcs, ringText, ring, bars, line, age, containers, clock, trouble };
 }
 
 function drawSpark(t, points) {
@@ -104,6 +105,10 @@ function update(t, h) {
     t.bars[k].value.textContent = pct(v);
   }
   t.age.textContent = !num(h.age) ? "no sample yet" : h.age < 2 ? "live" : "last sample " + h.age.toFixed(0) + " s ago";
+  const [running, unhealthy, stopped] = h.containers || [];
+  t.containers.hidden = !h.containers;
+  t.containers.textContent = h.containers ? "containers: " + running + " running" + (unhealthy ? " · " + unhealthy + " unhealthy" : "") + (stopped ? " · " + stopped + " stopped" : "") : "";
+  t.containers.classList.toggle("bad", Boolean(unhealthy));
   t.clock.hidden = !h.clock_note;
   t.clock.textContent = h.clock_note || "";
   t.trouble.hidden = !h.trouble;
