@@ -73,13 +73,18 @@ def find_paths(pid: int, proc: str = "/proc", root: str = "/sys/fs/cgroup") -> P
 
 
 def _text(path: str | None) -> str | None:
+    """A small kernel file's text, read with one system call (no buffered file object:
+    a hundred containers read a few files each, every tick)."""
     if path is None:
         return None
     try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:
+        return os.read(fd, 65536).decode("ascii", "replace")
+    finally:
+        os.close(fd)
 
 
 def _number(path: str | None) -> int | None:
@@ -131,46 +136,73 @@ def _v2_block(text: str | None) -> tuple[int | None, int | None]:
 
 
 def _network(pid: int, proc: str) -> tuple[int | None, int | None]:
-    try:
-        with open(f"{proc}/{pid}/net/dev", "rb") as handle:
-            counters = parse_net_dev(handle.read())
-    except FileNotFoundError:
+    text = _text(f"{proc}/{pid}/net/dev")
+    if text is None:
         return None, None
+    counters = parse_net_dev(text.encode())
     return sum(rx for rx, _ in counters.values()), sum(tx for _, tx in counters.values())
 
 
-def read(paths: Paths, pid: int, proc: str = "/proc") -> Reading:
-    """The container's counters now. Raises OSError only where a file exists and
-    cannot be read; a file that is not there (a controller not mounted) is None."""
-    rx, tx = _network(pid, proc)
+def usage(paths: Paths) -> tuple[int | None, int | None]:
+    """(CPU ns used, memory bytes charged, page cache included): two small files, read
+    every tick."""
     if paths.v2 is not None:
         cpu = _keyed(_text(f"{paths.v2}/cpu.stat"), "usage_usec").get("usage_usec")
-        used = _number(f"{paths.v2}/memory.current")
+        return (None if cpu is None else cpu * 1000), _number(f"{paths.v2}/memory.current")
+    return (
+        _number(paths.cpu and f"{paths.cpu}/cpuacct.usage"),
+        _number(paths.memory and f"{paths.memory}/memory.usage_in_bytes"),
+    )
+
+
+@dataclass(frozen=True)
+class Details:
+    """What changes slowly or is summed over a span: read every few ticks."""
+
+    cache: int  # page cache the kernel can drop (inactive file pages)
+    memory_limit: int | None
+    pids: int | None
+    read_bytes: int | None
+    write_bytes: int | None
+    rx_bytes: int | None
+    tx_bytes: int | None
+
+
+def details(paths: Paths, pid: int, proc: str = "/proc") -> Details:
+    rx, tx = _network(pid, proc)
+    if paths.v2 is not None:
         cache = _keyed(_text(f"{paths.v2}/memory.stat"), "inactive_file").get("inactive_file", 0)
         read_bytes, write_bytes = _v2_block(_text(f"{paths.v2}/io.stat"))
-        return Reading(
-            cpu_ns=None if cpu is None else cpu * 1000,
-            memory=None if used is None else max(used - cache, 0),
-            memory_limit=_number(f"{paths.v2}/memory.max"),
-            pids=_number(f"{paths.v2}/pids.current"),
-            read_bytes=read_bytes,
-            write_bytes=write_bytes,
-            rx_bytes=rx,
-            tx_bytes=tx,
-        )
-    used = _number(paths.memory and f"{paths.memory}/memory.usage_in_bytes")
+        limit, pids = _number(f"{paths.v2}/memory.max"), _number(f"{paths.v2}/pids.current")
+        return Details(cache, limit, pids, read_bytes, write_bytes, rx, tx)
     stat = _keyed(_text(paths.memory and f"{paths.memory}/memory.stat"), "total_inactive_file")
     limit = _number(paths.memory and f"{paths.memory}/memory.limit_in_bytes")
     read_bytes, write_bytes = _v1_block(
         _text(paths.blkio and f"{paths.blkio}/blkio.throttle.io_service_bytes")
     )
-    return Reading(
-        cpu_ns=_number(paths.cpu and f"{paths.cpu}/cpuacct.usage"),
-        memory=None if used is None else max(used - stat.get("total_inactive_file", 0), 0),
+    return Details(
+        cache=stat.get("total_inactive_file", 0),
         memory_limit=None if limit is None or limit >= NO_LIMIT else limit,
         pids=_number(paths.pids and f"{paths.pids}/pids.current"),
         read_bytes=read_bytes,
         write_bytes=write_bytes,
         rx_bytes=rx,
         tx_bytes=tx,
+    )
+
+
+def read(paths: Paths, pid: int, proc: str = "/proc") -> Reading:
+    """All of a container's counters now. Raises OSError only where a file exists and
+    cannot be read; a file that is not there (a controller not mounted) is None."""
+    cpu_ns, charged = usage(paths)
+    more = details(paths, pid, proc)
+    return Reading(
+        cpu_ns=cpu_ns,
+        memory=None if charged is None else max(charged - more.cache, 0),
+        memory_limit=more.memory_limit,
+        pids=more.pids,
+        read_bytes=more.read_bytes,
+        write_bytes=more.write_bytes,
+        rx_bytes=more.rx_bytes,
+        tx_bytes=more.tx_bytes,
     )

@@ -15,6 +15,7 @@ with an error), busiest first; the counts cover every container.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -35,6 +36,10 @@ MAX_ITEMS = 200  # containers in one sample
 REFRESH_EVERY = 30.0  # seconds: the list is read again even if no event came
 EVENTS_QUIET = 60.0  # seconds of a silent events stream before it is opened again
 NAME_LENGTH = 128
+DETAILS_EVERY = 5  # ticks between looks at a container's limit, pids and byte counters
+NUMBERS = ("cpu_percent", "memory_used", "memory_limit", "pids",
+           "rx_bps", "tx_bps", "read_bps", "write_bps")  # fmt: skip
+RATE_FIELDS = {"rx": "rx_bytes", "tx": "tx_bytes", "read": "read_bytes", "write": "write_bytes"}
 PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"
 SHOWN_STATES = ("running", "restarting", "paused")
@@ -67,8 +72,10 @@ class Known:
     pid: int
     paths: cgroups.Paths | None
     signature: tuple[Any, ...]  # what in the list call shows a change (state, status)
-    last: cgroups.Reading | None = None
-    last_at: float = 0.0
+    cpu: tuple[float, int] | None = None  # (when, CPU ns) of the last tick
+    details: tuple[float, cgroups.Details] | None = None  # (when, ...) of the last look
+    rates: dict[str, int | None] = dataclasses.field(default_factory=dict)  # since the one before
+    ticks: int = 0
 
 
 def _table(parent: dict[str, Any], key: str) -> dict[str, Any]:
@@ -133,6 +140,11 @@ class Containers(Collector):
             self._watcher.start()
 
     def stop(self) -> None:
+        self._lister.stopping.set()
+        self._watcher.stopping.set()
+        self._changed.set()  # the lister waits on it
+        with contextlib.suppress(OSError):
+            self.engine.close_events()
         self._lister.stop(timeout=2)
         self._watcher.stop(timeout=2)
 
@@ -194,8 +206,9 @@ class Containers(Collector):
                 except (OSError, ValueError):
                     paths = None  # it ended since
             entry = Known(facts_of(item, inspected), pid, paths, signature)
-            if old is not None and old.pid == pid:
-                entry.last, entry.last_at = old.last, old.last_at
+            if old is not None and old.pid == pid:  # the same process: its counters go on
+                entry.cpu, entry.details, entry.rates = old.cpu, old.details, old.rates
+                entry.ticks = old.ticks
             known[container_id] = entry
         with self._lock:
             self._known = known
@@ -232,33 +245,47 @@ class Containers(Collector):
         }
 
     def _numbers(self, entry: Known, now: float) -> dict[str, Any]:
-        reading = None
-        if entry.paths is not None and entry.facts["state"] == "running":
-            try:
-                reading = cgroups.read(entry.paths, entry.pid, self._proc)
-            except (OSError, ValueError):
-                reading = None  # it stopped between the list and this tick
-        last, elapsed = entry.last, now - entry.last_at
-        entry.last, entry.last_at = reading, now
+        """CPU and memory every tick (two small files); the limit, pids and the network
+        and disk rates every DETAILS_EVERY ticks, over that span (five more files)."""
+        numbers: dict[str, Any] = dict.fromkeys(NUMBERS)
+        if entry.paths is None or entry.facts["state"] != "running":
+            entry.cpu = entry.details = None
+            return numbers
+        try:
+            cpu_ns, charged = cgroups.usage(entry.paths)
+            # Its first two ticks too: its rates are known from its second tick on.
+            if entry.ticks % DETAILS_EVERY == 0 or entry.ticks == 1 or entry.details is None:
+                self._look(entry, now)
+        except (OSError, ValueError):
+            return numbers  # it stopped between the list and this tick
+        entry.ticks += 1
+        if cpu_ns is not None:
+            if entry.cpu is not None and now > entry.cpu[0] and cpu_ns >= entry.cpu[1]:
+                share = (cpu_ns - entry.cpu[1]) / 1e9 / (now - entry.cpu[0]) / self._cores
+                numbers["cpu_percent"] = percent(100 * share)
+            entry.cpu = (now, cpu_ns)
+        if entry.details is not None:
+            more = entry.details[1]
+            if charged is not None:
+                numbers["memory_used"] = max(charged - more.cache, 0)
+            numbers.update(memory_limit=more.memory_limit, pids=more.pids, **entry.rates)
+        return numbers
 
-        def per_second(field: str) -> int | None:
-            after: int | None = getattr(reading, field, None)
-            before: int | None = getattr(last, field, None)
-            if after is None or before is None or elapsed <= 0 or after < before:
-                return None
-            return round((after - before) / elapsed)
+    def _look(self, entry: Known, now: float) -> None:
+        assert entry.paths is not None
+        more = cgroups.details(entry.paths, entry.pid, self._proc)
+        if entry.details is not None:
+            then, before = entry.details
+            elapsed = now - then
 
-        cpu = per_second("cpu_ns")
-        return {
-            "cpu_percent": None if cpu is None else percent(100 * cpu / 1e9 / self._cores),
-            "memory_used": getattr(reading, "memory", None),
-            "memory_limit": getattr(reading, "memory_limit", None),
-            "pids": getattr(reading, "pids", None),
-            "rx_bps": per_second("rx_bytes"),
-            "tx_bps": per_second("tx_bytes"),
-            "read_bps": per_second("read_bytes"),
-            "write_bps": per_second("write_bytes"),
-        }
+            def per_second(field: str) -> int | None:
+                after_value, before_value = getattr(more, field), getattr(before, field)
+                if after_value is None or before_value is None or after_value < before_value:
+                    return None
+                return round((after_value - before_value) / elapsed) if elapsed > 0 else None
+
+            entry.rates = {f"{k}_bps": per_second(f) for k, f in RATE_FIELDS.items()}
+        entry.details = (now, more)
 
     def null(self) -> dict[str, Any]:
         return {"containers": None}

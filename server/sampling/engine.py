@@ -64,6 +64,7 @@ class Engine:
     def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self._stream: _UnixConnection | None = None  # the events stream, while open
 
     def get(self, path: str) -> Any:
         connection = _UnixConnection(self.socket_path, self.timeout)
@@ -101,7 +102,7 @@ class Engine:
         """The containers' events as they come (start, die, health_status, ...), until the
         engine closes the stream or says nothing for `timeout` seconds (then it ends)."""
         filters = urllib.parse.quote(json.dumps({"type": ["container"]}))
-        connection = _UnixConnection(self.socket_path, timeout)
+        connection = self._stream = _UnixConnection(self.socket_path, timeout)
         try:
             connection.request("GET", f"/events?filters={filters}", headers={"Host": "engine"})
             response = connection.getresponse()
@@ -125,3 +126,10 @@ class Engine:
             raise EngineError(f"{self.socket_path}: events: {exc}") from None
         finally:
             connection.close()
+            self._stream = None
+
+    def close_events(self) -> None:
+        """End an events stream that is waiting (at stop)."""
+        stream = self._stream
+        if stream is not None and stream.sock is not None:
+            stream.sock.shutdown(socket.SHUT_RDWR)
