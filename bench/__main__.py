@@ -15,6 +15,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -114,6 +115,47 @@ class Bench:
         if data_dir is not None:
             proc.args += ["--data-dir", str(data_dir)]
         return proc.start()
+
+    # 12. containers
+    def containers_cost(self) -> None:
+        """The server's cost with 0, 20 and 100 running containers on a dockerd of its own,
+        and Glances' (its containers plugin, docker-py) on the same containers."""
+        print("12. Containers: the sampler's cost as containers run", flush=True)
+        from testkit.docker import IMAGE, Docker
+
+        tools = [shutil.which(n) or f"/usr/sbin/{n}" for n in ("dockerd", "docker", "busybox")]
+        docker = Docker(*tools).start()
+        glances_binary = None
+        if not self.skip_glances:
+            glances_binary = glances.install(ROOT / "bench" / ".glances-venv", "web,containers")
+        ours: dict[int, tuple[float, float]] = {}
+        try:
+            running = 0
+            for count in (0, 20, 100):
+                while running < count:
+                    docker.run(f"idle-{running}", IMAGE, "sleep", "1000000")
+                    running += 1
+                server = self.server("--containers", docker.socket)
+                try:
+                    time.sleep(5)  # the list read, the first ticks
+                    meter = ProcessMeter(server.proc.pid)  # type: ignore[union-attr]
+                    ours[count] = meter.measure(self.idle_seconds)
+                finally:
+                    server.stop()
+                self.add("containers", f"server CPU, {count} containers", [ours[count][0]], "%")
+                self.add("containers", f"server RSS, {count} containers", [ours[count][1]], "MiB")
+                if glances_binary is not None:
+                    engine = {"DOCKER_HOST": f"unix://{docker.socket}"}
+                    cpu, rss, _size = glances.measure(glances_binary, self.idle_seconds, engine)
+                    self.add("containers", f"Glances -w CPU, {count} containers", [cpu], "%")
+                    self.add("containers", f"Glances -w RSS, {count} containers", [rss], "MiB")
+                    if count:
+                        self.add("containers", f"ratio CPU ours / Glances, {count} containers",
+                                 [ours[count][0] / cpu], "x", "target <= 0.25")  # fmt: skip
+            self.add("containers", "CPU added by 100 containers (% of one core)",
+                     [ours[100][0] - ours[0][0]], "%", "target <= 0.5")  # fmt: skip
+        finally:
+            docker.stop()
 
     # 1. sampler cost
     def sampler_cost(self) -> None:
@@ -838,6 +880,7 @@ def main() -> None:
             "check",
             "scaleout",
             "firehose",
+            "containers",
         ],
         action="append",
         help="run only these sections",
@@ -853,7 +896,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sections = args.only or [
         "sampler", "protections", "idle", "fanout", "connect", "store", "fleet", "ack",
-        "check", "scaleout", "firehose",
+        "check", "scaleout", "firehose", "containers",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp), args.skip_glances, args.baseline)
@@ -870,6 +913,7 @@ def main() -> None:
             "check": bench.check_cost,
             "scaleout": bench.scale_out,
             "firehose": bench.firehose_cost,
+            "containers": bench.containers_cost,
         }
         for name in sections:
             steps[name]()

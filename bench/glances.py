@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 import subprocess
 import sys
@@ -15,14 +16,18 @@ from bench.cost import ProcessMeter
 from testkit.wait import wait_until
 
 
-def install(venv: Path) -> Path:
+def install(venv: Path, extras: str = "web") -> Path:
+    """Glances in its own venv, with `extras` (web; web,containers for its Docker plugin)."""
     binary = venv / "bin" / "glances"
+    marker = venv / f".extras-{extras.replace(',', '-')}"
     if not binary.exists():
         print("  installing Glances into", venv, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if not marker.exists():
         subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "--quiet", "glances[web]"], check=True
+            [str(venv / "bin" / "pip"), "install", "--quiet", f"glances[{extras}]"], check=True
         )
+        marker.touch()
     return binary
 
 
@@ -33,8 +38,11 @@ def _free_port() -> int:
         return port
 
 
-def measure(binary: Path, seconds: float) -> tuple[float, float, tuple[int, int]]:
-    """(CPU %, peak RSS MiB, (bytes per refresh, gzip bytes)) of `glances -w`, polled at 1 Hz."""
+def measure(
+    binary: Path, seconds: float, env: dict[str, str] | None = None
+) -> tuple[float, float, tuple[int, int]]:
+    """(CPU %, peak RSS MiB, (bytes per refresh, gzip bytes)) of `glances -w`, polled at 1 Hz
+    (`env`: DOCKER_HOST, for its containers plugin)."""
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -51,6 +59,7 @@ def measure(binary: Path, seconds: float) -> tuple[float, float, tuple[int, int]
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}/api/4"
     try:
