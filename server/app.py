@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from flask_compress import Compress
 from flask_socketio import SocketIO
 
@@ -36,12 +37,13 @@ from server.data import DynamicData, OwnUsage, StaticData
 from server.firehose.relay import Firehose, local_feed
 from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import AgentLink
+from server.fleet.protocol import MAX_MESSAGE
 from server.fleet.tick import FleetTick
 from server.fleet.tokens import AgentTokens
 from server.history.store import HistoryStore, Retention
 from server.state import DashboardState
 from server.web import api, events, metrics_export, pages, queue
-from server.wire import JsonPacket, JsonProvider
+from server.wire import JsonPacket, compact_json
 from server.worker import Sampler
 
 
@@ -103,6 +105,15 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
 # ---------------------------------------------------------------- the parts
 
 
+class JsonProvider(DefaultJSONProvider):
+    """Flask's jsonify and app.json, written by json_bytes (keys in their order)."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return compact_json(obj)
+
+
 def build_flask() -> Flask:
     app = Flask(__name__)
     app.json = JsonProvider(app)
@@ -129,9 +140,9 @@ def build_socketio(app: Flask, config: Config, role: Role) -> SocketIO:
         async_mode=config.async_mode,
         serializer=JsonPacket,
         # Pages send only handshakes and pings; an agent's batch of samples
-        # (60 of about 1 KB, or its newest with up to 200 containers, ~70 KB)
+        # (60 of about 1 KB; its newest with a container table trimmed to fit)
         # stays under this. Anything larger closes that connection.
-        max_http_buffer_size=192 * 1024,
+        max_http_buffer_size=MAX_MESSAGE,
         # Same origin only, unless other origins are listed on purpose; never
         # "*" (the session cookie is a credential).
         cors_allowed_origins=list(config.cors_origins) or None,

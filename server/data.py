@@ -22,11 +22,10 @@ import psutil
 
 from server.sampling import host
 from server.sampling.collector import Collector, FailureLog
-from server.sampling.containers import Containers
 from server.sampling.counters import DiskIO, Net
 from server.sampling.cpu import Cpu
 from server.sampling.disks import Disks
-from server.sampling.engine import Engine, find_socket
+from server.sampling.engine import find_socket
 from server.sampling.load import Load, Uptime
 from server.sampling.memory import Memory, Swap
 from server.sampling.processes import Processes
@@ -92,7 +91,10 @@ class DynamicData:
         ]
         # What runs here: only where an engine's socket is (`containers` setting).
         socket_path = find_socket(containers)
-        if socket_path is not None:
+        if socket_path is not None:  # imported only then: nothing loads where there is none
+            from server.sampling.containers import Containers
+            from server.sampling.engine import Engine
+
             cores = psutil.cpu_count(logical=True) or 1
             self.collectors.append(Containers(Engine(socket_path), cores))
         # A collector that waits on work its begin() started is read last.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import logging
-import logging.config
 import os
 import time
 from collections.abc import Callable, Hashable
@@ -176,6 +175,8 @@ def setup_logging(config: Config) -> None:
     if not os.path.isfile(config.log_config):
         raise ConfigError(f"setting 'log_config': file {config.log_config!r} does not exist")
     log_dir = os.path.abspath(config.log_dir).replace("%", "%%")
+    import logging.config  # the server's and the agent's start only
+
     try:
         logging.config.fileConfig(
             config.log_config, defaults={"log_dir": log_dir}, disable_existing_loggers=False

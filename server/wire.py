@@ -17,7 +17,6 @@ import json
 from typing import Any
 
 import orjson
-from flask.json.provider import DefaultJSONProvider
 from markupsafe import Markup
 from socketio import packet
 
@@ -26,7 +25,7 @@ def json_bytes(data: Any) -> bytes:
     """JSON without spaces, by orjson; by the json module what orjson refuses.
 
     The one JSON writer of the server: packets, stored samples, REST answers
-    (Flask's JSON provider below), webhooks and the core's mirror all write here.
+    (Flask's JSON provider, server/app.py), webhooks and the core's mirror all write here.
     """
     try:
         return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
@@ -36,15 +35,6 @@ def json_bytes(data: Any) -> bytes:
 
 def compact_json(data: Any) -> str:
     return json_bytes(data).decode()
-
-
-class JsonProvider(DefaultJSONProvider):
-    """Flask's jsonify and app.json, written by json_bytes (keys in their order)."""
-
-    sort_keys = False
-
-    def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return compact_json(obj)
 
 
 def html_safe_json(data: Any) -> Markup:

@@ -370,3 +370,24 @@ def test_an_agents_containers_reach_the_hub_its_tile_and_its_alerts(
         agent.stop()
         hub.stop()
         docker.cli("rm", "-f", "web", "sick", check=False)
+
+
+def test_an_agents_container_table_is_trimmed_to_fit_one_message() -> None:
+    """200 containers with long names: the busiest rows that fit, and every count."""
+    from server.fleet.agent import fitted
+    from server.fleet.protocol import MAX_CONTAINER_BYTES, MAX_MESSAGE
+    from server.wire import compact_json
+
+    row = {"name": "n" * 128, "image": "i" * 256, "state": "running", "health": None,
+           "restarts": 0, "exit_code": 0, "started_at": 1.0, "project": "p" * 128,
+           "service": "s" * 128, "cpu_percent": 1.0, "memory_used": 1, "memory_limit": None,
+           "pids": 1, "rx_bps": 0, "tx_bps": 0, "read_bps": 0, "write_bps": 0}  # fmt: skip
+    rows = [{**row, "name": f"{i:03d}" + "n" * 125} for i in range(200)]
+    table = {"running": 200, "unhealthy": 0, "stopped": 0, "items": rows}
+    assert len(compact_json(table)) > MAX_MESSAGE  # too big as it is
+    fit = fitted(table)
+    assert len(compact_json(fit)) <= MAX_CONTAINER_BYTES < MAX_MESSAGE
+    assert fit["running"] == 200 and fit["items"] == rows[: len(fit["items"])]
+    assert len(fit["items"]) >= 40
+    small = {**table, "items": rows[:3]}
+    assert fitted(small) == small

@@ -263,7 +263,9 @@ def test_agents_with_wrong_clocks_report_on_the_hubs_timeline(
                 published = pages[name].times("metrics")[0]  # monotonic, here
                 first = time.time() - (time.monotonic() - published)
                 # On the hub's clock: 5 s after the hub had its first sample, within 2 intervals.
-                assert 5 <= fired[-1]["ts"] - first <= 7, (name, fired[-1]["ts"] - first)
+                # `first` is when the page got it, a little after the hub had it: a tenth of
+                # a second of slack below (a loaded machine measured 4.9996).
+                assert 4.9 <= fired[-1]["ts"] - first <= 7, (name, fired[-1]["ts"] - first)
             browser.navigate(hub.url + "/")  # the tiles say it
             notes = browser.wait_for(
                 "(n => n.length === 2 && n)([...document.querySelectorAll('.tile-clock')]"

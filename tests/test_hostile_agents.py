@@ -332,7 +332,7 @@ def test_a_hostile_agent_harms_only_its_own_tile(
             @settings(max_examples=60, deadline=None, database=None)
             @given(mutated_samples())
             def send(sample: dict[str, Any]) -> None:
-                # Past 192 KiB a frame closes the link (Engine.IO's cap, tested elsewhere).
+                # Past 96 KiB a frame closes the link (Engine.IO's cap, tested elsewhere).
                 assume(len(json.dumps([sample])) < 60_000)
                 answer = hostile.samples(sample)
                 assert isinstance(answer, dict) and ("ts" in answer or "error" in answer)

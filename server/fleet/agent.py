@@ -36,9 +36,10 @@ from server import __version__
 from server.config import Config, ConfigError
 from server.data import DynamicData, StaticData
 from server.firehose.relay import local_feed
-from server.fleet.protocol import MAX_BATCH, NAMESPACE
+from server.fleet.protocol import MAX_BATCH, MAX_CONTAINER_BYTES, NAMESPACE
 from server.logs import LogThrottle
 from server.loops import DONE, BackgroundLoop
+from server.wire import compact_json
 from server.worker import Sampler
 
 log = logging.getLogger("dashboard.agent")
@@ -47,6 +48,15 @@ RETRY_FIRST = 1.0  # seconds before a refused batch goes again; doubles to RETRY
 RETRY_MAX = 15.0
 
 Sample = dict[str, Any]
+
+
+def fitted(table: dict[str, Any]) -> dict[str, Any]:
+    """A container table within MAX_CONTAINER_BYTES: its least busy rows left out (they
+    come busiest first), its counts whole."""
+    items = table.get("items") or []
+    while items and len(compact_json(items)) > MAX_CONTAINER_BYTES:
+        items = items[: len(items) * 3 // 4]
+    return {**table, "items": items}
 
 
 class Link:
@@ -220,6 +230,8 @@ class Link:
         # newest sample carries it, so a replay's batch stays small.
         batch = [s if s["seq"] == newest or "containers" not in s
                  else {k: v for k, v in s.items() if k != "containers"} for s in batch]  # fmt: skip
+        if batch and batch[-1]["seq"] == newest and isinstance(batch[-1].get("containers"), dict):
+            batch[-1] = {**batch[-1], "containers": fitted(batch[-1]["containers"])}
         if not self._hub_places:  # not asked for our clocks (yet): an older hub
             batch = [{k: v for k, v in s.items() if k != "mono"} for s in batch]
         return batch

@@ -1,7 +1,7 @@
 """The hub's side of the agents' link: the `/agent` Socket.IO namespace.
 
 An agent's identity is its token's, never its payload's. What an agent sends
-is checked and bounded before it touches any state: at most 192 KiB a message
+is checked and bounded before it touches any state: at most 96 KiB a message
 (Engine.IO's cap), a rate per agent, a shape per sample. Each refusal is
 counted per host and reason (`/metrics`) and logged at most once a minute per
 address (or host) and kind. The handlers are python-socketio's own, each in

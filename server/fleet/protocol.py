@@ -2,3 +2,6 @@
 
 NAMESPACE = "/agent"
 MAX_BATCH = 60  # samples in one `samples` message (a replay comes in batches)
+MAX_MESSAGE = 96 * 1024  # bytes of one message (Engine.IO closes a link past it)
+# The newest sample's container table is trimmed (least busy rows first) to this.
+MAX_CONTAINER_BYTES = 64 * 1024

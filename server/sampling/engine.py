@@ -20,10 +20,9 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from server.wire import compact_json
-
 MAX_BODY = 8 * 1024 * 1024  # the list of 500 containers is ~1 MB; anything past this is refused
 MAX_EVENT = 64 * 1024  # one line of the events stream
+EVENTS_FILTER = '{"type":["container"]}'  # the containers' events only
 # Where a runtime listens when `containers = auto`: Docker's, then rootful Podman's.
 USUAL_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/podman/podman.sock")
 
@@ -103,7 +102,7 @@ class Engine:
     def events(self, timeout: float) -> Iterator[dict[str, Any]]:
         """The containers' events as they come (start, die, health_status, ...), until the
         engine closes the stream or says nothing for `timeout` seconds (then it ends)."""
-        filters = urllib.parse.quote(compact_json({"type": ["container"]}))
+        filters = urllib.parse.quote(EVENTS_FILTER)
         connection = self._stream = _UnixConnection(self.socket_path, timeout)
         try:
             connection.request("GET", f"/events?filters={filters}", headers={"Host": "engine"})
