@@ -279,3 +279,22 @@ def test_a_resolution_goes_out_past_the_alert_budget() -> None:
     notifier.tell({**fired, "level": "ok", "previous": "critical"})
     assert sent[-1]["rule"] == "cpu" and sent[-1]["level"] == "ok"  # closed where it opened
     assert notifier.held > 0
+
+
+def test_the_hubs_clock_ask_before_the_connect_handler_still_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hub asks for the clocks as the link opens; that ask may be handled before the
+    agent's own connect handler. Its samples carry `mono` from then on (they went
+    without it until the next ask, 30 s later, and a clock stepped 5 min ahead in
+    between was refused); a lost link forgets it (the next hub may be an older one)."""
+    config = Config(hub_url="http://127.0.0.1:9", hub_token="t" * 43, interval=1.0)
+    link = Link(config, {"hostname": "x"})
+    monkeypatch.setattr(link.sio, "emit", lambda *args, **kwargs: None)
+    link.add("metrics", {"ts": 1.0, "seq": 1})
+    assert "mono" not in link._next_batch()[0]  # not asked yet: an older hub
+    link._on_clock({"ts": 1.0})
+    link._on_connect()
+    assert "mono" in link._next_batch()[0]
+    link._on_disconnect("transport close")
+    assert "mono" not in link._next_batch()[0]

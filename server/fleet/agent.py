@@ -190,12 +190,15 @@ class Link:
         self.sio.emit("static", self.static, namespace=NAMESPACE)
         with self._lock:
             self.sent = self.acked  # what the hub did not acknowledge goes again
-            self._hub_places = False  # until this hub asks for our clocks
         self._connected.set()
         self._wake.set()
 
     def _on_disconnect(self, reason: Any = None) -> None:
         self._connected.clear()
+        # The next hub may be an older one: no `mono` until it asks for our clocks. Not
+        # at connect: the hub asks at once, and its ask can be handled before our
+        # connect handler (samples then went without `mono` until the next ask, 30 s).
+        self._hub_places = False
         log.warning("lost the hub (%s); buffering and reconnecting", reason)
 
     def _on_connect_error(self, data: Any = None) -> None:
