@@ -1,6 +1,6 @@
 // The dashboard page: receives `static`, `history` and `metrics` over
 // Socket.IO and draws them. No request leaves the server it came from.
-import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, shared, testing } from "./common.js";
+import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, shared, testing, cell } from "./common.js";
 import { Columns } from "./columns.js";
 import { Charts, declaredCharts } from "./charts.js";
 import { showContainers, setUpContainers } from "./containers.js";
@@ -40,14 +40,6 @@ function setText(id, text) {
 function setMeter(id, p) {
   const el = $(id);
   if (el) el.style.width = (num(p) ? p : 0) + "%";
-}
-
-function cell(row, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  row.appendChild(td);
-  return td;
 }
 
 // ---------------------------------------------------------------- charts

@@ -34,6 +34,15 @@ export function duration(seconds) {
   return d > 0 ? d + "d " + hms : hms;
 }
 
+// A table cell with its text (never HTML: names come from hosts and engines).
+export function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+  return td;
+}
+
 // ---------------------------------------------------------------- look
 
 // The colours live in style.css alone (light and dark); script reads them there.

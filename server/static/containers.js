@@ -1,7 +1,7 @@
 // The host page's Containers panel: what runs on the host, from each sample's
 // `containers` table (docs/contract.md, "Containers"). Sortable; grouped by
 // Compose project; the busiest SHOWN first and the rest one click away.
-import { $, num, bytes, rate, pct } from "./common.js";
+import { $, num, bytes, rate, pct, cell } from "./common.js";
 
 const SHOWN = 15;
 const panel = { sortKey: "cpu_percent", all: false, last: null };
@@ -33,14 +33,6 @@ function meterCell(row, text, share, cls) {
   meter.appendChild(fill);
   td.append(label, meter);
   row.appendChild(td);
-}
-
-function textCell(row, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  row.appendChild(td);
-  return td;
 }
 
 function draw() {
@@ -76,15 +68,15 @@ function draw() {
     for (const c of rows) {
       const row = document.createElement("tr");
       row.dataset.name = c.name;
-      const name = textCell(row, c.name, "name");
+      const name = cell(row, c.name, "name");
       name.title = (c.image || "") + (c.service ? " · service " + c.service : "");
       const [state, cls] = stateOf(c);
-      textCell(row, state, "state " + cls);
+      cell(row, state, "state " + cls);
       meterCell(row, pct(c.cpu_percent), c.cpu_percent);
       const memory = num(c.memory_limit) ? bytes(c.memory_used) + " / " + bytes(c.memory_limit) : bytes(c.memory_used);
       meterCell(row, memory, num(c.memory_limit) && num(c.memory_used) ? (100 * c.memory_used) / c.memory_limit : null);
-      textCell(row, rate(c.rx_bps) + " / " + rate(c.tx_bps), "num wide");
-      textCell(row, num(c.restarts) ? String(c.restarts) : "–", "num");
+      cell(row, rate(c.rx_bps) + " / " + rate(c.tx_bps), "num wide");
+      cell(row, num(c.restarts) ? String(c.restarts) : "–", "num");
       body.appendChild(row);
     }
   }
