@@ -67,10 +67,6 @@ class Throttle:
         window[1] += 1
         return Turn(held_before, first=window[1] == 1)
 
-    def forget(self, key: Hashable) -> None:
-        """The next event of `key` passes at once (a failure that ended, say)."""
-        self._windows.pop(key, None)
-
 
 class Turn(NamedTuple):
     held: int  # events of this key held back in its window before this one
@@ -96,9 +92,6 @@ class LogThrottle:
             line = f"{line} ({turn.held} more like it not shown)"
         self.logger.log(level, line, *args, exc_info=exc_info)
         return True
-
-    def forget(self, key: Hashable) -> None:
-        self.throttle.forget(key)
 
 
 class RateLimitFilter(logging.Filter):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from server.alerts.settings import (
@@ -225,7 +225,7 @@ class AlertEngine:
         self._restarts: dict[str, deque[tuple[float, int]]] = {}  # container -> (ts, restarts)
 
     def _item_rule(
-        self, kind: str, item: str, present: set[str], limit: int, what: str
+        self, kind: str, item: str, present: Container[str], limit: int, what: str
     ) -> ThresholdRule | None:
         """The rule `kind` of one item (a mount, a container); None past `limit` rules of
         that kind (the host is over its budget).
@@ -280,7 +280,7 @@ class AlertEngine:
         for name, container in listed.items():
             values = self._container_values(container, now)
             for kind in kinds:
-                rule = self._item_rule(kind, name, set(listed), MAX_CONTAINER_RULES // 3,
+                rule = self._item_rule(kind, name, listed, MAX_CONTAINER_RULES // 3,
                                        "containers")  # fmt: skip
                 if rule is not None and kind in values:
                     changes.append(rule.evaluate(values[kind], now))
