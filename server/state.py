@@ -60,7 +60,7 @@ class DashboardState:
             return {}
         interval = self.config.interval
         return {
-            "history-writer": (self.store.loop_at, 3 * self.store.batch_seconds + 10),
+            "history-writer": (self.store.loop.ran_at, 3 * self.store.batch_seconds + 10),
             "fleet-judge": (self.judged_at, max(10 * interval, 10)),
         }
 

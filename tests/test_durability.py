@@ -359,7 +359,7 @@ def test_a_stopped_background_loop_makes_healthz_degraded(tmp_path: Path) -> Non
     assert body["status"] == "degraded"
     assert any("history-writer" in p for p in body["degraded"])
     assert any("fleet-judge" in p for p in body["degraded"])
-    state.store.loop_at = state.judged_at = time.monotonic()
+    state.store.loop.ran_at = state.judged_at = time.monotonic()
     assert client.get("/healthz").get_json()["status"] == "ok"
     ages = client.get("/metrics").get_data(as_text=True)
     assert 'dashboard_loop_last_run_age_seconds{loop="history-writer"}' in ages

@@ -177,7 +177,6 @@ class HistoryStore:
         self.failure: str | None = None  # why writes fail now; None while they work
         self.failing_since: float | None = None
         self.write_failures = 0
-        self.loop_at: float | None = None  # time.monotonic() the writer loop last went round
 
     # ---- opening, with a corrupt file moved aside
 
@@ -284,8 +283,6 @@ class HistoryStore:
         except Exception:
             self.write_failures += 1
             raise
-        finally:
-            self.loop_at = time.monotonic()
 
     def flush(self) -> None:
         """Write what is pending in one transaction; say why not, and keep what must be kept."""
