@@ -14,7 +14,12 @@ from typing import Any
 
 from server.alerts.settings import AlertSettings, AlertSettingsError, parse_settings
 from server.declare import Parser, boolean, declared, integer, number, setting
-from server.firehose.settings import LogSource, parse_log_sources, parse_patterns
+from server.firehose.settings import (
+    LogSource,
+    container_engine,
+    parse_log_sources,
+    parse_patterns,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASYNC_MODES = ("eventlet", "threading")
@@ -222,8 +227,9 @@ class Config:
     log_sources: tuple[LogSource, ...] = setting(
         (),
         parse_log_sources,
-        "named logs for the firehose: name = path, glob or journald[:unit,...];"
-        " the app log is one (in the environment: name=spec;name=spec)",
+        "named logs for the firehose: name = path, glob, journald[:unit,...],"
+        " docker:NAME or compose:PROJECT; the app log is one"
+        " (in the environment: name=spec;name=spec)",
     )
     firehose_lines_per_second: int = setting(
         200, integer(1, 100_000), "lines a second per log source; above, dropped with a marker"
@@ -361,6 +367,10 @@ def load(
             ) from None
     config = Config(**values)
     _check_exposure(config)
+    try:  # a container's output needs an engine to read it from
+        container_engine(config.log_sources, config.containers)
+    except ValueError as exc:
+        raise ConfigError(f"setting 'log_sources': {exc}") from None
     if (config.role == "all") != (not config.message_queue):
         raise ConfigError(
             "setting 'role'/'message_queue': role core and role web need a message_queue, "

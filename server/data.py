@@ -3,7 +3,8 @@
 StaticData: the host's facts, read once at start (sampling/host.py).
 DynamicData: one JSON-ready sample a tick, the parts of its list of
 collectors (one module each under sampling/: cpu, memory, disks, counters,
-load, processes) plus `ts`. How a collector reads, fails and logs is
+load, processes; containers, sensors and gpu where the machine has them)
+plus `ts`. How a collector reads, fails and logs is
 declared once, in sampling/collector.py. OwnUsage: this server process's
 own cost.
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from server.sampling import host
+from server.sampling import gpu, host, sensors
 from server.sampling.collector import Collector, FailureLog
 from server.sampling.counters import DiskIO, Net
 from server.sampling.cpu import Cpu
@@ -97,6 +98,11 @@ class DynamicData:
 
             cores = psutil.cpu_count(logical=True) or 1
             self.collectors.append(Containers(Engine(socket_path), cores))
+        # Sensors and GPUs: only where the machine has some, found once, here (no
+        # collector, no thread and no key of the sample where it has none).
+        for found in (sensors.find(), gpu.find()):
+            if found is not None:
+                self.collectors.append(found)
         # A collector that waits on work its begin() started is read last.
         self._read_order = sorted(self.collectors, key=lambda c: c.waits)
 

@@ -144,10 +144,45 @@ def test_containers_are_seen_on_the_socket_in_metrics_and_on_the_page(
             "([...document.querySelectorAll('#containers tr[data-name]')].map(r => r.dataset.name))"
         )
         assert names == sorted(names)
+
+        # History: each container's CPU and memory in the store's 10 s tier (a bucket
+        # is written once the next has begun, within a 5 s commit).
+        def kept(name: str) -> dict[str, Any] | None:
+            url = f"{server.url}/api/containers/{name}/history?seconds=900"
+            body: dict[str, Any] = requests.get(url, timeout=5).json()
+            return body if body["ts"] else None
+
+        burned = wait_until(lambda: kept("burn"), timeout=30, what="burn's history")
+        assert burned["step"] == 10 and all(ts % 10 == 0 for ts in burned["ts"])
+        assert max(burned["cpu_percent_max"]) > 0.5 * HALF_A_CORE
+        filled = wait_until(lambda: kept("fill"), timeout=30, what="fill's history")
+        assert max(filled["memory_used_max"]) > 32 * MiB
+        # The page: a sparkline a row, and the name opens the container's chart.
+        spark = browser.wait_for(
+            "(p => p && p.split(' ').length >= 3 && p)(document.querySelector("
+            "'#containers tr[data-name=burn] svg.spark polyline').getAttribute('points'))"
+        )
+        assert all(0 <= float(xy.split(",")[1]) <= 20 for xy in spark.split(" "))
+        browser.evaluate(
+            "document.querySelector('#containers tr[data-name=burn] button.open-chart').click()"
+        )
+        points = browser.wait_for(
+            "(b => !b.hidden && Number(b.dataset.points) >= 1 && Number(b.dataset.points))"
+            "(document.getElementById('container-chart'))"
+        )
+        assert points >= len(burned["ts"])
+        title = browser.evaluate("document.getElementById('container-chart-title').textContent")
+        assert title == "burn: CPU and memory, last 15 min"
+        grown = browser.wait_for(  # the live samples carry it on
+            f"(c => c && c.data[0].length > {points} && c.data[0].length)(window.__containerChart)"
+        )
+        assert grown > points
         assert browser.console_errors() == []
-        # A container removed is gone from the next list (the events stream says so).
+        # A container removed is gone from the next list (the events stream says so);
+        # its history stays until it ages out.
         docker.cli("rm", "-f", "burn")
         wait_until(lambda: item(page, "burn") is None, timeout=10, what="burn gone")
+        assert kept("burn") is not None
     finally:
         page.close()
         server.stop()

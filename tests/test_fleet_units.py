@@ -22,8 +22,10 @@ from server.config import Config
 from server.fleet.agent import Link
 from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import sample_problem
+from server.fleet.protocol import MAX_MESSAGE
 from server.fleet.tokens import AgentTokens
 from server.state import current_state
+from server.wire import compact_json
 from testkit.serverproc import run_server_command
 from testkit.wait import wait_until
 
@@ -298,3 +300,24 @@ def test_the_hubs_clock_ask_before_the_connect_handler_still_counts(
     assert "mono" in link._next_batch()[0]
     link._on_disconnect("transport close")
     assert "mono" not in link._next_batch()[0]
+
+
+def test_a_replay_of_big_samples_comes_in_batches_that_fit_one_message() -> None:
+    """Samples with sensors (~3 KB each here) after an outage: fewer than MAX_BATCH a
+    batch, each within one message; the newest's container table in a batch of its own
+    size, never past the cap."""
+    config = Config(hub_url="http://127.0.0.1:9", hub_token="t" * 43, interval=1.0)
+    link = Link(config, {"hostname": "x"})
+    sensors = {"temperatures": [{"sensor": "coretemp", "label": f"Core {k}", "current": 50.0,
+                                 "high": 80.0, "critical": 100.0} for k in range(32)]}  # fmt: skip
+    for i in range(60):
+        link.add("metrics", {"ts": 1000.0 + i, "seq": i + 1, "sensors": sensors})
+    rows = [{"name": f"c{k:03d}", "state": "running", "image": "x" * 200} for k in range(200)]
+    link.buffer[-1]["containers"] = {"running": 200, "unhealthy": 0, "stopped": 0, "items": rows}
+    sent: list[int] = []
+    while link.buffer:
+        batch = link._next_batch()
+        assert len(compact_json(batch)) <= MAX_MESSAGE - 1024
+        sent += [s["seq"] for s in batch]
+        link._answered(batch, {"ts": batch[-1]["ts"], "seq": batch[-1]["seq"]})
+    assert sent == list(range(1, 61))  # all of them, in order, each once

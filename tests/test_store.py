@@ -180,7 +180,7 @@ def test_writer_loop_survives_a_failing_flush(tmp_path: Path) -> None:
     store = make_store(tmp_path, clock, batch_seconds=0.05)
     calls = []
 
-    def broken() -> None:
+    def broken(final: bool = False) -> None:
         calls.append(1)
         raise RuntimeError("a bug in one batch")
 

@@ -13,10 +13,13 @@ from typing import Any
 
 from server.alerts.settings import (
     CONTAINER_RULES,
+    NO_LEVEL,
     RESTART_WINDOW,
+    TEMPERATURE_RULES,
     AlertSettings,
     AnomalySettings,
 )
+from server.sampling.sensors import LOWEST, MAX_TEMPERATURES
 from server.series import WATCHED, Levels, lookup
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
@@ -193,6 +196,7 @@ def _values(sample: Sample, cores: int) -> dict[str, float | None]:
 
 MAX_DISK_RULES = 64  # mounts watched per host (a sample carries at most 64)
 MAX_CONTAINER_RULES = 3 * 200  # three rules for each container a sample lists
+ITEM_RULES = frozenset({"disk", *CONTAINER_RULES, *TEMPERATURE_RULES})  # a rule per item
 
 
 class AlertEngine:
@@ -213,7 +217,7 @@ class AlertEngine:
         self._anomalies: list[AnomalyRule] = []
         if settings.enabled:
             for name, thresholds in settings.rules.items():
-                if name != "disk" and name not in CONTAINER_RULES and name not in self._off:
+                if name not in ITEM_RULES and name not in self._off:
                     self._rules[name] = ThresholdRule(name, WATCHED[name].metric, thresholds)
             if settings.anomaly is not None:
                 self._anomalies = [
@@ -294,6 +298,52 @@ class AlertEngine:
                     self._restarts.pop(name, None)
         return changes
 
+    def _temperature_levels(self, high: Any, critical: Any) -> Levels | None:
+        """A sensor's levels: its own, or the rule's where lower (or it has none), with
+        the rule's gaps and hold times; None where it has neither (not judged)."""
+        base = self.settings.rules["temperature"]
+        own_high = high if isinstance(high, int | float) else NO_LEVEL
+        own_critical = critical if isinstance(critical, int | float) else NO_LEVEL
+        top = min(own_critical, base.critical)
+        warning = min(own_high, base.warning, top)  # a chip's high above its critical: at it
+        if warning >= NO_LEVEL:
+            return None
+        return Levels(
+            warning,
+            top,
+            warning - (base.warning - base.warning_clear),
+            top - (base.critical - base.critical_clear),
+            base.for_seconds,
+            base.clear_seconds,
+        )
+
+    def _temperatures(self, sample: Sample, now: float) -> list[Alert | None]:
+        part = sample.get("sensors")
+        if "temperature" in self._off or not isinstance(part, Mapping):
+            return []  # no sensors, or they do not answer: judge nothing
+        listed: dict[str, tuple[Any, Levels]] = {}
+        for sensor in part.get("temperatures") or []:
+            if isinstance(sensor, Mapping):
+                levels = self._temperature_levels(sensor.get("high"), sensor.get("critical"))
+                name = f"{sensor['sensor']}/{sensor['label']}"
+                if levels is not None:
+                    listed[name] = (sensor.get("current"), levels)
+        changes: list[Alert | None] = []
+        for name, (current, levels) in listed.items():
+            rule = self._item_rule("temperature", name, listed, MAX_TEMPERATURES, "temperatures")
+            if rule is not None:
+                if rule.t != levels:  # its own levels, which rediscovery may change
+                    rule.t = levels
+                changes.append(rule.evaluate(current, now))
+        # A sensor no longer listed (gone, or without a level now): its alert resolves.
+        for rule_name, rule in list(self._rules.items()):
+            kind, _, name = rule_name.partition(":")
+            if kind == "temperature" and name not in listed:
+                changes.append(rule.evaluate(LOWEST, now))
+                if rule.level == OK:
+                    del self._rules[rule_name]
+        return changes
+
     def evaluate(self, sample: Sample, now: float | None = None) -> list[Alert]:
         """The changes this sample makes; hold times count on `now` (the hub's clock for
         an agent's sample), or on the sample's own time."""
@@ -313,6 +363,7 @@ class AlertEngine:
         for anomaly in self._anomalies:
             changes.append(anomaly.evaluate(values[anomaly.metric], now))
         changes += self._containers(sample, now)
+        changes += self._temperatures(sample, now)
         alerts = [a for a in changes if a is not None]
         for alert in alerts:
             self.record(alert)

@@ -85,9 +85,22 @@ CONTAINER_RULES: dict[str, Levels] = {
 }
 RESTART_WINDOW = 600.0  # seconds
 
+# The rule judged on each temperature a sample lists (server/sampling/sensors.py), a
+# rule per sensor as a disk's. Its levels are the sensor's own, `high` and `critical`:
+# the kernel knows where each part gets too hot, and no one number fits a CPU, a drive
+# and a board. The rule's `warning` and `critical` are ceilings: a sensor warns at the
+# lower of its own high level and `warning` (NO_LEVEL, the default: at its own alone;
+# a sensor with no level of its own and none set is not judged). Each clear level is
+# the rule's gap (5 °C by default) below its level.
+NO_LEVEL = 1000.0  # °C: the top of what a sensor may read (sensors.HIGHEST)
+TEMPERATURE_RULES: dict[str, Levels] = {
+    "temperature": Levels(NO_LEVEL, NO_LEVEL, NO_LEVEL - 5, NO_LEVEL - 5, 30, 30),
+}
+
 DEFAULTS: dict[str, Levels] = {
     **{rule: series.levels for rule, series in WATCHED.items() if series.levels is not None},
     **CONTAINER_RULES,
+    **TEMPERATURE_RULES,
 }
 _THRESHOLD_KEYS = {
     "warning",

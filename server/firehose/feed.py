@@ -1,7 +1,8 @@
 """This host's log sources, each followed only while a page watches it.
 
-Every call here stats and reads files: the hub and the agent call them in a
-pool thread (run_blocking), never on the event loop.
+Every call here stats and reads files, or asks the container engine: the hub
+and the agent call them in a pool thread (run_blocking), never on the event
+loop.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from server.firehose.follow import RateCap, Redactor, shape
-from server.firehose.sources import FileSource, JournalSource, LogSource, open_source
+from server.firehose.sources import LogSource, Source, open_source
 
 Line = dict[str, object]  # {"ts": epoch seconds, "text": str}
 BACKLOG_LINES = 200
@@ -25,12 +26,14 @@ class LocalFeed:
         lines_per_second: int,
         redact: Redactor,
         clock: Callable[[], float] = time.monotonic,
+        engine: str | None = None,
     ) -> None:
         self.sources = {s.name: s for s in sources}
+        self.engine = engine  # the container engine's socket, for docker:/compose: sources
         self.lines_per_second = lines_per_second
         self._redact = redact
         self._clock = clock
-        self._open: dict[str, FileSource | JournalSource] = {}
+        self._open: dict[str, Source] = {}
         self._caps: dict[str, RateCap] = {}
         self._said: dict[str, str | None] = {}  # the problem each source's page was told
 
@@ -51,7 +54,7 @@ class LocalFeed:
             self._said.pop(name, None)
         backlogs: dict[str, list[Line]] = {}
         for name in wanted - set(self._open):
-            source = open_source(self.sources[name])
+            source = open_source(self.sources[name], self.engine)
             self._open[name] = source
             self._caps[name] = RateCap(self.lines_per_second, self._clock)
             now = time.time()

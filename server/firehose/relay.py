@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from server.blocking import run_blocking
+from server.config import ConfigError
 from server.firehose.feed import BACKLOG_LINES, Line, LocalFeed
 from server.firehose.follow import RateCap, Redactor
-from server.firehose.sources import with_app_log
+from server.firehose.sources import container_engine, with_app_log
 from server.loops import DONE, BackgroundLoop
 
 log = logging.getLogger("dashboard.firehose")
@@ -174,6 +175,12 @@ class Firehose:
 
 
 def local_feed(config: Any) -> LocalFeed:
-    """This host's feed, from the settings (the app log is a source)."""
+    """This host's feed, from the settings (the app log is a source). A container
+    source with no engine to read it from stops the process here, at start."""
     sources = with_app_log(config.log_sources, config.log_dir)
-    return LocalFeed(sources, config.firehose_lines_per_second, Redactor(config.firehose_redact))
+    try:
+        engine = container_engine(sources, config.containers)
+    except ValueError as exc:
+        raise ConfigError(f"setting 'log_sources': {exc}") from None
+    return LocalFeed(sources, config.firehose_lines_per_second,
+                     Redactor(config.firehose_redact), engine=engine)  # fmt: skip

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from server.firehose.sources import LogSource, parse_log_sources
+from server.firehose.sources import LogSource, container_engine, parse_log_sources
 
-__all__ = ["LogSource", "parse_log_sources", "parse_patterns"]
+__all__ = ["LogSource", "container_engine", "parse_log_sources", "parse_patterns"]
 
 
 def parse_patterns(raw: Any) -> tuple[str, ...]:

@@ -1,9 +1,12 @@
 """Log sources: the `log_sources` setting, and following one source.
 
 A source is a name and what it follows: an absolute file path, a glob of
-them, or `journald` (optionally `journald:unit,unit`). Only listed files are
-ever opened: a page names a source, never a path. The app's own log is a
-source (`dashboard`) unless the setting names another `dashboard`.
+them, `journald` (optionally `journald:unit,unit`), a container's output
+(`docker:NAME`) or that of every container of a Compose project
+(`compose:PROJECT`; server/firehose/containers.py). Only listed files and
+containers are ever read: a page names a source, never a path or a container.
+The app's own log is a source (`dashboard`) unless the setting names another
+`dashboard`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from server.firehose.follow import FileFollower, Lines, last_lines
 
@@ -25,23 +28,43 @@ NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,32}\Z")  # \Z: "$" would let a newline en
 MAX_SOURCES = 32
 MAX_FILES = 64  # files one glob may follow
 GLOB_EVERY = 5.0  # seconds between looks for new files matching a glob
+# Docker's rule for a container's name, and Compose's for a project's: checked at
+# start, so a typo is not a source that waits forever.
+CONTAINER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{1,127}\Z")
+PROJECT = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,127}\Z")
 
 
 @dataclasses.dataclass(frozen=True)
 class LogSource:
     name: str
-    spec: str  # a path, a glob, or journald[:units]
+    spec: str  # a path, a glob, journald[:units], docker:NAME or compose:PROJECT
 
     @property
     def journald(self) -> bool:
         return self.spec == "journald" or self.spec.startswith("journald:")
 
+    @property
+    def container(self) -> bool:
+        """Read from the container engine: docker:NAME or compose:PROJECT."""
+        return self.spec.startswith(("docker:", "compose:"))
+
+
+class Source(Protocol):
+    """What the feed follows for one LogSource while it is watched."""
+
+    @property
+    def problem(self) -> str | None: ...  # why it cannot be read now (None: it can)
+
+    def backlog(self, count: int) -> list[bytes]: ...
+    def poll(self) -> list[bytes]: ...
+    def close(self) -> None: ...
+
 
 def parse_log_sources(raw: Any) -> tuple[LogSource, ...]:
     """A TOML table (name = "spec") or, in the environment, "name=spec;name=spec"."""
     accepts = (
-        'named sources: a table of name = "/absolute/path", a glob or "journald[:unit,...]"'
-        " (in the environment: name=spec;name=spec)"
+        'named sources: a table of name = "/absolute/path", a glob, "journald[:unit,...]",'
+        ' "docker:CONTAINER" or "compose:PROJECT" (in the environment: name=spec;name=spec)'
     )
     if isinstance(raw, str):
         pairs = [part.partition("=") for part in raw.split(";") if part.strip()]
@@ -61,10 +84,34 @@ def parse_log_sources(raw: Any) -> tuple[LogSource, ...]:
         if not isinstance(spec, str) or not spec.strip():
             raise ValueError(f"{accepts} (source {name!r} is empty)")
         spec = spec.strip()
-        if not (spec == "journald" or spec.startswith("journald:") or os.path.isabs(spec)):
+        kind, _, target = spec.partition(":")
+        if kind == "docker" and not CONTAINER.match(target):
+            raise ValueError(f"{accepts} (source {name!r}: {target!r} is not a container name)")
+        if kind == "compose" and not PROJECT.match(target):
+            raise ValueError(f"{accepts} (source {name!r}: {target!r} is not a project name)")
+        if not (kind in ("journald", "docker", "compose") or os.path.isabs(spec)):
             raise ValueError(f"{accepts} (source {name!r}: {spec!r} is not an absolute path)")
         sources.append(LogSource(name, spec))
     return tuple(sources)
+
+
+def container_engine(sources: Sequence[LogSource], containers: str) -> str | None:
+    """The engine socket the container sources are read from (None: there are none).
+    ValueError if one is listed and the `containers` setting finds no engine: the
+    process stops at start rather than follow what it never can."""
+    listed = [s for s in sources if s.container]
+    if not listed:
+        return None
+    from server.sampling.engine import find_socket  # loaded only where a source needs it
+
+    found = find_socket(containers)
+    if found is None:
+        where = "is off" if containers == "off" else "finds no Docker or Podman socket"
+        raise ValueError(
+            f"source {listed[0].name!r} ({listed[0].spec}) reads a container's output,"
+            f" but the containers setting {where}"
+        )
+    return found
 
 
 def with_app_log(sources: Sequence[LogSource], log_dir: str) -> tuple[LogSource, ...]:
@@ -168,5 +215,10 @@ class JournalSource:
             self._proc = None
 
 
-def open_source(source: LogSource) -> FileSource | JournalSource:
+def open_source(source: LogSource, engine: str | None = None) -> Source:
+    """What follows `source`; a container source reads from the engine at `engine`."""
+    if source.container:
+        from server.firehose.containers import ContainerSource  # it imports this module
+
+        return ContainerSource(source, engine)
     return JournalSource(source) if source.journald else FileSource(source)

@@ -36,7 +36,7 @@ from server import __version__
 from server.config import Config, ConfigError
 from server.data import DynamicData, StaticData
 from server.firehose.relay import local_feed
-from server.fleet.protocol import MAX_BATCH, MAX_CONTAINER_BYTES, NAMESPACE
+from server.fleet.protocol import BATCH_BYTES, MAX_BATCH, MAX_CONTAINER_BYTES, NAMESPACE
 from server.logs import LogThrottle
 from server.loops import DONE, BackgroundLoop
 from server.wire import compact_json
@@ -48,6 +48,17 @@ RETRY_FIRST = 1.0  # seconds before a refused batch goes again; doubles to RETRY
 RETRY_MAX = 15.0
 
 Sample = dict[str, Any]
+
+
+def within_bytes(batch: list[Sample]) -> list[Sample]:
+    """The oldest samples of `batch` that fit one message (at least one: a sample
+    alone fits, its container table trimmed); the rest go in the next batch."""
+    size = 0
+    for count, sample in enumerate(batch):
+        size += len(compact_json(sample)) + 1
+        if size > BATCH_BYTES and count > 0:
+            return batch[:count]
+    return batch
 
 
 def fitted(table: dict[str, Any]) -> dict[str, Any]:
@@ -237,7 +248,7 @@ class Link:
             batch[-1] = {**batch[-1], "containers": fitted(batch[-1]["containers"])}
         if not self._hub_places:  # not asked for our clocks (yet): an older hub
             batch = [{k: v for k, v in s.items() if k != "mono"} for s in batch]
-        return batch
+        return within_bytes(batch)
 
     def _answered(self, batch: list[Sample], answer: Any) -> float:
         """Take the hub's answer; seconds to wait before sending these again, or 0."""

@@ -5,3 +5,6 @@ MAX_BATCH = 60  # samples in one `samples` message (a replay comes in batches)
 MAX_MESSAGE = 96 * 1024  # bytes of one message (Engine.IO closes a link past it)
 # The newest sample's container table is trimmed (least busy rows first) to this.
 MAX_CONTAINER_BYTES = 64 * 1024
+# What one batch's samples may take: the rest of MAX_MESSAGE is the frame's. A replay
+# of samples with sensors (or the newest's container table) comes in fewer a batch.
+BATCH_BYTES = MAX_MESSAGE - 4 * 1024

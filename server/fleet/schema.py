@@ -25,6 +25,10 @@ from server.firehose.sources import MAX_SOURCES
 from server.firehose.sources import NAME as SOURCE  # a log source's name
 from server.fleet.tokens import NAME  # a host id, as add-agent takes it
 from server.sampling.containers import MAX_ITEMS as MAX_CONTAINERS
+from server.sampling.gpu import MAX_GPUS, MAX_WATTS
+from server.sampling.gpu import NAME_LENGTH as GPU_NAME
+from server.sampling.sensors import HIGHEST, LOWEST, MAX_FANS, MAX_RPM, MAX_TEMPERATURES
+from server.sampling.sensors import NAME_LENGTH as SENSOR_NAME
 
 INT64 = 2**63
 # No control characters and no line breaks of any kind (they would forge log lines).
@@ -254,6 +258,60 @@ CONTAINERS = Table(
         "items": ListOf(CONTAINER, MAX_CONTAINERS),
     }
 )
+# Sensors and GPUs (server/sampling/sensors.py, gpu.py): °C within what a sensor
+# may read, names as the kernel and the drivers give them.
+CELSIUS = Number(LOWEST, HIGHEST)
+SENSORS = Table(
+    {
+        "temperatures": ListOf(
+            Table(
+                {
+                    "sensor": Text(SENSOR_NAME, null=False),
+                    "label": Text(SENSOR_NAME, null=False),
+                    "current": CELSIUS,
+                    "high": CELSIUS,
+                    "critical": CELSIUS,
+                },
+                null=False,
+            ),
+            MAX_TEMPERATURES,
+            null=False,
+        ),
+        "fans": ListOf(
+            Table(
+                {
+                    "sensor": Text(SENSOR_NAME, null=False),
+                    "label": Text(SENSOR_NAME, null=False),
+                    "rpm": Number(0, MAX_RPM, integer=True),
+                },
+                null=False,
+            ),
+            MAX_FANS,
+            null=False,
+        ),
+        "battery": Table(
+            {
+                "percent": PERCENT,
+                "plugged": Flag(),
+                "seconds_left": Number(0, 2**31, integer=True),
+            }
+        ),
+    }
+)
+GPU = Table(
+    {
+        "index": Number(0, 2 * MAX_GPUS, integer=True, null=False),
+        "name": Text(GPU_NAME, null=False),
+        "vendor": Text(16),
+        "utilization_percent": PERCENT,
+        "memory_used": BYTES,
+        "memory_total": BYTES,
+        "temperature": CELSIUS,
+        "power": Number(0, MAX_WATTS),
+        "suspended": Flag(),
+    },
+    null=False,
+)
 
 SAMPLE = Table(
     {
@@ -297,6 +355,8 @@ SAMPLE = Table(
             MAX_PROCESSES,
         ),
         "containers": CONTAINERS,
+        "sensors": SENSORS,
+        "gpus": ListOf(GPU, MAX_GPUS),
     },
     null=False,
 )

@@ -29,9 +29,12 @@ Sample = dict[str, Any]
 
 FORMATS = ("rows", "columns")
 # Tables of the moment, not series: left out of the history (server/history/ring.py).
-# `containers` too, for now: up to 200 rows a sample would swamp the ring and the
-# raw tier; per-container series get tiers of their own (issue #30, next).
-MOMENT_KEYS = frozenset({"processes", "server", "clock_offset", "clock_note", "containers"})
+# `containers`, `sensors` and `gpus` too: up to 200 rows (or 48 sensors) a sample
+# would swamp the ring and the raw tier. Each container's CPU and memory have
+# tiers of their own (server/history/entities.py).
+MOMENT_KEYS = frozenset(
+    {"processes", "server", "clock_offset", "clock_note", "containers", "sensors", "gpus"}
+)
 LEFT_OUT = frozenset({"ts", "seq"}) | MOMENT_KEYS
 _MISSING = object()  # a sample without this key (null in the answer)
 

@@ -22,6 +22,9 @@ When the disk cannot take a write (full, I/O error, read-only, locked), the
 store says so (`failure`), refuses tickets (the agents keep their samples and
 send them again), keeps this host's own samples in memory (as many as its
 ring holds) and writes them when a later try succeeds.
+
+Each container's CPU and memory go into tiers of their own (entities.py),
+summed from the samples' container tables as they are written.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from typing import Any
 
 from server.blocking import Signal, run_blocking
 from server.history.columns import to_columns
+from server.history.entities import ROW_BYTES, ContainerSeries, as_columns, read_sql
+from server.history.entities import schema as container_schema
 from server.history.ring import history_view
 from server.history.tiers import (
     COLUMNS,
@@ -82,6 +87,10 @@ REPLAY_SLACK = 5.0
 # Of history_max_mb, what the agents' raw samples may hold together, in equal
 # shares: the rest is the hub's own host's and the downsampled tiers'.
 AGENTS_SHARE = 0.6
+# Container rows are many (a row a container a bucket): they age out less often.
+CONTAINERS_RETAIN_EVERY = 600.0
+# Samples whose container tables wait for the writer: ten minutes of 16 hosts.
+MAX_CONTAINER_TABLES = 10_000
 
 
 class Ticket:
@@ -166,6 +175,11 @@ class HistoryStore:
         self._refused: dict[str, str] = {}  # hosts a transaction left out, and why
         self.host_bytes: dict[str, int] = {}  # bytes of raw samples each host keeps
         self._pending: deque[tuple[str, Sample, Ticket | None]] = deque()
+        # Container tables, summed by the writer (never in the tick: the pool thread
+        # that writes them reads the buckets).
+        self._tables: deque[tuple[str, float, list[Any]]] = deque(maxlen=MAX_CONTAINER_TABLES)
+        self.containers = ContainerSeries()
+        self._containers_retained = 0.0
         self._hurry = threading.Event()  # a ticket waits: commit within ack_window
         self._db: sqlite3.Connection | None = None
         self._fold_from: dict[tuple[str, int], float] = {}  # (host, step) -> first unfolded
@@ -213,6 +227,8 @@ class HistoryStore:
                         "SELECT min(ts) FROM raw WHERE host = ?", (host,)
                     ).fetchone()[0]
                     self._fold_from[host, step] = math.floor(first / step) * step
+        for host, rows in self.containers.count(self._db).items():
+            self.host_bytes[host] = self.host_bytes.get(host, 0) + rows * ROW_BYTES
 
     def _connect_checked(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -226,7 +242,7 @@ class HistoryStore:
             if result != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {result}")
             migrate(db, self.local_host)
-            db.executescript(schema())
+            db.executescript(schema() + container_schema())
         except sqlite3.DatabaseError:
             db.close()
             raise
@@ -250,7 +266,11 @@ class HistoryStore:
         for its host with the same seq within REPLAY_SLACK of its time (an
         agent's replay) is left as it was. With a ticket, the writer commits soon and resolves it.
         """
-        self._pending.append((host or self.local_host, history_view(sample), ticket))
+        host = host or self.local_host
+        self._pending.append((host, history_view(sample), ticket))
+        table = sample.get("containers")
+        if isinstance(table, dict) and isinstance(table.get("items"), list):
+            self._tables.append((host, sample["ts"], table["items"]))
         if ticket is not None:
             self._hurry.set()
 
@@ -266,7 +286,7 @@ class HistoryStore:
         self.loop.stopping.set()
         self._hurry.set()
         self.loop.stop(timeout)
-        self.flush()
+        self.flush(final=True)
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -284,14 +304,19 @@ class HistoryStore:
             self.write_failures += 1
             raise
 
-    def flush(self) -> None:
-        """Write what is pending in one transaction; say why not, and keep what must be kept."""
+    def flush(self, final: bool = False) -> None:
+        """Write what is pending in one transaction; say why not, and keep what must be kept.
+        Then the container buckets that are over (`final`: all of them)."""
         batch = [self._pending.popleft() for _ in range(len(self._pending))]
         if self._db is None:
             for _host, _sample, ticket in batch:
                 if ticket is not None:
                     ticket.resolve("the store is closed")
             return
+        self._write_samples(batch)
+        self._write_containers(final)
+
+    def _write_samples(self, batch: list[tuple[str, Sample, Ticket | None]]) -> None:
         now = self._clock()
         # Retention in its own transaction: a database at its cap frees rows before the insert.
         due = now - self._last_retention >= 60
@@ -304,6 +329,31 @@ class HistoryStore:
             self._disk_failed(batch, str(disk_trouble(error)))
         else:  # the data: write each host's part alone, so one bad sample spoils only its own
             self._write_apart(batch, error)
+
+    def _write_containers(self, everything: bool) -> None:
+        """The container buckets that are over, in a transaction of their own (about one
+        every 10 s); kept for the next try while the disk refuses them."""
+        while self._tables:
+            self.containers.add(*self._tables.popleft())
+        due = self.containers.due(everything)
+        if not due:
+            return
+        error = run_blocking(self._guarded, self._write_container_rows, due)
+        trouble = None if error is None else disk_trouble(error)
+        if error is not None and trouble is None:
+            self._warn("containers", f"container history refused by the store: {error!r}")
+        if trouble is None:
+            self.containers.written(due)
+
+    def _write_container_rows(self, db: sqlite3.Connection, due: list[Any]) -> None:
+        budget = self.host_budget()
+        over = {
+            host: "over its share" for _step, host, _start in due
+            if budget is not None and host != self.local_host
+            and self.host_bytes.get(host, 0) > budget
+        }  # fmt: skip
+        for host, rows in self.containers.write(db, due, over).items():
+            self._sized[host] = self._sized.get(host, 0) + rows * ROW_BYTES
 
     def _settle(self, batch: list[tuple[str, Sample, Ticket | None]]) -> None:
         """After a commit: the hosts it left out (over their share of the cap) are told
@@ -409,6 +459,11 @@ class HistoryStore:
         db.execute("DELETE FROM raw WHERE ts < ?", (now - self.retention.raw,))
         for step, table in TIER_TABLES.items():
             db.execute(f"DELETE FROM {table} WHERE ts < ?", (now - self.retention.for_step(step),))
+        if now - self._containers_retained >= CONTAINERS_RETAIN_EVERY:
+            oldest = {step: now - self.retention.for_step(step) for step in TIER_TABLES}
+            for host, rows in self.containers.retain(db, oldest).items():
+                self._sized[host] = self._sized.get(host, 0) - rows * ROW_BYTES
+            self._containers_retained = now
 
     def host_budget(self) -> int | None:
         """Bytes of raw samples one agent's host may keep: an equal share of the agents'
@@ -580,6 +635,22 @@ class HistoryStore:
         if step == 1:
             return to_columns([json.loads(sample) for _ts, sample in rows], step)
         return tier_columns(rows, step)
+
+    def container_columns(
+        self, host: str, name: str, start: float, end: float, step: float | None = None
+    ) -> dict[str, Any] | None:
+        """One container's CPU and memory from `start`: 10 s points while that tier
+        holds them, else 1 min (`step`: at least this far apart). None past
+        MAX_COLUMN_POINTS points."""
+        tier = 10 if self._clock() - start <= self.retention.tier_10s + 60 else 60
+        step = math.ceil(max(step or tier, tier) / tier) * tier
+        query = read_sql(tier, step, MAX_COLUMN_POINTS + 1)
+        try:
+            rows = run_blocking(self._read, query, (host, name, start, end), True)
+        except sqlite3.Error as exc:
+            self._warn("read", f"history store read failed: {exc}")
+            rows = []
+        return None if len(rows) > MAX_COLUMN_POINTS else as_columns(name, step, rows)
 
     def points(self, start: float, end: float, step: int, host: str | None = None) -> list[Sample]:
         """All points of a range at once (tests, the bench); answers stream iter_points()."""

@@ -4,6 +4,7 @@ import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, share
 import { Columns } from "./columns.js";
 import { Charts, declaredCharts } from "./charts.js";
 import { showContainers, setUpContainers } from "./containers.js";
+import { showSensors, showGpus } from "./sensors.js";
 
 const interval = parseFloat(document.body.dataset.interval) || 1;
 
@@ -192,7 +193,9 @@ function showSample(s) {
   showCores(s.cpu ? s.cpu.per_core : null);
   showDisks(s.disks);
   showProcesses(s.processes);
-  showContainers(s.containers);
+  showContainers(s.containers, s.ts);
+  showSensors(s.sensors, page.levels);
+  showGpus(s.gpus);
   if (s.uptime !== null && s.uptime !== undefined) page.uptimeBase = [s.uptime, performance.now()];
   showOwnCost(s.server);
   showClockNote(s);
@@ -227,6 +230,7 @@ function alertCardId(rule) {
   if (rule.endsWith("memory.percent") || rule === "memory") return "card-memory";
   if (rule.endsWith("swap.percent") || rule === "swap") return "card-swap";
   if (rule.endsWith("load.per_core")) return "card-cpu";
+  if (rule.startsWith("temperature:")) return "card-sensors";
   return null;
 }
 

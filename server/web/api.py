@@ -22,6 +22,7 @@ from server.fleet.hosts import Host
 from server.history.columns import FORMATS
 from server.history.csv_export import history_csv_text
 from server.history.store import MAX_COLUMN_POINTS
+from server.sampling.containers import NAME_LENGTH as CONTAINER_NAME_LENGTH
 from server.state import current_state as _state
 from server.wire import compact_json, json_bytes
 
@@ -143,6 +144,36 @@ def _json_off_loop(answer: dict[str, Any]) -> Response:
         response.headers["Content-Encoding"] = "gzip"
         response.vary.add("Accept-Encoding")
     return response
+
+
+@api.get("/api/containers/<name>/history")
+@api.get("/api/hosts/<host_id>/containers/<name>/history")
+def container_history(name: str, host_id: str | None = None) -> ResponseReturnValue:
+    """One container's CPU and memory from the store's tiers (10 s, then 1 min
+    points): `seconds`, or `start`/`end`, and `step` as for a host's history.
+    A container removed keeps its history until it ages out."""
+    host = _host(host_id)
+    if not 0 < len(name) <= CONTAINER_NAME_LENGTH:
+        abort(400, f"a container's name is 1-{CONTAINER_NAME_LENGTH} characters")
+    args = request.args
+    now = time.time()
+    if "start" in args or "end" in args:
+        start = _number("start", args.get("start"), default=None)
+        end = _number("end", args.get("end"), default=now)
+    else:
+        start = now - _seconds(args.get("seconds"), default=3600)
+        end = now
+    if start >= end:
+        abort(400, "start must be before end")
+    step = _number("step", args.get("step"), default=0.0) or None
+    _take_heavy()
+    try:
+        answer = _state().store.container_columns(host.id, name, start, end, step)
+    finally:
+        _heavy.release()
+    if answer is None:
+        abort(400, f"more than {MAX_COLUMN_POINTS} points: ask a larger step")
+    return _json_off_loop(answer)
 
 
 @api.get("/api/history.csv")

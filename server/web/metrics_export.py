@@ -139,6 +139,8 @@ def _sample_families(f: _Families, sample: dict[str, Any]) -> None:
         )
 
     _container_families(f, sample.get("containers"))
+    _sensor_families(f, sample.get("sensors"))
+    _gpu_families(f, sample.get("gpus"))
 
 
 # Per container: labelled by name (and Compose project), never by id, which churns.
@@ -176,6 +178,57 @@ def _container_families(f: _Families, containers: Any) -> None:
                     float(item["health"] == "healthy"), labels)  # fmt: skip
         f.gauge("dashboard_container_exit_code", "Its last exit code.", item.get("exit_code"),
                 labels)  # fmt: skip
+
+
+# Per sensor: labelled by its chip and label (unique on a host, at most 32 + 16 of them).
+TEMPERATURE_GAUGES = (
+    ("dashboard_sensor_temperature_celsius", "Temperature of each sensor.", "current"),
+    ("dashboard_sensor_temperature_high_celsius", "The sensor's own high level, where it "
+     "gives one.", "high"),
+    ("dashboard_sensor_temperature_critical_celsius", "The sensor's own critical level, "
+     "where it gives one.", "critical"),
+)  # fmt: skip
+
+
+def _sensor_families(f: _Families, sensors: Any) -> None:
+    if not isinstance(sensors, dict):
+        return
+    for item in sensors.get("temperatures") or []:
+        labels = {"sensor": item["sensor"], "label": item["label"]}
+        for name, doc, key in TEMPERATURE_GAUGES:
+            f.gauge(name, doc, item.get(key), labels)
+    for item in sensors.get("fans") or []:
+        f.gauge("dashboard_fan_rpm", "Fan speed, revolutions a minute.", item.get("rpm"),
+                {"sensor": item["sensor"], "label": item["label"]})  # fmt: skip
+    battery = sensors.get("battery")
+    if isinstance(battery, dict):
+        f.gauge("dashboard_battery_ratio", "Battery charge, 0-1.", _ratio(battery.get("percent")))
+        plugged = battery.get("plugged")
+        f.gauge("dashboard_battery_plugged", "1 while on mains power.",
+                None if plugged is None else float(plugged))  # fmt: skip
+        f.gauge("dashboard_battery_seconds_left", "Seconds of charge left, on battery.",
+                battery.get("seconds_left"))  # fmt: skip
+
+
+# Per GPU: labelled by its index and name (at most 16).
+GPU_GAUGES = (
+    ("dashboard_gpu_memory_used_bytes", "GPU memory in use.", "memory_used"),
+    ("dashboard_gpu_memory_total_bytes", "GPU memory size.", "memory_total"),
+    ("dashboard_gpu_temperature_celsius", "GPU temperature.", "temperature"),
+    ("dashboard_gpu_power_watts", "Power the GPU draws.", "power"),
+)
+
+
+def _gpu_families(f: _Families, gpus: Any) -> None:
+    for item in gpus if isinstance(gpus, list) else []:
+        labels = {"gpu": str(item["index"]), "name": item["name"]}
+        f.gauge("dashboard_gpu_utilization_ratio", "Share of time the GPU was busy, 0-1.",
+                _ratio(item.get("utilization_percent")), labels)  # fmt: skip
+        for name, doc, key in GPU_GAUGES:
+            f.gauge(name, doc, item.get(key), labels)
+        suspended = item.get("suspended")
+        f.gauge("dashboard_gpu_suspended", "1 while the kernel has put the GPU to sleep.",
+                None if suspended is None else float(suspended), labels)  # fmt: skip
 
 
 class DashboardCollector(Collector):
