@@ -154,8 +154,32 @@ class Bench:
                                  [ours[count][0] / cpu], "x", "target <= 0.25")  # fmt: skip
             self.add("containers", "CPU added by 100 containers (% of one core)",
                      [ours[100][0] - ours[0][0]], "%", "target <= 0.5")  # fmt: skip
+            cpu, rss = self.agent_with_containers(docker.socket)
+            self.add("containers", "agent CPU, 100 containers", [cpu], "%")
+            self.add("containers", "agent RSS, 100 containers", [rss], "MiB", "target <= 40 MiB")
         finally:
             docker.stop()
+
+    def agent_with_containers(self, socket_path: str) -> tuple[float, float]:
+        """A real agent reading the containers at `socket_path`, reporting to a hub."""
+        from server.fleet.tokens import AgentTokens
+
+        data = Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
+        token = AgentTokens(str(data)).add("bench-agent")
+        hub = self.server(data_dir=data)
+        logs = Path(tempfile.mkdtemp(dir=self.workdir))
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "server", "agent", "--hub-url", hub.url, "--containers",
+             socket_path, "--log-dir", str(logs), "--data-dir", str(logs)],
+            cwd=ROOT, env={**os.environ, "DASHBOARD_HUB_TOKEN": token},
+        )  # fmt: skip
+        try:
+            time.sleep(5)
+            return ProcessMeter(agent.pid).measure(self.idle_seconds)
+        finally:
+            agent.terminate()
+            agent.wait(10)
+            hub.stop()
 
     # 1. sampler cost
     def sampler_cost(self) -> None:

@@ -3,16 +3,23 @@
 Starts the real server on a free loopback port, waits for a few samples, runs
 Lighthouse twice and prints the four category scores, the layout shift and
 every audit that did not pass. Writes bench/results/audit.md.
+
+`--containers N`: the same with N containers running on a dockerd of its own
+(the page's Containers panel full, one unhealthy, one exited with an error).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +59,40 @@ def failed_audits(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def containers(count: int) -> Iterator[list[str]]:
+    """Server arguments for a page with `count` containers (none: no arguments)."""
+    if not count:
+        yield []
+        return
+    from testkit.docker import IMAGE, Docker
+
+    tools = [shutil.which(n) or f"/usr/sbin/{n}" for n in ("dockerd", "docker", "busybox")]
+    docker = Docker(*tools).start()
+    try:
+        ids = [docker.cli("create", "--network", "none", "--name", f"app-{k:03d}", IMAGE,
+                          "sleep", "100000").stdout.strip() for k in range(count - 2)]  # fmt: skip
+        docker.cli("start", *ids)
+        docker.run("sick", "--health-cmd", "false", "--health-interval", "1s",
+                   "--health-retries", "1", IMAGE, "sleep", "100000")  # fmt: skip
+        docker.run("crash", IMAGE, "sh", "-c", "exit 3")
+        yield ["--containers", docker.socket]
+    finally:
+        docker.stop()
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Lighthouse on the real server")
+    parser.add_argument("--containers", type=int, default=0, help="containers running")
+    count = parser.parse_args().containers
     chromium = find_chromium()
     if chromium is None or not LIGHTHOUSE.exists():
         sys.exit("make audit needs chromium (make system-deps) and lighthouse (npm, bench/audit)")
     rows = ["| form | " + " | ".join(CATEGORIES) + " | layout shift | failed audits |"]
     rows.append("|" + " --- |" * (len(CATEGORIES) + 3))
     missed = []
-    with tempfile.TemporaryDirectory(prefix="dashboard-audit-") as tmp:
-        server = ServerProcess(Path(tmp) / "logs").start()
+    with tempfile.TemporaryDirectory(prefix="dashboard-audit-") as tmp, containers(count) as args:
+        server = ServerProcess(Path(tmp) / "logs", *args).start()
         try:
             time.sleep(5)  # a few samples in the history
             for form in ("desktop", "mobile"):
@@ -85,7 +117,8 @@ def main() -> None:
             server.stop()
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
-    (results / "audit.md").write_text("\n".join(rows) + "\n")
+    name = f"audit-{count}-containers.md" if count else "audit.md"
+    (results / name).write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
     print("targets missed: " + ("; ".join(missed) if missed else "none"))
 

@@ -267,9 +267,15 @@ class AlertEngine:
         }
         restarts = container.get("restarts")
         if isinstance(restarts, int):
-            seen = self._restarts.setdefault(name, deque(maxlen=int(RESTART_WINDOW) + 1))
-            seen.append((now, restarts))
-            while seen and seen[0][0] < now - RESTART_WINDOW:
+            # The count when it changed (not each tick): the one in force when the window
+            # began is the first kept; a count that went down (a new container of the
+            # same name) starts over.
+            seen = self._restarts.setdefault(name, deque(maxlen=64))
+            if not seen or seen[-1][1] != restarts:
+                if seen and restarts < seen[-1][1]:
+                    seen.clear()
+                seen.append((now, restarts))
+            while len(seen) > 1 and seen[1][0] <= now - RESTART_WINDOW:
                 seen.popleft()
             values["container_restarts"] = float(restarts - seen[0][1])
         return values

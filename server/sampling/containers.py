@@ -124,6 +124,7 @@ class Containers(Collector):
         self._proc = proc
         self._cgroup_root = cgroup_root
         self._known: dict[str, Known] = {}
+        self._files = cgroups.OpenFiles(limit=2 * MAX_ITEMS)  # the tick's: CPU and memory
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._changed.set()  # the first list at once
@@ -147,6 +148,7 @@ class Containers(Collector):
             self.engine.close_events()
         self._lister.stop(timeout=2)
         self._watcher.stop(timeout=2)
+        self._files.close()
 
     def _watch_round(self) -> float:
         """Each event of the engine's stream marks the list changed. An engine away is
@@ -234,6 +236,7 @@ class Containers(Collector):
             stopped += state not in SHOWN_STATES
             if state in SHOWN_STATES or (entry.facts["exit_code"] or 0) != 0:
                 items.append({**entry.facts, **self._numbers(entry, now)})
+        self._files.sweep()
         items.sort(key=lambda c: (-(c["cpu_percent"] or 0), c["name"] or ""))
         return {
             "containers": {
@@ -252,7 +255,7 @@ class Containers(Collector):
             entry.cpu = entry.details = None
             return numbers
         try:
-            cpu_ns, charged = cgroups.usage(entry.paths)
+            cpu_ns, charged = cgroups.usage(entry.paths, self._files.text)
             # Its first two ticks too: its rates are known from its second tick on.
             if entry.ticks % DETAILS_EVERY == 0 or entry.ticks == 1 or entry.details is None:
                 self._look(entry, now)
