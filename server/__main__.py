@@ -105,8 +105,11 @@ NAMED = ("add-agent", "remove-agent")
 def _agent(config: Config) -> int:
     """Only the sampler and the link to the hub: no Flask, no eventlet, no port."""
     # The link is WebSocket only: python-engineio's polling transport would
-    # import requests, 6 MiB of an agent that should stay under 40.
+    # import requests, 6 MiB of an agent that should stay under 40. And it needs no
+    # message queue: python-socketio imports redis where it is installed (the web
+    # tier's), 7 MiB more; both take their absence as "not installed".
     sys.modules.setdefault("requests", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("redis", None)  # type: ignore[arg-type]
     from server.fleet.agent import run
     from server.logs import setup_logging
 
