@@ -157,6 +157,10 @@ def test_containers_are_seen_on_the_socket_in_metrics_and_on_the_page(
         assert max(burned["cpu_percent_max"]) > 0.5 * HALF_A_CORE
         filled = wait_until(lambda: kept("fill"), timeout=30, what="fill's history")
         assert max(filled["memory_used_max"]) > 32 * MiB
+        for name in ("sick", "crash", "loop"):  # every listed container has its series
+            wait_until(lambda name=name: kept(name), timeout=30, what=f"{name}'s history")
+        crashed = kept("crash")
+        assert crashed and all(cpu is None for cpu in crashed["cpu_percent"])  # not a 0
         # The page: a sparkline a row, and the name opens the container's chart.
         spark = browser.wait_for(
             "(p => p && p.split(' ').length >= 3 && p)(document.querySelector("
