@@ -8,6 +8,7 @@ figure already, in a few small files a container, read in the tick.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 from collections.abc import Callable
@@ -220,8 +221,20 @@ class Details:
     tx_bytes: int | None
 
 
-def details(paths: Paths, pid: int, proc: str = "/proc") -> Details:
+def details(paths: Paths, pid: int, proc: str = "/proc", slow: Details | None = None) -> Details:
+    """The byte counters, and (unless `slow` is a recent reading whose cache, limit and
+    pids stand) the page cache, the memory limit and pids: memory.stat is the costliest
+    file of a container (the kernel sums it on each read), and they change slowly."""
     rx, tx = _network(pid, proc)
+    if slow is not None:
+        if paths.v2 is not None:
+            read_bytes, write_bytes = _v2_block(_text(f"{paths.v2}/io.stat"))
+        else:
+            read_bytes, write_bytes = _v1_block(
+                _text(paths.blkio and f"{paths.blkio}/blkio.throttle.io_service_bytes")
+            )
+        return dataclasses.replace(slow, read_bytes=read_bytes, write_bytes=write_bytes,
+                                   rx_bytes=rx, tx_bytes=tx)  # fmt: skip
     if paths.v2 is not None:
         cache = _keyed(_text(f"{paths.v2}/memory.stat"), "inactive_file").get("inactive_file", 0)
         read_bytes, write_bytes = _v2_block(_text(f"{paths.v2}/io.stat"))

@@ -36,7 +36,8 @@ MAX_ITEMS = 200  # containers in one sample
 REFRESH_EVERY = 30.0  # seconds: the list is read again even if no event came
 EVENTS_QUIET = 60.0  # seconds of a silent events stream before it is opened again
 NAME_LENGTH = 128
-DETAILS_EVERY = 5  # ticks between looks at a container's limit, pids and byte counters
+DETAILS_EVERY = 5  # ticks between looks at a container's byte counters (its rates)
+SLOW_EVERY = 30  # ticks between looks at its page cache, memory limit and pids
 NUMBERS = ("cpu_percent", "memory_used", "memory_limit", "pids",
            "rx_bps", "tx_bps", "read_bps", "write_bps")  # fmt: skip
 RATE_FIELDS = {"rx": "rx_bytes", "tx": "tx_bytes", "read": "read_bytes", "write": "write_bytes"}
@@ -71,7 +72,7 @@ class Known:
     facts: dict[str, Any]  # name, image, state, health, restarts, exit_code, started_at, ...
     pid: int
     paths: cgroups.Paths | None
-    signature: tuple[Any, ...]  # what in the list call shows a change (state, status)
+    signature: tuple[Any, ...]  # what shows a change: state, status, events seen for it
     cpu: tuple[float, int] | None = None  # (when, CPU ns) of the last tick
     details: tuple[float, cgroups.Details] | None = None  # (when, ...) of the last look
     rates: dict[str, int | None] = dataclasses.field(default_factory=dict)  # since the one before
@@ -128,6 +129,7 @@ class Containers(Collector):
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._changed.set()  # the first list at once
+        self._events: dict[str, int] = {}  # container id -> events seen (the watcher's)
         self.list_error: str | None = None
         self.listed = threading.Event()  # set after each list read (tests wait on it)
         self._lister = BackgroundLoop("containers", self._list_round, log)
@@ -154,7 +156,8 @@ class Containers(Collector):
         """Each event of the engine's stream marks the list changed. An engine away is
         the lister's to say (the collector's null and its one log line)."""
         try:
-            for _event in self.engine.events(timeout=EVENTS_QUIET):
+            for event in self.engine.events(timeout=EVENTS_QUIET):
+                self._count(event)
                 self._changed.set()
                 if self._watcher.stopping.is_set():
                     return 0
@@ -163,6 +166,21 @@ class Containers(Collector):
         finally:
             self._changed.set()  # the stream ended or went quiet: what came between is read
         return 0
+
+    def _count(self, event: dict[str, Any]) -> None:
+        """One more event for the container it names: the next list inspects it again
+        even where its line in the list reads the same. Podman's list says nothing of
+        health (`Up About a minute` for a minute, where Docker's adds `(unhealthy)`), and
+        a container Podman restarts at once reads `Up Less than a second` across its
+        restarts (its restart count, PID and start time would go stale)."""
+        action = event.get("Action")
+        if isinstance(action, str) and action.startswith("exec"):
+            return  # a healthcheck's exec (each check): health_status says what changed
+        container_id = _table(event, "Actor").get("ID") or event.get("id")
+        if isinstance(container_id, str):
+            with self._lock:  # bounded: the list prunes it; a storm adds no new ids past this
+                if container_id in self._events or len(self._events) < 4 * MAX_TRACKED:
+                    self._events[container_id] = self._events.get(container_id, 0) + 1
 
     def _list_round(self) -> float:
         self._changed.wait(REFRESH_EVERY)
@@ -184,13 +202,13 @@ class Containers(Collector):
         listed = sorted(self.engine.containers(), key=lambda c: c.get("State") != "running")
         listed = listed[:MAX_TRACKED]
         with self._lock:
-            before = dict(self._known)
+            before, events = dict(self._known), dict(self._events)
         known: dict[str, Known] = {}
         for item in listed:
             container_id = item.get("Id")
             if not isinstance(container_id, str):
                 continue
-            signature = (item.get("State"), item.get("Status"))
+            signature = (item.get("State"), item.get("Status"), events.get(container_id, 0))
             old = before.get(container_id)
             if old is not None and old.signature == signature:
                 known[container_id] = old
@@ -214,6 +232,8 @@ class Containers(Collector):
             known[container_id] = entry
         with self._lock:
             self._known = known
+            # Counts of containers no longer listed go; a new one is inspected anyway.
+            self._events = {i: n for i, n in self._events.items() if i in known}
 
     # ---- the numbers, in the tick
 
@@ -248,8 +268,9 @@ class Containers(Collector):
         }
 
     def _numbers(self, entry: Known, now: float) -> dict[str, Any]:
-        """CPU and memory every tick (two small files); the limit, pids and the network
-        and disk rates every DETAILS_EVERY ticks, over that span (five more files)."""
+        """CPU and memory every tick (two small files, kept open); the network and disk
+        rates every DETAILS_EVERY ticks, over that span (two more files); the page
+        cache, limit and pids every SLOW_EVERY ticks (three more)."""
         numbers: dict[str, Any] = dict.fromkeys(NUMBERS)
         if entry.paths is None or entry.facts["state"] != "running":
             entry.cpu = entry.details = None
@@ -276,7 +297,10 @@ class Containers(Collector):
 
     def _look(self, entry: Known, now: float) -> None:
         assert entry.paths is not None
-        more = cgroups.details(entry.paths, entry.pid, self._proc)
+        slow = None
+        if entry.details is not None and entry.ticks % SLOW_EVERY not in (0, 1):
+            slow = entry.details[1]  # its first two ticks read them all
+        more = cgroups.details(entry.paths, entry.pid, self._proc, slow)
         if entry.details is not None:
             then, before = entry.details
             elapsed = now - then
