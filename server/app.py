@@ -239,7 +239,7 @@ def build_sampling(
     room = f"host:{static.host}"
     return Sampler(
         _Labelled(
-            DynamicData(top_processes=config.top_processes, containers=config.containers),
+            DynamicData.configured(config),
             static.host,
         ),
         broadcast=lambda event, data: socketio.emit(event, data, to=room),

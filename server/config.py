@@ -144,6 +144,20 @@ class Config:
         _engine_socket,
         "auto (Docker's or Podman's usual socket, if there), off, or an engine's socket path",
     )
+    services: str = setting(
+        "auto",
+        _choice("auto", "off"),
+        "systemd's units through systemctl: auto (where systemd runs) or off",
+    )
+    smart: str = setting(
+        "auto",
+        _choice("auto", "off"),
+        "disk health through smartctl (smartmontools): auto (where it is installed and the"
+        " process is root) or off",
+    )
+    smart_every: float = setting(
+        300.0, _number(60, 86400), "seconds between two readings of the drives' S.M.A.R.T."
+    )
     data_dir: str = setting("data", _text, "directory of the history database")
     history_path: str = setting(
         "", _text, "history database file (empty: DATA_DIR/history.sqlite3)"

@@ -3,10 +3,9 @@
 StaticData: the host's facts, read once at start (sampling/host.py).
 DynamicData: one JSON-ready sample a tick, the parts of its list of
 collectors (one module each under sampling/: cpu, memory, disks, counters,
-load, processes; containers, sensors and gpu where the machine has them)
-plus `ts`. How a collector reads, fails and logs is
-declared once, in sampling/collector.py. OwnUsage: this server process's
-own cost.
+load, processes; containers, services, sensors, gpu and smart where the machine
+has them) plus `ts`. How a collector reads, fails and logs is declared once,
+in sampling/collector.py. OwnUsage: this server process's own cost.
 
 No Flask here, and no reading of the machine but OwnUsage's. A value that
 cannot be read is None (null in JSON), never a made-up 0, and the reason is
@@ -17,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from server.sampling import gpu, host, sensors
+from server.sampling import services as systemd_units
+from server.sampling import smart as smart_disks
 from server.sampling.collector import Collector, FailureLog
 from server.sampling.counters import DiskIO, Net
 from server.sampling.cpu import Cpu
@@ -30,6 +31,9 @@ from server.sampling.engine import find_socket
 from server.sampling.load import Load, Uptime
 from server.sampling.memory import Memory, Swap
 from server.sampling.processes import Processes
+
+if TYPE_CHECKING:
+    from server.config import Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +82,9 @@ class DynamicData:
         process_every: int = 5,
         mount_table_every: int = 10,
         containers: str = "off",
+        services: str = "off",
+        smart: str = "off",
+        smart_every: float = 300.0,
     ) -> None:
         self.collectors: list[Collector] = [
             Cpu(),
@@ -98,13 +105,34 @@ class DynamicData:
 
             cores = psutil.cpu_count(logical=True) or 1
             self.collectors.append(Containers(Engine(socket_path), cores))
+        # systemd's units: only where systemd runs (`services` setting), read off the
+        # loop every few seconds (server/sampling/services.py).
+        units = systemd_units.find(services)
+        if units is not None:
+            self.collectors.append(units)
         # Sensors and GPUs: only where the machine has some, found once, here (no
         # collector, no thread and no key of the sample where it has none).
         for found in (sensors.find(), gpu.find()):
             if found is not None:
                 self.collectors.append(found)
+        # Disk health: only where smartctl runs as root (`smart` setting), read off the
+        # loop every `smart_every` seconds (server/sampling/smart.py).
+        health = smart_disks.find(smart, smart_every)
+        if health is not None:
+            self.collectors.append(health)
         # A collector that waits on work its begin() started is read last.
         self._read_order = sorted(self.collectors, key=lambda c: c.waits)
+
+    @classmethod
+    def configured(cls, config: Config) -> DynamicData:
+        """As the settings say: the server and an agent sample alike."""
+        return cls(
+            top_processes=config.top_processes,
+            containers=config.containers,
+            services=config.services,
+            smart=config.smart,
+            smart_every=config.smart_every,
+        )
 
     def sample(self) -> dict[str, Any]:
         for collector in self.collectors:

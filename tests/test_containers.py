@@ -4,6 +4,7 @@ and in /metrics. The cgroup v2 reader on files captured from a v2 host."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,7 +159,7 @@ def test_containers_are_seen_on_the_socket_in_metrics_and_on_the_page(
         filled = wait_until(lambda: kept("fill"), timeout=30, what="fill's history")
         assert max(filled["memory_used_max"]) > 32 * MiB
         for name in ("sick", "crash", "loop"):  # every listed container has its series
-            wait_until(lambda name=name: kept(name), timeout=30, what=f"{name}'s history")
+            wait_until(functools.partial(kept, name), timeout=30, what=f"{name}'s history")
         crashed = kept("crash")
         assert crashed and all(cpu is None for cpu in crashed["cpu_percent"])  # not a 0
         # The page: a sparkline a row, and the name opens the container's chart.
@@ -294,17 +295,20 @@ def test_only_the_fields_shown_are_kept() -> None:
 
 
 def test_an_agent_sends_the_container_table_with_its_newest_sample_only() -> None:
-    """A replay's batch stays small: the hub keeps no container table in history."""
+    """A replay's batch stays small: the hub keeps no container table (nor units,
+    sensors, GPUs or drives) in history."""
     from server.config import Config
     from server.fleet.agent import Link
 
     config = Config(hub_url="http://127.0.0.1:9", hub_token="t" * 43, interval=1.0)
     link = Link(config, {"hostname": "x"})
     table = {"running": 1, "unhealthy": 0, "stopped": 0, "items": []}
+    moment: dict[str, Any] = {"containers": table, "services": None, "sensors": None, "gpus": [],
+              "disk_health": None}  # fmt: skip
     for seq in (1, 2, 3):
-        link.add("metrics", {"ts": 1000.0 + seq, "seq": seq, "containers": table})
+        link.add("metrics", {"ts": 1000.0 + seq, "seq": seq, **moment})
     batch = link._next_batch()
-    assert [("containers" in s) for s in batch] == [False, False, True]
+    assert [sorted(set(s) & set(moment)) for s in batch] == [[], [], sorted(moment)]
     assert all("containers" in s for s in link.buffer)  # the buffer keeps them whole
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -110,6 +112,110 @@ def test_the_demo_comes_up_as_vagrant_would_bring_it(demo: Demo) -> None:
     assert log.exists() and "serving" in log.read_text()
     # Applied again: nothing to change.
     assert demo.apply() == 0, demo.last
+
+
+# Two units of the test's own in the guest (removed at its end).
+UNITS = {
+    # Fails at once (exit 3) and stays failed until it is reset.
+    "dash-broken.service": "[Service]\nExecStart=/bin/sh -c 'exit 3'\n",
+    # Up a second, down with an error, started again a second later: a restart loop
+    # that looks active half the time (no start limit: systemd never gives up).
+    "dash-loop.service": "[Unit]\nStartLimitIntervalSec=0\n[Service]\n"
+    "ExecStart=/bin/sh -c 'sleep 1; exit 1'\nRestart=always\nRestartSec=1\n",
+}
+FAILED = "unit_failed:dash-broken.service"
+LOOPING = "unit_restarts:dash-loop.service"
+
+
+def test_the_guests_failed_and_looping_units_are_reported_alerted_and_resolved(
+    demo: Demo,
+) -> None:
+    """systemd is PID 1 and the dashboard one of its services, running as its own user
+    (systemctl asks PID 1 over the system bus): a unit that fails and one in a restart
+    loop are in its samples, its alerts, /metrics and its page; reset, the alerts
+    resolve and the page's rows go."""
+    from testkit.chromium import Chromium
+
+    wait_served(demo)
+    guest = demo.guest
+    assert guest.run("systemctl show -p User --value dashboard").stdout.strip() == "dashboard"
+    unit_dir = guest.rootfs / "etc/systemd/system"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    browser = Chromium(chromium) if chromium else None  # the page's live part, where it can
+    try:
+        try:
+            for name, text in UNITS.items():
+                (unit_dir / name).write_text(text)
+            guest.run("systemctl daemon-reload")
+            guest.run("systemctl start dash-broken.service", check=False)  # it fails: exit 3
+            guest.run("systemctl start dash-loop.service")
+            _reported_alerted_exported_shown(demo, browser)
+        finally:
+            guest.run("systemctl stop dash-loop.service; "
+                      "systemctl reset-failed dash-broken.service dash-loop.service",
+                      check=False)  # fmt: skip
+            for name in UNITS:
+                (unit_dir / name).unlink(missing_ok=True)
+            guest.run("systemctl daemon-reload", check=False)
+        # Reset: the page's rows go at the next reading; the failed unit's alert resolves
+        # at once, the loop's after its 60 s clear hold.
+        if browser is not None:
+            browser.wait_for("!document.querySelector('#services').textContent.includes('dash-')",
+                             timeout=30)  # fmt: skip
+
+        def resolved() -> dict[str, Any] | None:
+            alerts: dict[str, Any] = demo.get("/api/alerts").json()
+            return None if {a["rule"] for a in alerts["active"]} & {FAILED, LOOPING} else alerts
+
+        alerts = wait_until(resolved, timeout=120, interval=2, what="the units' alerts resolved")
+    finally:
+        if browser is not None:
+            browser.close()
+    recent = [(a["rule"], a["level"]) for a in alerts["recent"]]
+    assert (FAILED, "ok") in recent and (LOOPING, "ok") in recent
+    names = {u["name"] for u in demo.get("/api/metrics").json()["services"]["units"]}
+    assert not names & set(UNITS)
+
+
+def _reported_alerted_exported_shown(demo: Demo, browser: Any) -> None:
+    def reported() -> dict[str, Any] | None:
+        part = demo.get("/api/metrics").json().get("services") or {}
+        units = {u["name"]: u for u in part.get("units", [])}
+        loop = units.get("dash-loop.service") or {}
+        return part if "dash-broken.service" in units and (loop.get("restarts") or 0) >= 3 else None
+
+    part = wait_until(reported, timeout=60, interval=1, what="both units in the samples")
+    units = {u["name"]: u for u in part["units"]}
+    assert units["dash-broken.service"] == {"name": "dash-broken.service", "state": "failed",
+                                            "sub": "failed", "result": "exit-code",
+                                            "restarts": 0}  # fmt: skip
+    assert units["dash-loop.service"]["state"] in ("auto-restart", "activating", "active")
+    assert part["failed"] >= 1 and part["ok"] > 20  # the guest's own units are counted
+
+    def alerted() -> dict[str, str] | None:
+        active = {a["rule"]: a["level"] for a in demo.get("/api/alerts").json()["active"]}
+        return active if FAILED in active and LOOPING in active else None
+
+    active = wait_until(alerted, timeout=60, interval=1, what="the two units' alerts")
+    assert active[FAILED] == "critical" and active[LOOPING] in ("warning", "critical")
+
+    metrics = demo.get("/metrics").text
+    assert re.search(r'dashboard_systemd_unit_failed\{[^}]*unit="dash-broken\.service"'
+                     r"[^}]*\} 1\.0", metrics), metrics  # fmt: skip
+    restarts = re.search(r'dashboard_systemd_unit_restarts_total\{[^}]*'
+                         r'unit="dash-loop\.service"[^}]*\} ([0-9.]+)', metrics)  # fmt: skip
+    assert restarts and float(restarts.group(1)) >= 3, metrics
+    assert re.search(r'dashboard_systemd_units\{[^}]*state="failed"[^}]*\} [1-9]', metrics)
+    page = demo.get("/").text  # rendered with the latest sample: the rows are there
+    assert ('title="dash-broken.service">dash-broken.service</td>'
+            '<td class="crit">failed</td><td class="wide">exit-code</td>') in page  # fmt: skip
+    if browser is not None:
+        browser.navigate(f"http://localhost:{demo.port}/")
+        browser.wait_for("document.body.dataset.seq > 0")  # live: services.js has drawn
+        rows = browser.evaluate(
+            "[...document.querySelectorAll('#services tr')].map(r => r.textContent).join('|')"
+        )
+        assert "dash-broken.servicefailedexit-code0" in rows, rows
 
 
 def test_a_run_whose_pip_cannot_reach_an_index_fails_and_the_next_repairs_it(

@@ -1,5 +1,6 @@
-"""Sensors and GPUs: read from sysfs trees of other machines (tests/fixtures/) and NVML's
-captured answers, and on this one, which has none of them: nothing found, nothing read.
+"""Sensors and GPUs: read from sysfs trees captured on real machines (tests/fixtures/captured/,
+its README says whose and what was kept) and NVML's answers built from real nvidia-smi
+captures; and on this machine, which has none of them: nothing found, nothing read.
 
 Then the layers a sample passes: what an agent may send (server/fleet/schema.py), the
 contract's table, the temperature rule, /metrics, and the page, in Chromium through a
@@ -8,7 +9,8 @@ real hub that an agent with sensors and GPUs reports to.
 
 from __future__ import annotations
 
-import collections
+import csv
+import importlib
 import json
 import logging
 import re
@@ -19,7 +21,7 @@ import threading
 import time
 import types
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +38,32 @@ from server.state import DashboardState
 from tests.contract import check_keys
 
 DATA = Path(__file__).parent / "fixtures"
-THINKPAD = DATA / "sensors-thinkpad" / "sys"
-DESKTOP = DATA / "sensors-desktop" / "sys"
-ZONES = DATA / "sensors-zones" / "sys"
-AMD = DATA / "gpu-amd" / "sys"
-NVML_ANSWERS = json.loads((DATA / "nvml-answers.json").read_text())
-BATTERY = json.loads((DATA / "battery.json").read_text())
+CAPTURED = DATA / "captured"
+# Two coretemp chips, an Apple SMC's fans in the older layout, an nct6779's fan, a
+# thermal zone (not read: hwmon has temperatures) and a ThinkPad's battery.
+NODE_EXPORTER = CAPTURED / "node_exporter" / "sys"
+# No hwmon: two thermal zones; a Radeon RX Vega and an i915 iGPU; a ThinkPad's battery.
+PROCFS = CAPTURED / "procfs" / "sys"
+NVME = CAPTURED / "procfs-nvme" / "sys"  # an NVMe drive's hwmon
+LACT = CAPTURED / "lact"  # a machine's /sys/class/drm each
+with (CAPTURED / "nvidia_gpu_exporter" / "query-gpu.csv").open(newline="") as _csv:
+    NVIDIA_SMI = list(csv.DictReader(_csv))
+ZONES = DATA / "sensors-zones" / "sys"  # synthetic: no capture has a trip point
 
 
-# psutil's sbattery: a plain namedtuple (its module moved between 6 and 7).
-SBattery = collections.namedtuple("SBattery", ("percent", "secsleft", "power_plugged"))
+def battery_of(tree: Path) -> Callable[[], Any]:
+    """psutil.sensors_battery() itself, reading the captured /sys/class/power_supply."""
 
+    def read() -> Any:
+        linux: Any = importlib.import_module("psutil._pslinux")
+        real = linux.POWER_SUPPLY_PATH
+        linux.POWER_SUPPLY_PATH = str(tree / "class" / "power_supply")
+        try:
+            return psutil.sensors_battery()
+        finally:
+            linux.POWER_SUPPLY_PATH = real
 
-def battery(state: str) -> Any:
-    """psutil's answer as captured (its namedtuple, its 'unlimited' constant)."""
-    found = dict(BATTERY[state])
-    if found["secsleft"] == "POWER_TIME_UNLIMITED":
-        found["secsleft"] = psutil.POWER_TIME_UNLIMITED
-    return SBattery(**found)
+    return read
 
 
 def named(part: dict[str, Any]) -> list[tuple[str, str, Any, Any, Any]]:
@@ -73,32 +83,26 @@ def settled(collector: sensors.Sensors | gpu.Gpus) -> dict[str, Any]:
 # ---------------------------------------------------------------- sensors, from sysfs trees
 
 
-def test_a_laptops_sensors_are_found_with_their_own_levels() -> None:
-    reader = sensors.SensorReader(str(THINKPAD), battery=lambda: battery("on_battery"))
+def test_a_machines_sensors_are_found_with_their_own_levels() -> None:
+    reader = sensors.SensorReader(str(NODE_EXPORTER), battery=battery_of(NODE_EXPORTER))
     part = reader().part
+    coretemp = [("Physical id 0", 55.0), ("Core 0", 54.0), ("Core 1", 52.0), ("Core 2", 53.0),
+                ("Core 3", 50.0)]  # fmt: skip
+    # Two sockets' chips of one name, told apart; the thermal zone (cpu-thermal) is not
+    # read where hwmon has temperatures.
     assert named(part) == [
-        ("acpitz", "temp1", 52.0, None, 128.0),  # no label: the channel, as lm-sensors
-        ("nvme", "Composite", 38.9, 80.8, 84.8),
-        # The drive's 65261.8 °C "high" is no level (past what a sensor may read).
-        ("nvme", "Sensor 1", 38.9, None, None),
-        ("nvme", "Sensor 2", 44.9, None, None),
-        # temp2 (GPU) and temp8 answer with an error: left out, as psutil leaves them.
-        ("thinkpad", "CPU", 52.0, None, None),
-        ("thinkpad", "temp3", 45.0, None, None),
-        ("thinkpad", "temp4", 0.0, None, None),
-        ("thinkpad", "temp5", 40.0, None, None),
-        ("thinkpad", "temp6", 46.0, None, None),
-        ("thinkpad", "temp7", 48.0, None, None),
-        ("pch_cannonlake", "temp1", 47.0, None, None),
-        ("iwlwifi_1", "temp1", 41.0, None, None),
-        ("coretemp", "Package id 0", 52.0, 100.0, 100.0),
-        ("coretemp", "Core 0", 50.0, 100.0, 100.0),
-        ("coretemp", "Core 1", 49.0, 100.0, 100.0),
-        ("coretemp", "Core 2", 52.0, 100.0, 100.0),
-        ("coretemp", "Core 3", 48.0, 100.0, 100.0),
+        *((chip, label, current, 84.0, 100.0) for chip in ("coretemp", "coretemp#2")
+          for label, current in coretemp),
+    ]  # fmt: skip
+    # The Apple SMC's hwmon has neither channels nor name: both are its device's (older
+    # kernels' layout). A stopped fan is 0 rpm, not null; the nct6779 has fan2 alone.
+    assert part["fans"] == [
+        {"sensor": "applesmc", "label": "Left side", "rpm": 0},
+        {"sensor": "applesmc", "label": "Right side", "rpm": 1998},
+        {"sensor": "nct6779", "label": "fan2", "rpm": 1098},
     ]
-    assert part["fans"] == [{"sensor": "thinkpad", "label": "fan1", "rpm": 2451}]
-    assert part["battery"] == {"percent": 87.5, "plugged": False, "seconds_left": 9120}
+    # psutil on the ThinkPad's BAT0 (energy_now / energy_full, at power_now) and AC.
+    assert part["battery"] == {"percent": 81.2, "plugged": False, "seconds_left": 26327}
     check_keys("sample.sensors", part)
     for key, items in (("temperatures", part["temperatures"]), ("fans", part["fans"])):
         for item in items:
@@ -107,26 +111,52 @@ def test_a_laptops_sensors_are_found_with_their_own_levels() -> None:
     assert schema.sample_problem({"ts": time.time(), "sensors": part}) is None
 
 
-def test_chips_of_one_name_are_told_apart_and_unset_levels_are_none() -> None:
-    part = sensors.SensorReader(str(DESKTOP), battery=lambda: None)().part
-    assert [(t["sensor"], t["label"]) for t in part["temperatures"]][:3] == [
-        ("acpitz", "temp1"), ("nvme", "Composite"), ("nvme#2", "Composite"),
-    ]  # fmt: skip
-    nct = {t["label"]: (t["high"], t["critical"]) for t in part["temperatures"]
-           if t["sensor"] == "nct6776"}  # fmt: skip
-    assert nct["SYSTIN"] == (None, None)  # the chip's 0 is "not set", not a 0 °C level
-    assert nct["CPUTIN"] == (80.0, None)
-    # A stopped fan is 0 rpm, not null.
-    assert [f["rpm"] for f in part["fans"]] == [1096, 812, 0]
-    assert part["battery"] is None
+def test_an_nvme_drives_own_levels_are_kept_and_its_unset_ones_are_none() -> None:
+    part = sensors.SensorReader(str(NVME), battery=lambda: None)().part
+    assert named(part) == [
+        ("nvme", "Composite", 43.9, 84.8, 94.8),
+        # Its other sensors' "high" is 65261.85 °C (the drive's 0xFFFF kelvin): no level.
+        ("nvme", "Sensor 1", 43.9, None, None),
+        ("nvme", "Sensor 2", 45.9, None, None),
+        ("nvme", "Sensor 8", 43.9, None, None),  # temp9: a channel's label, as the drive's
+    ]
+    assert part["fans"] == [] and part["battery"] is None
 
 
 def test_thermal_zones_stand_in_where_hwmon_has_no_temperature() -> None:
+    reader = sensors.SensorReader(str(PROCFS), battery=battery_of(PROCFS))
+    part = reader().part
+    # The zones have no trip point: no levels. The ACPI zone's -44 °C is what it said.
+    assert named(part) == [
+        ("bcm2835_thermal", "thermal_zone0", 49.9, None, None),
+        ("acpitz", "thermal_zone1", -44.0, None, None),
+    ]
+    assert part["battery"] == {"percent": 98.8, "plugged": False, "seconds_left": 36857}
+
+
+def test_thermal_zones_trip_points_are_their_levels() -> None:
+    # Synthetic (tests/fixtures/sensors-zones/): no capture has a trip point.
     part = sensors.SensorReader(str(ZONES), battery=lambda: None)().part
     assert named(part) == [
         ("cpu-thermal", "thermal_zone0", 48.7, 90.0, 110.0),  # hot and critical trip points
         ("gpu-thermal", "thermal_zone1", 46.3, None, 110.0),
     ]
+
+
+def test_a_channel_that_answers_with_an_error_is_left_out(tmp_path: Path) -> None:
+    # Synthetic: no capture has one. A ThinkPad's unconnected channels answer ENXIO
+    # (lm-sensors shows N/A); a directory fails to read as they do.
+    hwmon = tmp_path / "class" / "hwmon" / "hwmon3"
+    hwmon.mkdir(parents=True)
+    (hwmon / "name").write_text("thinkpad\n")
+    (hwmon / "temp1_input").write_text("52000\n")
+    (hwmon / "temp1_label").write_text("CPU\n")
+    (hwmon / "temp2_input").mkdir()
+    (hwmon / "temp2_label").write_text("GPU\n")
+    (hwmon / "temp3_input").write_text("45000\n")
+    part = sensors.SensorReader(str(tmp_path), battery=lambda: None)().part
+    assert named(part) == [("thinkpad", "CPU", 52.0, None, None),
+                           ("thinkpad", "temp3", 45.0, None, None)]  # fmt: skip
 
 
 def _tree(root: Path, chips: list[tuple[str, int, int]]) -> None:
@@ -175,7 +205,7 @@ def test_a_reading_reads_inputs_only_and_finds_again_now_and_then(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tree = tmp_path / "sys"
-    shutil.copytree(DESKTOP, tree)
+    shutil.copytree(NODE_EXPORTER, tree)
     reader = sensors.SensorReader(str(tree), battery=lambda: None)
     opened: list[str] = []
     real_open = open
@@ -186,10 +216,10 @@ def test_a_reading_reads_inputs_only_and_finds_again_now_and_then(
 
     monkeypatch.setattr("builtins.open", spy)
     reader()
-    # One file a sensor: 12 temperatures and 3 fans; no name, label or level.
-    assert len(opened) == 15 and all(p.endswith("_input") for p in opened), opened
+    # One file a sensor: 10 temperatures and 3 fans; no name, label or level.
+    assert len(opened) == 13 and all(p.endswith("_input") for p in opened), opened
     # A drive added since: found at the next finding.
-    new = tree / "class" / "hwmon" / "hwmon5"
+    new = tree / "class" / "hwmon" / "hwmon4"
     new.mkdir()
     (new / "name").write_text("drivetemp\n")
     (new / "temp1_input").write_text("33000\n")
@@ -199,18 +229,21 @@ def test_a_reading_reads_inputs_only_and_finds_again_now_and_then(
     assert "drivetemp" in [t["sensor"] for t in reader().part["temperatures"]]
 
 
-def test_the_battery_is_read_every_few_readings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_battery_is_read_every_few_readings(tmp_path: Path) -> None:
+    plugged = tmp_path / "sys"
+    shutil.copytree(PROCFS, plugged)
+    (plugged / "class" / "power_supply" / "AC" / "online").write_text("1\n")  # its charger
     asked: list[int] = []
 
     def answer() -> Any:
         asked.append(1)
-        return battery("plugged_in" if len(asked) > 1 else "on_battery")
+        return battery_of(plugged if len(asked) > 1 else NODE_EXPORTER)()
 
-    reader = sensors.SensorReader(str(THINKPAD), battery=answer)
+    reader = sensors.SensorReader(str(NODE_EXPORTER), battery=answer)
     assert reader.has_battery and len(asked) == 1  # asked once at start, whether it has one
     parts = [reader().part["battery"] for _ in range(sensors.BATTERY_EVERY + 1)]
     assert len(asked) == 3  # the first reading and the one BATTERY_EVERY after it
-    assert parts[0] == {"percent": 100.0, "plugged": True, "seconds_left": None}
+    assert parts[0] == {"percent": 98.8, "plugged": True, "seconds_left": None}
     assert parts[1] == parts[0]
 
 
@@ -218,10 +251,10 @@ def test_a_sensor_that_fails_is_null_and_said_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tree = tmp_path / "sys"
-    shutil.copytree(DESKTOP, tree)
+    shutil.copytree(NODE_EXPORTER, tree)
     collector = sensors.find(str(tree), battery=lambda: None)
     assert collector is not None
-    package = tree / "class" / "hwmon" / "hwmon3" / "temp1_input"
+    package = tree / "class" / "hwmon" / "hwmon0" / "temp1_input"
     try:
         with caplog.at_level(logging.INFO, logger="dashboard.data"):
             package.unlink()
@@ -232,18 +265,19 @@ def test_a_sensor_that_fails_is_null_and_said_once(
         collector.offloop.close()
     for part in (first, second):
         temperatures = {(t["sensor"], t["label"]): t for t in part["sensors"]["temperatures"]}
-        assert temperatures["coretemp", "Package id 0"]["current"] is None
-        assert temperatures["coretemp", "Core 0"]["current"] == 85.0
+        assert temperatures["coretemp", "Physical id 0"]["current"] is None
+        assert temperatures["coretemp", "Core 0"]["current"] == 54.0
+        assert temperatures["coretemp#2", "Physical id 0"]["current"] == 55.0
     assert collector.success  # one sensor among many: the collector still reads
-    lines = [r.getMessage() for r in caplog.records if "coretemp/Package id 0" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "coretemp/Physical id 0" in r.getMessage()]
     assert len(lines) == 2, lines
-    assert lines[0].startswith("cannot read temperature coretemp/Package id 0")
-    assert lines[1] == "temperature coretemp/Package id 0 can be read again"
-    assert healed["sensors"]["temperatures"][3]["current"] == 61.0
+    assert lines[0].startswith("cannot read temperature coretemp/Physical id 0")
+    assert lines[1] == "temperature coretemp/Physical id 0 can be read again"
+    assert healed["sensors"]["temperatures"][0]["current"] == 61.0
 
 
 def test_a_reading_that_hangs_is_null_until_it_returns(caplog: pytest.LogCaptureFixture) -> None:
-    collector = sensors.find(str(DESKTOP), battery=lambda: None)
+    collector = sensors.find(str(NODE_EXPORTER), battery=lambda: None)
     assert collector is not None
     gate = threading.Event()
     reader = collector.reader
@@ -322,61 +356,103 @@ def test_this_machine_has_none_and_nothing_is_read_per_tick(
 
 
 def test_an_amd_gpu_is_read_from_sysfs_and_an_intel_igpu_is_left_out() -> None:
-    found = gpu.find(str(AMD), proc="/nonexistent")
+    found = gpu.find(str(PROCFS), proc="/nonexistent")
     assert found is not None
     try:
         part = settled(found)["gpus"]
     finally:
         found.offloop.close()
+    # A Radeon RX Vega (card0; the capture has no hwmon under it: no temperature, no
+    # power); its empty product_name gives way to the PCI device id. The i915 iGPU
+    # (card1) has none of the files: left out.
     assert part == [
-        {"index": 0, "name": "AMD GPU 0x73bf", "vendor": "amd", "utilization_percent": 37.0,
-         "memory_used": 1234567168, "memory_total": 17163091968, "temperature": 45.0,
-         "power": 92.0, "suspended": False},
+        {"index": 0, "name": "AMD GPU 0x687f", "vendor": "amd", "utilization_percent": 4.0,
+         "memory_used": 1490378752, "memory_total": 8573157376, "temperature": None,
+         "power": None, "suspended": False},
     ]  # fmt: skip
     check_keys("sample.gpus[]", part[0])
     assert schema.sample_problem({"ts": time.time(), "gpus": part}) is None
 
 
+def _figures(name: str, vendor: str, *figures: Any) -> dict[str, Any]:
+    keys = ("utilization_percent", "memory_used", "memory_total", "temperature", "power")
+    return {"index": 0, "name": name, "vendor": vendor, **dict(zip(keys, figures, strict=True)),
+            "suspended": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "expected"),
+    [
+        # amdgpu: its hwmon's temp1 (edge) and power1_average (PPT).
+        ("amd-vega56", _figures("AMD GPU 0x687f", "amd", 0.0, 16613376, 8573157376, 38.0, 8.0)),
+        # An APU: power1_average (3.103 W) before power1_input (3.142 W).
+        ("amd-phoenix", _figures("AMD GPU 0x15bf", "amd", 0.0, 1272893440, 4294967296, 25.0, 3.1)),
+        # Intel Arc: an energy counter (energy1 on i915), watts once it has moved (its
+        # captured value does not): 0 W since the reading at start.
+        ("intel-a380-i915", _figures("Intel GPU", "intel", None, None, None, 55.0, 0.0)),
+        # On xe: temperatures from temp2 (pkg), and energy2 alone.
+        ("intel-a380-xe", _figures("Intel GPU 0x56a5", "intel", None, None, None, 56.0, 0.0)),
+        # Linux 6.16's xe: energy1 (card) reads 0, energy2 (pkg) counts.
+        ("intel-b580-6.16", _figures("Intel GPU 0xe20b", "intel", None, None, None, 46.0, 0.0)),
+        # An iGPU, and NVIDIA's card on its own driver, without NVML: nothing to read.
+        ("intel-tigerlake", None),
+        ("nvidia-rtx4080", None),
+    ],
+)
+def test_captured_gpus_are_read_from_sysfs(snapshot: str, expected: Any) -> None:
+    found = gpu.find(str(LACT / snapshot / "sys"), proc="/nonexistent")
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None
+    try:
+        assert settled(found)["gpus"] == [expected]
+    finally:
+        found.offloop.close()
+
+
 def test_a_gpu_asleep_is_not_woken(tmp_path: Path) -> None:
     tree = tmp_path / "sys"
-    shutil.copytree(AMD, tree)
+    shutil.copytree(LACT / "amd-vega56" / "sys", tree)
     device = tree / "class" / "drm" / "card0" / "device"
     found = gpu.find(str(tree), proc="/nonexistent")
     assert found is not None
     (device / "power" / "runtime_status").write_text("suspended\n")
     # Its figures' files, should they be read, now fail: they must not be.
-    for name in ("gpu_busy_percent", "mem_info_vram_used"):
+    for name in ("gpu_busy_percent", "mem_info_vram_used", "hwmon/hwmon4/temp1_input"):
         (device / name).unlink()
         (device / name).mkdir()
     reading = found.reader()
     assert reading.errors == {}
     assert reading.part == [
-        {"index": 0, "name": "AMD GPU 0x73bf", "vendor": "amd", "utilization_percent": None,
-         "memory_used": None, "memory_total": 17163091968, "temperature": None,
+        {"index": 0, "name": "AMD GPU 0x687f", "vendor": "amd", "utilization_percent": None,
+         "memory_used": None, "memory_total": 8573157376, "temperature": None,
          "power": None, "suspended": True},
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("snapshot", "counter"),
+    [("intel-a380-i915", "hwmon1/energy1_input"), ("intel-a380-xe", "hwmon0/energy2_input"),
+     ("intel-b580-6.16", "hwmon4/energy2_input")],
+)  # fmt: skip
 def test_an_intel_dgpus_energy_counter_is_made_watts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshot: str, counter: str
 ) -> None:
-    device = tmp_path / "class" / "drm" / "card0" / "device"
-    hwmon = device / "hwmon" / "hwmon2"
-    hwmon.mkdir(parents=True)
-    (device / "vendor").write_text("0x8086\n")
-    (device / "device").write_text("0x56a0\n")
-    (hwmon / "name").write_text("i915\n")
-    (hwmon / "energy1_input").write_text("1000000000\n")  # microjoules
+    tree = tmp_path / "sys"
+    shutil.copytree(LACT / snapshot / "sys", tree)
+    path = next(tree.glob(f"class/drm/card*/device/hwmon/{counter}"))
+    captured = int(path.read_text())  # microjoules
     clock = [100.0]
     monkeypatch.setattr("server.sampling.gpu.time.monotonic", lambda: clock[0])
-    found = gpu.find(str(tmp_path), proc="/nonexistent")  # its first reading, at start
+    found = gpu.find(str(tree), proc="/nonexistent")  # its first reading, at start
     assert found is not None
+    found.offloop.close()
     clock[0] += 1.0
     first = found.reader().part[0]
     clock[0] += 2.0
-    (hwmon / "energy1_input").write_text("1000000000\n".replace("1000", "1030", 1))
+    path.write_text(f"{captured + 30_000_000}\n")  # 30 J since
     second = found.reader().part[0]
-    assert first["name"] == "Intel GPU 0x56a0" and first["vendor"] == "intel"
     assert first["power"] == 0.0  # nothing drawn since the reading at start
     assert second["power"] == 15.0  # 30 J in 2 s
     assert second["utilization_percent"] is None and second["memory_total"] is None
@@ -384,9 +460,51 @@ def test_an_intel_dgpus_energy_counter_is_made_watts(
 
 # ---------------------------------------------------------------- GPUs: NVML
 
+H100 = "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01"
+H200_MIG = "linux-x86_64__nvidia-h200-mig__590.48.01"
+
+
+def nvml_answers(capture: str, state: str) -> dict[str, Any]:
+    """What NVML answers for the GPU of a captured `nvidia-smi --query-gpu` row, which
+    prints NVML's figures in MiB and W (tests/fixtures/README.md: what is derived)."""
+    row = next(r for r in NVIDIA_SMI if (r["capture"], r["state"]) == (capture, state))
+
+    def value(column: str, unit: str) -> float | None:
+        text = row[column]
+        return None if text == "[N/A]" else float(text.removesuffix(unit))
+
+    total = int(value("memory.total [MiB]", " MiB") or 0) * 2**20
+    free = int(value("memory.free [MiB]", " MiB") or 0) * 2**20
+    busy, watts = value("utilization.gpu [%]", " %"), value("power.draw [W]", " W")
+    memory = value("utilization.memory [%]", " %")
+    return {
+        "name": row["name"],
+        "busId": row["pci.bus_id"],
+        # nvmlDeviceGetMemoryInfo (v1, the collector's): `used` is total - free, what the
+        # driver reserves included (nvidia-smi shows that apart).
+        "memory": {"total": total, "free": free, "used": total - free},
+        # "[N/A]": NVML answers NOT_SUPPORTED (utilisation, on a GPU in MIG mode).
+        "utilization": "NOT_SUPPORTED" if busy is None else
+                       {"gpu": int(busy), "memory": int(memory or 0)},
+        "temperature": int(row["temperature.gpu"]),
+        "power_mw": "NOT_SUPPORTED" if watts is None else round(watts * 1000),
+    }  # fmt: skip
+
+
+def test_nvml_answers_agree_with_their_capture() -> None:
+    for capture, state in ((H100, "load"), (H200_MIG, "load")):
+        row = next(r for r in NVIDIA_SMI if (r["capture"], r["state"]) == (capture, state))
+        used = nvml_answers(capture, state)["memory"]["used"] // 2**20
+        used_mib, reserved_mib = (
+            int(row[f"memory.{c} [MiB]"].split()[0]) for c in ("used", "reserved")
+        )
+        shown = used_mib + reserved_mib
+        assert abs(used - shown) <= 1, (capture, used, shown)  # MiB, each figure rounded
+
 
 class FakeNvml:
-    """pynvml as the GPU collector uses it, answering what NVML answered (nvml-answers.json)."""
+    """pynvml as the GPU collector uses it, answering what NVML answers for two captured
+    GPUs, put in one machine by this test: an H100 under load, and an H200 in MIG mode."""
 
     NVML_ERROR_NOT_SUPPORTED = 3
     NVML_ERROR_GPU_IS_LOST = 15
@@ -398,7 +516,7 @@ class FakeNvml:
             self.value = value
 
     def __init__(self) -> None:
-        self.gpus = NVML_ANSWERS["gpus"]
+        self.gpus = [nvml_answers(H100, "load"), nvml_answers(H200_MIG, "load")]
         self.calls: Counter[tuple[int, str]] = Counter()
         self.lost: set[int] = set()
         self.initialised = False
@@ -453,50 +571,51 @@ def _pci(root: Path, bus: str, status: str) -> Path:
     return path
 
 
-A100 = {"index": 0, "name": "NVIDIA A100-SXM4-40GB", "vendor": "nvidia",
-        "utilization_percent": 37.0, "memory_used": 1234567168, "memory_total": 42949672960,
-        "temperature": 45.0, "power": 92.4, "suspended": False}  # fmt: skip
+# nvidia-smi: 100 %, 19818 MiB used (+ 479 reserved) of 81559 MiB, 59 °C, 631.95 W.
+H100_FIGURES = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "vendor": "nvidia",
+                "utilization_percent": 100.0, "memory_used": 20296 * 2**20,
+                "memory_total": 81559 * 2**20, "temperature": 59.0, "power": 632.0,
+                "suspended": False}  # fmt: skip
+# nvidia-smi: utilisation [N/A] (MIG), 16959 MiB used (+ 614) of 143771 MiB, 36 °C, 295.01 W.
+H200_FIGURES = {"index": 1, "name": "NVIDIA H200", "vendor": "nvidia",
+                "utilization_percent": None, "memory_used": 17572 * 2**20,
+                "memory_total": 143771 * 2**20, "temperature": 36.0, "power": 295.0,
+                "suspended": False}  # fmt: skip
 
 
 def test_nvidia_gpus_are_read_through_nvml(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     nvml = FakeNvml()
-    _pci(tmp_path, "0000:07:00.0", "active")
+    _pci(tmp_path, "0000:00:09.0", "active")
     found = gpu.find(str(tmp_path), proc="/nonexistent", nvml=nvml)
     assert found is not None
     try:
         with caplog.at_level(logging.INFO, logger="dashboard.data"):
             part = settled(found)["gpus"]
-            assert part == [
-                A100,
-                {"index": 1, "name": "NVIDIA GeForce GTX 1650", "vendor": "nvidia",
-                 "utilization_percent": 3.0, "memory_used": 367001600,
-                 "memory_total": 4294967296, "temperature": 41.0, "power": None,
-                 "suspended": False},
-            ]  # fmt: skip
+            assert part == [H100_FIGURES, H200_FIGURES]
             # Not supported is not a failure, and is not asked again.
             settled(found)
-            assert nvml.calls[1, "power_mw"] == 1
+            assert nvml.calls[1, "utilization"] == 1
             assert not caplog.records
             # A GPU that falls off the bus: null figures, said once, the other one read.
             nvml.lost.add(0)
             lost = [settled(found)["gpus"] for _ in range(2)]
-            assert lost[0][0]["utilization_percent"] is None and lost[0][1]["temperature"] == 41.0
+            assert lost[0][0]["utilization_percent"] is None and lost[0][1]["temperature"] == 36.0
             assert found.success
             nvml.lost.clear()
-            assert settled(found)["gpus"][0] == A100
+            assert settled(found)["gpus"][0] == H100_FIGURES
     finally:
         found.offloop.close()
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2, said
-    assert said[0].startswith("cannot read gpu 0 (NVIDIA A100-SXM4-40GB)") and "lost" in said[0]
-    assert said[1] == "gpu 0 (NVIDIA A100-SXM4-40GB) can be read again"
+    assert said[0].startswith("cannot read gpu 0 (NVIDIA H100 80GB HBM3)") and "lost" in said[0]
+    assert said[1] == "gpu 0 (NVIDIA H100 80GB HBM3) can be read again"
 
 
 def test_an_nvidia_gpu_asleep_is_not_asked(tmp_path: Path) -> None:
     nvml = FakeNvml()
-    status = _pci(tmp_path, "0000:01:00.0", "active")  # the GeForce: a laptop's
+    status = _pci(tmp_path, "0000:83:00.0", "active")  # the H200
     found = gpu.find(str(tmp_path), proc="/nonexistent", nvml=nvml)
     assert found is not None
     status.write_text("suspended\n")
@@ -540,7 +659,7 @@ def test_nvml_is_loaded_only_where_the_driver_is(
 
 
 def _sensors_part() -> dict[str, Any]:
-    part = sensors.SensorReader(str(THINKPAD), battery=lambda: battery("on_battery"))().part
+    part = sensors.SensorReader(str(NODE_EXPORTER), battery=battery_of(NODE_EXPORTER))().part
     copied: dict[str, Any] = json.loads(json.dumps(part))  # as it comes over the wire
     return copied
 
@@ -603,66 +722,78 @@ def _engine(**table: Any) -> Any:
     return AlertEngine(settings, interval=1, cores=2, host="box")
 
 
-def _reading(ts: float, **currents: float | None) -> dict[str, Any]:
-    """The desktop's sensors, with some currents changed (by label, spaces as _)."""
-    part = sensors.SensorReader(str(DESKTOP), battery=lambda: None)().part
+Currents = dict[tuple[str, str], float]
+
+
+def _reading(ts: float, currents: Currents | None = None, tree: Path = NODE_EXPORTER) -> Any:
+    """A captured machine's sensors, each at 40 °C but those given: {(chip, label): °C}."""
+    part = sensors.SensorReader(str(tree), battery=lambda: None)().part
     for t in part["temperatures"]:
-        key = t["label"].replace(" ", "_")
-        t["current"] = currents.get(key, 40.0)
+        t["current"] = (currents or {}).get((t["sensor"], t["label"]), 40.0)
     return {"ts": ts, "cpu": {"percent": 1.0}, "disks": [], "sensors": part}
 
 
-def _changes(engine: Any, ts: float, **currents: float | None) -> list[tuple[str, str, float]]:
+def _changes(engine: Any, ts: float, currents: Currents,
+             tree: Path = NODE_EXPORTER) -> list[tuple[str, str, float]]:  # fmt: skip
     return [(a["rule"], a["level"], a["threshold"])
-            for a in engine.evaluate(_reading(ts, **currents))]  # fmt: skip
+            for a in engine.evaluate(_reading(ts, currents, tree))]  # fmt: skip
 
 
-PACKAGE = "temperature:coretemp/Package id 0"
+PACKAGE = "temperature:coretemp/Physical id 0"
+
+
+def _package(current: float) -> Currents:
+    return {("coretemp", "Physical id 0"): current}
 
 
 def test_a_temperature_fires_at_its_own_levels_with_hysteresis() -> None:
     engine = _engine(temperature={"for_seconds": 0, "clear_seconds": 0})
-    assert _changes(engine, 0, Package_id_0=79.9) == []  # its high level is 80
-    assert _changes(engine, 1, Package_id_0=80.0) == [(PACKAGE, "warning", 80.0)]
+    assert _changes(engine, 0, _package(83.9)) == []  # its high level is 84
+    assert _changes(engine, 1, _package(84.0)) == [(PACKAGE, "warning", 84.0)]
     alert = engine.active[PACKAGE]
-    assert alert["metric"] == PACKAGE and alert["value"] == 80.0
-    assert _changes(engine, 2, Package_id_0=100.0) == [(PACKAGE, "critical", 100.0)]
-    assert _changes(engine, 3, Package_id_0=96.0) == []  # above its clear level, 95
-    assert _changes(engine, 4, Package_id_0=94.0) == [(PACKAGE, "warning", 95.0)]
-    assert _changes(engine, 5, Package_id_0=76.0) == []  # the warning clears below 75
-    assert _changes(engine, 6, Package_id_0=74.9) == [(PACKAGE, "ok", 75.0)]
-    # An NVMe drive's own levels (high 81.8, critical 84.8), named by its chip.
-    assert _changes(engine, 7, Composite=85.0) == [
-        ("temperature:nvme/Composite", "critical", 84.8),
-        ("temperature:nvme#2/Composite", "critical", 84.8),
+    assert alert["metric"] == PACKAGE and alert["value"] == 84.0
+    assert _changes(engine, 2, _package(100.0)) == [(PACKAGE, "critical", 100.0)]
+    assert _changes(engine, 3, _package(96.0)) == []  # above its clear level, 95
+    assert _changes(engine, 4, _package(94.0)) == [(PACKAGE, "warning", 95.0)]
+    assert _changes(engine, 5, _package(80.0)) == []  # the warning clears below 79
+    assert _changes(engine, 6, _package(78.9)) == [(PACKAGE, "ok", 79.0)]
+    # The second socket's chip, of the same name, is judged on its own.
+    assert _changes(engine, 7, {("coretemp#2", "Core 0"): 101.0}) == [
+        ("temperature:coretemp#2/Core 0", "critical", 100.0),
+    ]
+    # An NVMe drive's own levels (high 84.85, critical 94.85, as the drive gives them).
+    engine = _engine(temperature={"for_seconds": 0, "clear_seconds": 0})
+    assert _changes(engine, 0, {("nvme", "Composite"): 95.0}, NVME) == [
+        ("temperature:nvme/Composite", "critical", 94.8),
     ]
 
 
 def test_a_temperature_holds_before_it_fires_and_before_it_clears() -> None:
     engine = _engine()  # 30 s and 30 s
-    assert _changes(engine, 0, Package_id_0=90.0) == []
-    assert _changes(engine, 29, Package_id_0=90.0) == []
-    assert _changes(engine, 30, Package_id_0=90.0) == [(PACKAGE, "warning", 80.0)]
-    assert _changes(engine, 31, Package_id_0=60.0) == []
-    assert _changes(engine, 61, Package_id_0=60.0) == [(PACKAGE, "ok", 75.0)]
+    assert _changes(engine, 0, _package(90.0)) == []
+    assert _changes(engine, 29, _package(90.0)) == []
+    assert _changes(engine, 30, _package(90.0)) == [(PACKAGE, "warning", 84.0)]
+    assert _changes(engine, 31, _package(60.0)) == []
+    assert _changes(engine, 61, _package(60.0)) == [(PACKAGE, "ok", 79.0)]
 
 
 def test_sensors_without_levels_are_judged_only_under_a_ceiling() -> None:
-    # PECI Agent 0 gives no level: not judged at 99 °C by default.
+    # The drive's Sensor 1 gives no level (its 65261.85 °C is none): not judged at 99 °C.
+    sensor_1 = ("nvme", "Sensor 1")
     engine = _engine(temperature={"for_seconds": 0})
-    assert _changes(engine, 0, PECI_Agent_0=99.0) == []
+    assert _changes(engine, 0, {sensor_1: 99.0}, NVME) == []
     # Ceilings: at most 70 / 90 for every sensor, lower than the sensors' own here.
     engine = _engine(temperature={"warning": 70, "critical": 90, "for_seconds": 0})
-    assert _changes(engine, 0, PECI_Agent_0=75.0, Package_id_0=91.0) == [
-        (PACKAGE, "critical", 90.0),
-        ("temperature:nct6776/PECI Agent 0", "warning", 70.0),
+    assert _changes(engine, 0, {sensor_1: 75.0, ("nvme", "Composite"): 91.0}, NVME) == [
+        ("temperature:nvme/Composite", "critical", 90.0),
+        ("temperature:nvme/Sensor 1", "warning", 70.0),
     ]
     assert engine.settings.rules["temperature"].warning_clear == 65  # the gap kept
 
 
 def test_the_temperature_rule_keeps_state_without_readings_and_resolves_gone_sensors() -> None:
     engine = _engine(temperature={"for_seconds": 0, "clear_seconds": 0})
-    assert _changes(engine, 0, Package_id_0=85.0) == [(PACKAGE, "warning", 80.0)]
+    assert _changes(engine, 0, _package(85.0)) == [(PACKAGE, "warning", 84.0)]
     no_reading = {"ts": 1.0, "cpu": {"percent": 1.0}, "disks": [], "sensors": None}
     assert engine.evaluate(no_reading) == []  # the sensors do not answer: judge nothing
     unread = _reading(2)
@@ -675,7 +806,8 @@ def test_the_temperature_rule_keeps_state_without_readings_and_resolves_gone_sen
     gone["sensors"]["temperatures"] = [t for t in gone["sensors"]["temperatures"]
                                        if t["sensor"] != "coretemp"]  # fmt: skip
     assert [(a["rule"], a["level"]) for a in engine.evaluate(gone)] == [(PACKAGE, "ok")]
-    assert not [r for r in engine._rules if r.startswith("temperature:coretemp")]
+    assert not [r for r in engine._rules if r.startswith("temperature:coretemp/")]
+    assert [r for r in engine._rules if r.startswith("temperature:coretemp#2/")]
 
 
 def test_the_temperature_rule_is_bounded_and_follows_hosts() -> None:
@@ -690,7 +822,7 @@ def test_the_temperature_rule_is_bounded_and_follows_hosts() -> None:
                          "sensors": part})  # fmt: skip
     assert sum(r.startswith("temperature:") for r in engine._rules) <= MAX_TEMPERATURES
     elsewhere = _engine(temperature={"for_seconds": 0, "hosts": ["other"]})
-    assert _changes(elsewhere, 0, Package_id_0=99.0) == []
+    assert _changes(elsewhere, 0, _package(99.0)) == []
 
 
 def test_temperature_settings_are_checked_at_start() -> None:
@@ -714,7 +846,13 @@ def test_metrics_carry_sensors_and_gpus_with_bounded_labels(
     from tests.test_metrics_export import scrape
 
     sample = state.sampler.tick()
-    sample["sensors"] = _sensors_part()
+    # Two captured machines' sensors in one sample (this test's making): the NVMe
+    # drive's give a sensor without levels.
+    part = _sensors_part()
+    part["temperatures"] += sensors.SensorReader(str(NVME), battery=lambda: None)().part[
+        "temperatures"
+    ]
+    sample["sensors"] = part
     sample["gpus"] = _gpus_part(tmp_path)
     found = scrape(client)
 
@@ -724,26 +862,30 @@ def test_metrics_carry_sensors_and_gpus_with_bounded_labels(
         return matches[0]
 
     assert value("dashboard_sensor_temperature_celsius", sensor="coretemp",
-                 label="Package id 0") == 52.0  # fmt: skip
+                 label="Physical id 0") == 55.0  # fmt: skip
+    assert value("dashboard_sensor_temperature_celsius", sensor="coretemp#2",
+                 label="Core 3") == 50.0  # fmt: skip
     assert value("dashboard_sensor_temperature_high_celsius", sensor="nvme",
-                 label="Composite") == 80.8  # fmt: skip
-    assert value("dashboard_sensor_temperature_critical_celsius", sensor="acpitz",
-                 label="temp1") == 128.0  # fmt: skip
+                 label="Composite") == 84.8  # fmt: skip
+    assert value("dashboard_sensor_temperature_critical_celsius", sensor="coretemp",
+                 label="Core 0") == 100.0  # fmt: skip
     # A level the sensor does not give is left out, not 0.
     assert not [v for got, v in found["dashboard_sensor_temperature_high_celsius"]
-                if got["sensor"] == "acpitz"]  # fmt: skip
-    assert len(found["dashboard_sensor_temperature_celsius"]) == 17
-    assert value("dashboard_fan_rpm", sensor="thinkpad", label="fan1") == 2451
-    assert value("dashboard_battery_ratio") == 0.875
+                if got["label"] == "Sensor 1"]  # fmt: skip
+    assert len(found["dashboard_sensor_temperature_celsius"]) == 14
+    assert value("dashboard_fan_rpm", sensor="applesmc", label="Right side") == 1998
+    assert value("dashboard_fan_rpm", sensor="applesmc", label="Left side") == 0
+    assert value("dashboard_battery_ratio") == 0.812
     assert value("dashboard_battery_plugged") == 0
-    assert value("dashboard_battery_seconds_left") == 9120
+    assert value("dashboard_battery_seconds_left") == 26327
     assert value("dashboard_gpu_utilization_ratio", gpu="0",
-                 name="NVIDIA A100-SXM4-40GB") == 0.37  # fmt: skip
-    assert value("dashboard_gpu_memory_used_bytes", gpu="1") == 367001600
-    assert value("dashboard_gpu_memory_total_bytes", gpu="0") == 42949672960
-    assert value("dashboard_gpu_temperature_celsius", gpu="1") == 41.0
-    assert value("dashboard_gpu_power_watts", gpu="0") == 92.4
-    assert not [v for got, v in found["dashboard_gpu_power_watts"] if got["gpu"] == "1"]
+                 name="NVIDIA H100 80GB HBM3") == 1.0  # fmt: skip
+    assert value("dashboard_gpu_memory_used_bytes", gpu="1") == 17572 * 2**20
+    assert value("dashboard_gpu_memory_total_bytes", gpu="0") == 81559 * 2**20
+    assert value("dashboard_gpu_temperature_celsius", gpu="1") == 36.0
+    assert value("dashboard_gpu_power_watts", gpu="0") == 632.0
+    # The H200 in MIG mode gives no utilisation: left out.
+    assert not [v for got, v in found["dashboard_gpu_utilization_ratio"] if got["gpu"] == "1"]
     assert value("dashboard_gpu_suspended", gpu="0") == 0
     labels = {tuple(sorted(got)) for name, samples in found.items() if "_gpu_" in name
               for got, _ in samples}  # fmt: skip
@@ -777,7 +919,7 @@ def hub_with_box(tmp_path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
     token = AgentTokens(str(hub.data_dir)).add("box")
     part = _sensors_part()
     for t in part["temperatures"]:
-        if (t["sensor"], t["label"]) == ("coretemp", "Package id 0"):
+        if (t["sensor"], t["label"]) == ("coretemp", "Physical id 0"):
             t["current"] = 100.0
     carried: dict[str, Any] = {"sensors": part, "gpus": _gpus_part(tmp_path)}
     stop = threading.Event()
@@ -829,9 +971,9 @@ def test_an_agents_sensors_and_gpus_reach_the_hubs_alerts_metrics_and_page(
     assert wait_until(alerts, timeout=30, interval=0.5) == [(PACKAGE, "critical")]
     metrics = requests.get(hub.url + "/metrics", timeout=5).text
     assert re.search(r'dashboard_sensor_temperature_celsius\{[^}]*host="box"[^}]*'
-                     r'label="Package id 0"[^}]*\} 100\.0', metrics), metrics  # fmt: skip
+                     r'label="Physical id 0"[^}]*\} 100\.0', metrics), metrics  # fmt: skip
     assert re.search(r'dashboard_gpu_utilization_ratio\{gpu="0",host="box",'
-                     r'name="NVIDIA A100-SXM4-40GB"\} 0\.37', metrics)  # fmt: skip
+                     r'name="NVIDIA H100 80GB HBM3"\} 1\.0', metrics)  # fmt: skip
 
     browser.navigate(hub.url + "/host/box")
     browser.wait_for("document.body.dataset.status === 'live'", timeout=20)
@@ -841,7 +983,11 @@ def test_an_agents_sensors_and_gpus_reach_the_hubs_alerts_metrics_and_page(
         alert: c.dataset.alert}))(document.getElementById('card-sensors'))""")
     assert json.loads(card) == {
         "value": "100.0\u00a0°C",
-        "lines": ["Package id 0 · coretemp", "fan 2451\u00a0rpm", "battery 88% · 2:32 left"],
+        "lines": [
+            "Physical id 0 · coretemp",
+            "fans up to 1998\u00a0rpm",
+            "battery 81% · 7:18 left",
+        ],
         "alert": "critical",
     }
     assert browser.evaluate("document.getElementById('cpu-temperature').textContent") == (
@@ -856,18 +1002,18 @@ def test_an_agents_sensors_and_gpus_reach_the_hubs_alerts_metrics_and_page(
         [
             "card-gpu-0",
             "GPU 0",
-            "37.0 %",
-            "1.1 GiB of 40 GiB",
-            "45.0\u00a0°C · 92\u00a0W",
-            "NVIDIA A100-SXM4-40GB",
+            "100.0 %",
+            "20 GiB of 80 GiB",
+            "59.0\u00a0°C · 632\u00a0W",
+            "NVIDIA H100 80GB HBM3",
         ],
         [
             "card-gpu-1",
             "GPU 1",
-            "3.0 %",
-            "350 MiB of 4.0 GiB",
-            "41.0\u00a0°C",
-            "NVIDIA GeForce GTX 1650",
+            "\u2013",  # no utilisation
+            "17 GiB of 140 GiB",
+            "36.0\u00a0°C · 295\u00a0W",
+            "NVIDIA H200",
         ],
     ]
     # Rendered by the server with the page: in place before the socket brought anything.

@@ -13,13 +13,19 @@ from typing import Any
 
 from server.alerts.settings import (
     CONTAINER_RULES,
+    DISK_HEALTH_RULES,
     NO_LEVEL,
     RESTART_WINDOW,
+    SECTOR_WINDOW,
     TEMPERATURE_RULES,
+    UNIT_RULES,
+    WEAR_WARNING,
     AlertSettings,
     AnomalySettings,
 )
 from server.sampling.sensors import LOWEST, MAX_TEMPERATURES
+from server.sampling.services import MAX_UNITS
+from server.sampling.smart import MAX_DRIVES
 from server.series import WATCHED, Levels, lookup
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
@@ -196,7 +202,27 @@ def _values(sample: Sample, cores: int) -> dict[str, float | None]:
 
 MAX_DISK_RULES = 64  # mounts watched per host (a sample carries at most 64)
 MAX_CONTAINER_RULES = 3 * 200  # three rules for each container a sample lists
-ITEM_RULES = frozenset({"disk", *CONTAINER_RULES, *TEMPERATURE_RULES})  # a rule per item
+MAX_UNIT_RULES = 2 * MAX_UNITS  # two rules for each systemd unit a sample lists
+# A rule per item: a mount, a container, a sensor, a drive.
+ITEM_RULES = frozenset(
+    {"disk", *CONTAINER_RULES, *TEMPERATURE_RULES, *DISK_HEALTH_RULES, *UNIT_RULES}
+)
+
+
+def _rise(counts: dict[str, deque[tuple[float, int]]], name: str, count: int,
+          now: float) -> float:  # fmt: skip
+    """How much an item's count (a container's restarts, a unit's NRestarts) rose in the
+    last RESTART_WINDOW. The count is kept when it changes, not each tick: the one in
+    force when the window began is the first kept. A count that went down (a new
+    container of the same name, a unit started by hand or reset) starts over."""
+    seen = counts.setdefault(name, deque(maxlen=64))
+    if not seen or seen[-1][1] != count:
+        if seen and count < seen[-1][1]:
+            seen.clear()
+        seen.append((now, count))
+    while len(seen) > 1 and seen[1][0] <= now - RESTART_WINDOW:
+        seen.popleft()
+    return float(count - seen[0][1])
 
 
 class AlertEngine:
@@ -227,6 +253,9 @@ class AlertEngine:
         self.recent: deque[Alert] = deque(maxlen=settings.recent)
         self.over_budget: str | None = None  # set when a sample asked more than the rules hold
         self._restarts: dict[str, deque[tuple[float, int]]] = {}  # container -> (ts, restarts)
+        self._unit_restarts: dict[str, deque[tuple[float, int]]] = {}  # unit -> its changes
+        # drive -> its bad-sector counts, and when one last rose (None: not seen to rise)
+        self._sectors: dict[str, tuple[tuple[Any, ...], float | None]] = {}
 
     def _item_rule(
         self, kind: str, item: str, present: Container[str], limit: int, what: str
@@ -267,17 +296,7 @@ class AlertEngine:
         }
         restarts = container.get("restarts")
         if isinstance(restarts, int):
-            # The count when it changed (not each tick): the one in force when the window
-            # began is the first kept; a count that went down (a new container of the
-            # same name) starts over.
-            seen = self._restarts.setdefault(name, deque(maxlen=64))
-            if not seen or seen[-1][1] != restarts:
-                if seen and restarts < seen[-1][1]:
-                    seen.clear()
-                seen.append((now, restarts))
-            while len(seen) > 1 and seen[1][0] <= now - RESTART_WINDOW:
-                seen.popleft()
-            values["container_restarts"] = float(restarts - seen[0][1])
+            values["container_restarts"] = _rise(self._restarts, name, restarts, now)
         return values
 
     def _containers(self, sample: Sample, now: float) -> list[Alert | None]:
@@ -302,6 +321,33 @@ class AlertEngine:
                 if rule.level == OK:
                     del self._rules[rule_name]
                     self._restarts.pop(name, None)
+        return changes
+
+    def _units(self, sample: Sample, now: float) -> list[Alert | None]:
+        part = sample.get("services")
+        if not isinstance(part, Mapping):
+            return []  # no systemd, or systemctl cannot be asked: judge nothing
+        kinds = [k for k in UNIT_RULES if k not in self._off]
+        listed = {u["name"]: u for u in part.get("units") or [] if isinstance(u, Mapping)}
+        changes: list[Alert | None] = []
+        for name, unit in listed.items():
+            values = {"unit_failed": 1.0 if unit.get("state") == "failed" else 0.0}
+            restarts = unit.get("restarts")
+            if isinstance(restarts, int):
+                values["unit_restarts"] = _rise(self._unit_restarts, name, restarts, now)
+            for kind in kinds:
+                rule = self._item_rule(kind, name, listed, MAX_UNIT_RULES // 2, "units")
+                if rule is not None and kind in values:
+                    changes.append(rule.evaluate(values[kind], now))
+        # A unit no longer listed (fine again, reset, or gone): its alerts resolve.
+        for rule_name, rule in list(self._rules.items()):
+            kind, _, name = rule_name.partition(":")
+            if kind in UNIT_RULES and name not in listed:
+                changes.append(rule.evaluate(0.0, now))
+                if rule.level == OK:
+                    del self._rules[rule_name]
+        for name in set(self._unit_restarts) - set(listed):
+            del self._unit_restarts[name]
         return changes
 
     def _temperature_levels(self, high: Any, critical: Any) -> Levels | None:
@@ -350,6 +396,49 @@ class AlertEngine:
                     del self._rules[rule_name]
         return changes
 
+    def _drive_value(self, drive: Mapping[str, Any], now: float) -> float | None:
+        """The disk_health rule's value for one listed drive (server/alerts/settings.py);
+        None where it has no figures this round (judge nothing: keep the state)."""
+        if drive.get("supported") is not True:
+            return None
+        counts = tuple(drive.get(k) for k in ("reallocated", "uncorrectable", "media_errors"))
+        before, rose_at = self._sectors.get(drive["device"], (counts, None))
+        if any(isinstance(new, int) and isinstance(old, int) and new > old
+               for new, old in zip(counts, before, strict=True)):  # fmt: skip
+            rose_at = now
+        kept = tuple(old if new is None else new for new, old in zip(counts, before, strict=True))
+        self._sectors[drive["device"]] = (kept, rose_at)
+        if drive.get("health") == "failed":
+            return 2.0
+        pending, wear = drive.get("pending"), drive.get("wear_percent")
+        rose = rose_at is not None and now - rose_at < SECTOR_WINDOW
+        worn = isinstance(wear, int | float) and wear >= WEAR_WARNING
+        return 1.0 if rose or worn or (isinstance(pending, int) and pending > 0) else 0.0
+
+    def _disk_health(self, sample: Sample, now: float) -> list[Alert | None]:
+        part = sample.get("disk_health")
+        if "disk_health" in self._off or not isinstance(part, list):
+            return []  # no smartctl, or no reading yet: judge nothing
+        listed = {d["device"]: d for d in part if isinstance(d, Mapping)}
+        changes: list[Alert | None] = []
+        for device, drive in listed.items():
+            value = self._drive_value(drive, now)
+            if value is None and f"disk_health:{device}" not in self._rules:
+                continue  # never judged (no S.M.A.R.T.): no rule, no check on the tile
+            rule = self._item_rule("disk_health", device, listed, MAX_DRIVES, "drives")
+            if rule is not None:
+                changes.append(rule.evaluate(value, now))
+        # A drive no longer listed (removed): its alert resolves.
+        for rule_name, rule in list(self._rules.items()):
+            kind, _, device = rule_name.partition(":")
+            if kind == "disk_health" and device not in listed:
+                changes.append(rule.evaluate(0.0, now))
+                if rule.level == OK:
+                    del self._rules[rule_name]
+        for device in set(self._sectors) - set(listed):
+            del self._sectors[device]
+        return changes
+
     def evaluate(self, sample: Sample, now: float | None = None) -> list[Alert]:
         """The changes this sample makes; hold times count on `now` (the hub's clock for
         an agent's sample), or on the sample's own time."""
@@ -369,7 +458,9 @@ class AlertEngine:
         for anomaly in self._anomalies:
             changes.append(anomaly.evaluate(values[anomaly.metric], now))
         changes += self._containers(sample, now)
+        changes += self._units(sample, now)
         changes += self._temperatures(sample, now)
+        changes += self._disk_health(sample, now)
         alerts = [a for a in changes if a is not None]
         for alert in alerts:
             self.record(alert)

@@ -85,6 +85,18 @@ CONTAINER_RULES: dict[str, Levels] = {
 }
 RESTART_WINDOW = 600.0  # seconds
 
+# Rules judged on each systemd unit a sample lists (server/sampling/services.py), a rule
+# per unit as a container's: the value is 1 or 0, or restarts in RESTART_WINDOW.
+UNIT_RULES: dict[str, Levels] = {
+    # Failed (its process exited with an error, was killed, timed out, or systemd
+    # gave up restarting it): critical at once, resolved once it runs again or is
+    # reset (`systemctl reset-failed`).
+    "unit_failed": Levels(1, 1, 1, 1, 0, 0),
+    # Restarted by systemd (NRestarts) 3 times (warning) or 5 times (critical) in
+    # RESTART_WINDOW: a restart loop, though the unit may look active between two.
+    "unit_restarts": Levels(3, 5, 3, 5, 0, 60),
+}
+
 # The rule judged on each temperature a sample lists (server/sampling/sensors.py), a
 # rule per sensor as a disk's. Its levels are the sensor's own, `high` and `critical`:
 # the kernel knows where each part gets too hot, and no one number fits a CPU, a drive
@@ -97,10 +109,22 @@ TEMPERATURE_RULES: dict[str, Levels] = {
     "temperature": Levels(NO_LEVEL, NO_LEVEL, NO_LEVEL - 5, NO_LEVEL - 5, 30, 30),
 }
 
+# The rule judged on each drive a sample's `disk_health` lists (server/sampling/smart.py),
+# a rule per drive as a disk's. Its value is how bad the drive's state is: 2 while
+# smartctl's overall assessment is FAILED (critical); 1 while it has pending sectors,
+# while its reallocated or uncorrectable sectors or media errors rose in the last
+# SECTOR_WINDOW, or while its wear is WEAR_WARNING % or more (warning); else 0. Counts
+# that only stay where they are (a few sectors reallocated years ago) do not warn.
+DISK_HEALTH_RULES: dict[str, Levels] = {"disk_health": Levels(1, 2, 1, 2, 0, 0)}
+SECTOR_WINDOW = 86400.0  # seconds a rise in a drive's bad sectors warns for
+WEAR_WARNING = 90  # % of a drive's rated endurance used
+
 DEFAULTS: dict[str, Levels] = {
     **{rule: series.levels for rule, series in WATCHED.items() if series.levels is not None},
     **CONTAINER_RULES,
+    **UNIT_RULES,
     **TEMPERATURE_RULES,
+    **DISK_HEALTH_RULES,
 }
 _THRESHOLD_KEYS = {
     "warning",

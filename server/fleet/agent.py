@@ -36,7 +36,13 @@ from server import __version__
 from server.config import Config, ConfigError
 from server.data import DynamicData, StaticData
 from server.firehose.relay import local_feed
-from server.fleet.protocol import BATCH_BYTES, MAX_BATCH, MAX_CONTAINER_BYTES, NAMESPACE
+from server.fleet.protocol import (
+    BATCH_BYTES,
+    MAX_BATCH,
+    MAX_CONTAINER_BYTES,
+    NAMESPACE,
+    NEWEST_ONLY,
+)
 from server.logs import LogThrottle
 from server.loops import DONE, BackgroundLoop
 from server.wire import compact_json
@@ -48,6 +54,7 @@ RETRY_FIRST = 1.0  # seconds before a refused batch goes again; doubles to RETRY
 RETRY_MAX = 15.0
 
 Sample = dict[str, Any]
+NEWEST_ONLY_KEYS = frozenset(NEWEST_ONLY)
 
 
 def within_bytes(batch: list[Sample]) -> list[Sample]:
@@ -240,10 +247,10 @@ class Link:
         with self._lock:
             batch = [s for s in self.buffer if s["seq"] > self.sent][:MAX_BATCH]
             newest = self.buffer[-1]["seq"] if self.buffer else None
-        # The container table is of the moment (the hub keeps none in history): only the
-        # newest sample carries it, so a replay's batch stays small.
-        batch = [s if s["seq"] == newest or "containers" not in s
-                 else {k: v for k, v in s.items() if k != "containers"} for s in batch]  # fmt: skip
+        # Tables of the moment (NEWEST_ONLY): only the newest sample carries them.
+        batch = [s if s["seq"] == newest or not NEWEST_ONLY_KEYS & s.keys()
+                 else {k: v for k, v in s.items() if k not in NEWEST_ONLY_KEYS}
+                 for s in batch]  # fmt: skip
         if batch and batch[-1]["seq"] == newest and isinstance(batch[-1].get("containers"), dict):
             batch[-1] = {**batch[-1], "containers": fitted(batch[-1]["containers"])}
         if not self._hub_places:  # not asked for our clocks (yet): an older hub
@@ -308,7 +315,7 @@ def run(config: Config) -> int:
     if link.feed is not None:
         static_dict["log_sources"] = link.feed.names
     sampler = Sampler(
-        DynamicData(top_processes=config.top_processes, containers=config.containers),
+        DynamicData.configured(config),
         broadcast=link.add,
         interval=config.interval,
         history_seconds=60,  # the hub keeps the history; this ring is not read

@@ -31,6 +31,7 @@ DOWN_AFTER_STALE = 30.0
 LEVEL_STATE = {CRITICAL: "crit", "warning": "warn", OK: "ok"}
 TROUBLE_SHOWN = 60.0  # seconds a host's trouble stays on its tile after the last time
 SPARK_STEP = 10.0  # seconds per point of a tile's CPU sparkline (15 min: 90 points)
+UNIT_COUNTS = ("failed", "restarting", "activating", "ok")  # a tile's `services`
 
 
 class Host:
@@ -198,6 +199,9 @@ class Host:
         containers = sample.get("containers")
         if isinstance(containers, dict):  # only where the host's containers are sampled
             tile["containers"] = [containers.get(k) for k in ("running", "unhealthy", "stopped")]
+        services = sample.get("services")
+        if isinstance(services, dict):  # only where the host's systemd units are read
+            tile["services"] = [services.get(k) for k in UNIT_COUNTS]
         note = self.clock_note()
         if note:  # only then: a tile goes out every second (bytes per host count)
             tile["clock_note"] = note

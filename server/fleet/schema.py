@@ -29,6 +29,16 @@ from server.sampling.gpu import MAX_GPUS, MAX_WATTS
 from server.sampling.gpu import NAME_LENGTH as GPU_NAME
 from server.sampling.sensors import HIGHEST, LOWEST, MAX_FANS, MAX_RPM, MAX_TEMPERATURES
 from server.sampling.sensors import NAME_LENGTH as SENSOR_NAME
+from server.sampling.services import MAX_UNITS, UNIT_NAME, WORD
+from server.sampling.smart import (
+    DEVICE_LENGTH,
+    MAX_COUNT,
+    MAX_DRIVES,
+    MAX_HOURS,
+    MAX_WEAR,
+    MODEL_LENGTH,
+    PROTOCOL_LENGTH,
+)
 
 INT64 = 2**63
 # No control characters and no line breaks of any kind (they would forge log lines).
@@ -258,6 +268,31 @@ CONTAINERS = Table(
         "items": ListOf(CONTAINER, MAX_CONTAINERS),
     }
 )
+# systemd's units (server/sampling/services.py): names in systemd's own alphabet, states
+# in its words, so a name is safe as a label, in a log line and in an alert's rule.
+COUNT_OF = Number(0, 2**31, integer=True, null=False)
+SERVICES = Table(
+    {
+        "failed": COUNT_OF,
+        "restarting": COUNT_OF,
+        "activating": COUNT_OF,
+        "ok": COUNT_OF,
+        "units": ListOf(
+            Table(
+                {
+                    "name": Text(256, UNIT_NAME, null=False),
+                    "state": Text(32, WORD, null=False),
+                    "sub": Text(32, WORD),
+                    "result": Text(32, WORD),
+                    "restarts": Number(0, 2**31, integer=True),
+                },
+                null=False,
+            ),
+            MAX_UNITS,
+            null=False,
+        ),
+    }
+)
 # Sensors and GPUs (server/sampling/sensors.py, gpu.py): °C within what a sensor
 # may read, names as the kernel and the drivers give them.
 CELSIUS = Number(LOWEST, HIGHEST)
@@ -312,6 +347,27 @@ GPU = Table(
     },
     null=False,
 )
+# Disk health (server/sampling/smart.py): what smartctl says of each drive.
+HEALTH = re.compile(r"\A(passed|failed)\Z")
+SECTORS = Number(0, MAX_COUNT, integer=True)
+DRIVE = Table(
+    {
+        "device": Text(DEVICE_LENGTH, null=False),
+        "model": Text(MODEL_LENGTH),
+        "protocol": Text(PROTOCOL_LENGTH),
+        "supported": Flag(),
+        "standby": Flag(),
+        "health": Text(6, HEALTH),
+        "temperature": CELSIUS,
+        "power_on_hours": Number(0, MAX_HOURS, integer=True),
+        "reallocated": SECTORS,
+        "pending": SECTORS,
+        "uncorrectable": SECTORS,
+        "media_errors": SECTORS,
+        "wear_percent": Number(0, MAX_WEAR, integer=True),
+    },
+    null=False,
+)
 
 SAMPLE = Table(
     {
@@ -355,8 +411,10 @@ SAMPLE = Table(
             MAX_PROCESSES,
         ),
         "containers": CONTAINERS,
+        "services": SERVICES,
         "sensors": SENSORS,
         "gpus": ListOf(GPU, MAX_GPUS),
+        "disk_health": ListOf(DRIVE, MAX_DRIVES),
     },
     null=False,
 )

@@ -31,10 +31,13 @@ FORMATS = ("rows", "columns")
 # Tables of the moment, not series: left out of the history (server/history/ring.py).
 # `containers`, `sensors` and `gpus` too: up to 200 rows (or 48 sensors) a sample
 # would swamp the ring and the raw tier. Each container's CPU and memory have
-# tiers of their own (server/history/entities.py).
+# tiers of their own (server/history/entities.py). `disk_health` is read every few
+# minutes: the same table in every sample, no series. `services` (systemd's units)
+# is a state, not a series: what it counts is judged by the alert rules.
 MOMENT_KEYS = frozenset(
-    {"processes", "server", "clock_offset", "clock_note", "containers", "sensors", "gpus"}
-)
+    {"processes", "server", "clock_offset", "clock_note", "containers", "sensors", "gpus",
+     "disk_health", "services"}
+)  # fmt: skip
 LEFT_OUT = frozenset({"ts", "seq"}) | MOMENT_KEYS
 _MISSING = object()  # a sample without this key (null in the answer)
 

@@ -5,8 +5,9 @@ only where NVIDIA's driver is loaded (/proc/driver/nvidia, /dev/nvidiactl):
 elsewhere it is never imported and costs nothing. AMD's and Intel's through their driver's
 sysfs files under /sys/class/drm/cardN/device: gpu_busy_percent,
 mem_info_vram_used and mem_info_vram_total (amdgpu), and its hwmon's
-temp1_input and power1_average (or power1_input; Intel's discrete GPUs give
-energy1_input, a counter, made watts between two readings).
+first temperature (temp1_input; xe's temp2_input) and power1_average (or
+power1_input; Intel's discrete GPUs give an energy counter, energyN_input,
+made watts between two readings).
 
 A GPU the kernel has put to sleep (runtime power management: a laptop's
 second GPU) is not read, for a read of its files wakes it, and would keep it
@@ -195,6 +196,28 @@ def _first(*paths: str) -> str | None:
     return next((p for p in paths if os.path.exists(p)), None)
 
 
+def _channels(hwmon: str | None, kind: str) -> list[str]:
+    """A hwmon's `{kind}N_input` files, in channel order: the first need not be 1 (xe's
+    temperatures start at temp2, and an A380 on xe has energy2 alone)."""
+    numbered = []
+    for path in glob.glob(f"{hwmon}/{kind}*_input") if hwmon else []:
+        found = re.fullmatch(rf"{kind}(\d+)_input", os.path.basename(path))
+        if found:
+            numbered.append((int(found.group(1)), path))
+    return [path for _, path in sorted(numbered)]
+
+
+def _counting(counters: list[str], asleep: bool) -> str | None:
+    """The first energy counter that has counted: a B580 on Linux 6.16 gives its `card`
+    counter (energy1) as 0, its `pkg` one (energy2) counting. (A GPU asleep is not woken
+    to be asked: its first.)"""
+    for path in counters:
+        with contextlib.suppress(OSError):
+            if asleep or read_number(path) > 0:
+                return path
+    return None
+
+
 def _drm_gpus(root: str, skip_nvidia: bool) -> list[DrmGpu]:
     gpus: list[DrmGpu] = []
     cards = [c for c in glob.glob(f"{root}/class/drm/card*") if _CARD.match(os.path.basename(c))]
@@ -207,13 +230,15 @@ def _drm_gpus(root: str, skip_nvidia: bool) -> list[DrmGpu]:
         hwmons = sorted(glob.glob(f"{device}/hwmon/hwmon*"))
         hwmon = hwmons[0] if hwmons else None
         power = hwmon and _first(f"{hwmon}/power1_average", f"{hwmon}/power1_input")
+        status = _first(f"{device}/power/runtime_status")
+        asleep = status is not None and text_of(status, 16) in ASLEEP
         gpu = DrmGpu(
-            0, "", vendor, None, _first(f"{device}/power/runtime_status"),
+            0, "", vendor, None, status,
             busy=_first(f"{device}/gpu_busy_percent"),
             vram_used=_first(f"{device}/mem_info_vram_used"),
-            temperature=hwmon and _first(f"{hwmon}/temp1_input"),
+            temperature=next(iter(_channels(hwmon, "temp")), None),
             power=power or None,
-            energy=None if power or not hwmon else _first(f"{hwmon}/energy1_input"),
+            energy=None if power else _counting(_channels(hwmon, "energy"), asleep),
         )  # fmt: skip
         if not any((gpu.busy, gpu.vram_used, gpu.temperature, gpu.power, gpu.energy)):
             continue  # nothing to read: an Intel iGPU, a virtual display

@@ -184,11 +184,12 @@ def _hwmon_chips(root: str) -> tuple[list[list[Channel]], list[list[Channel]]]:
     names: dict[str, int] = {}
     for hwmon in _hwmon_dirs(root):
         name = text_of(f"{hwmon}/name")
+        base, inputs = hwmon, _inputs(hwmon)
+        if not inputs["temp"] and not inputs["fan"]:  # older kernels: under device/, and
+            base, inputs = f"{hwmon}/device", _inputs(f"{hwmon}/device")  # the name too
+            name = name or text_of(f"{base}/name")
         if not name:
             continue
-        base, inputs = hwmon, _inputs(hwmon)
-        if not inputs["temp"] and not inputs["fan"]:  # older kernels: under device/
-            base, inputs = f"{hwmon}/device", _inputs(f"{hwmon}/device")
         found_temperatures = [
             Channel(name, text_of(f"{base}/temp{n}_label") or f"temp{n}", f"{base}/temp{n}_input",
                     _level(f"{base}/temp{n}_max"), _level(f"{base}/temp{n}_crit"))

@@ -4,7 +4,9 @@ import { $, num, bytes, pct, pctWhole, duration, favicon, keepScreenAwake, share
 import { Columns } from "./columns.js";
 import { Charts, declaredCharts } from "./charts.js";
 import { showContainers, setUpContainers } from "./containers.js";
+import { showServices } from "./services.js";
 import { showSensors, showGpus } from "./sensors.js";
+import { showDiskHealth } from "./drives.js";
 
 const interval = parseFloat(document.body.dataset.interval) || 1;
 
@@ -194,8 +196,10 @@ function showSample(s) {
   showDisks(s.disks);
   showProcesses(s.processes);
   showContainers(s.containers, s.ts);
+  showServices(s.services);
   showSensors(s.sensors, page.levels);
   showGpus(s.gpus);
+  showDiskHealth(s.disk_health, page.activeAlerts);
   if (s.uptime !== null && s.uptime !== undefined) page.uptimeBase = [s.uptime, performance.now()];
   showOwnCost(s.server);
   showClockNote(s);
@@ -231,6 +235,7 @@ function alertCardId(rule) {
   if (rule.endsWith("swap.percent") || rule === "swap") return "card-swap";
   if (rule.endsWith("load.per_core")) return "card-cpu";
   if (rule.startsWith("temperature:")) return "card-sensors";
+  if (rule.startsWith("disk_health:")) return "card-drives";
   return null;
 }
 

@@ -69,8 +69,9 @@ function makeTile(id) {
   const clock = el("span", "tile-clock"); // "clock 10 min ahead", as the hub measured it
   const trouble = el("span", "tile-trouble"); // over a budget, or refused: why
   const containers = el("span", "tile-containers"); // where the host's containers are sampled
-  a.append(head, body, spark, age, containers, clock, trouble);
-  return { el: a, name, state, arcs, ringText, ring, bars, line, age, containers, clock, trouble };
+  const services = el("span", "tile-services"); // where the host's systemd units are read
+  a.append(head, body, spark, age, containers, services, clock, trouble);
+  return { el: a, name, state, arcs, ringText, ring, bars, line, age, containers, services, clock, trouble };
 }
 
 function drawSpark(t, points) {
@@ -109,6 +110,11 @@ function update(t, h) {
   t.containers.hidden = !h.containers;
   t.containers.textContent = h.containers ? "containers: " + running + " running" + (unhealthy ? " · " + unhealthy + " unhealthy" : "") + (stopped ? " · " + stopped + " stopped" : "") : "";
   t.containers.classList.toggle("bad", Boolean(unhealthy));
+  // systemd's units: "units: 1 failed · 142 ok", the troubled counts only where not 0.
+  const [failed, restarting, activating, fine] = h.services || [];
+  t.services.hidden = !h.services;
+  t.services.textContent = h.services ? "units: " + [[failed, "failed"], [restarting, "restarting"], [activating, "starting"], [fine, "ok"]].filter(([n, word]) => n || word === "ok").map(([n, word]) => n + " " + word).join(" · ") : "";
+  t.services.classList.toggle("bad", Boolean(failed));
   t.clock.hidden = !h.clock_note;
   t.clock.textContent = h.clock_note || "";
   t.trouble.hidden = !h.trouble;

@@ -139,8 +139,10 @@ def _sample_families(f: _Families, sample: dict[str, Any]) -> None:
         )
 
     _container_families(f, sample.get("containers"))
+    _unit_families(f, sample.get("services"))
     _sensor_families(f, sample.get("sensors"))
     _gpu_families(f, sample.get("gpus"))
+    _disk_health_families(f, sample.get("disk_health"))
 
 
 # Per container: labelled by name (and Compose project), never by id, which churns.
@@ -178,6 +180,31 @@ def _container_families(f: _Families, containers: Any) -> None:
                     float(item["health"] == "healthy"), labels)  # fmt: skip
         f.gauge("dashboard_container_exit_code", "Its last exit code.", item.get("exit_code"),
                 labels)  # fmt: skip
+
+
+# systemd's units (server/sampling/services.py): the counts by state, and per unit a
+# sample lists (at most 100: those not ok, and those systemd restarted) labelled by its
+# name, in systemd's own alphabet.
+UNIT_STATES = ("failed", "restarting", "activating", "ok")
+
+
+def _unit_families(f: _Families, services: Any) -> None:
+    if not isinstance(services, dict):
+        return
+    for state in UNIT_STATES:
+        f.gauge("dashboard_systemd_units", "systemd's units by state (ok: all the others).",
+                services.get(state), {"state": state})  # fmt: skip
+    seen: set[str] = set()
+    for item in services.get("units") or []:
+        if item["name"] in seen:
+            continue  # one series a unit, whatever an agent sends
+        seen.add(item["name"])
+        labels = {"unit": item["name"]}
+        f.gauge("dashboard_systemd_unit_failed", "1 while the unit has failed.",
+                float(item.get("state") == "failed"), labels)  # fmt: skip
+        f.counter("dashboard_systemd_unit_restarts", "Times systemd restarted the unit since "
+                  "it was last started by hand (NRestarts).", item.get("restarts"),
+                  labels)  # fmt: skip
 
 
 # Per sensor: labelled by its chip and label (unique on a host, at most 32 + 16 of them).
@@ -229,6 +256,42 @@ def _gpu_families(f: _Families, gpus: Any) -> None:
         suspended = item.get("suspended")
         f.gauge("dashboard_gpu_suspended", "1 while the kernel has put the GPU to sleep.",
                 None if suspended is None else float(suspended), labels)  # fmt: skip
+
+
+# Per drive (server/sampling/smart.py): labelled by its device and model (at most 32
+# drives), never by its serial number, which would name the physical drive.
+DISK_HEALTH_GAUGES = (
+    ("dashboard_disk_temperature_celsius", "Drive temperature, as S.M.A.R.T. gives it.",
+     "temperature"),
+    ("dashboard_disk_reallocated_sectors", "Sectors the drive has reallocated (ATA attribute "
+     "5; SCSI's grown defect list).", "reallocated"),
+    ("dashboard_disk_pending_sectors", "Sectors waiting to be reallocated (ATA attribute 197).",
+     "pending"),
+    ("dashboard_disk_uncorrectable_sectors", "Sectors found uncorrectable offline (ATA "
+     "attribute 198).", "uncorrectable"),
+    ("dashboard_disk_media_errors", "Unrecovered data integrity errors (NVMe).",
+     "media_errors"),
+)  # fmt: skip
+
+
+def _disk_health_families(f: _Families, drives: Any) -> None:
+    for item in drives if isinstance(drives, list) else []:
+        labels = {"device": item["device"], "model": item.get("model") or ""}
+        supported = item.get("supported")
+        f.gauge("dashboard_disk_smart_supported", "1 where the drive gives S.M.A.R.T. figures.",
+                None if supported is None else float(supported), labels)  # fmt: skip
+        health = item.get("health")
+        f.gauge("dashboard_disk_smart_healthy", "1 while the drive's overall S.M.A.R.T. "
+                "assessment passes, 0 once it fails.",
+                None if health is None else float(health == "passed"), labels)  # fmt: skip
+        for name, doc, key in DISK_HEALTH_GAUGES:
+            f.gauge(name, doc, item.get(key), labels)
+        f.gauge("dashboard_disk_wear_ratio", "Share of the drive's rated endurance used "
+                "(NVMe percentage used; may pass 1).", _ratio(item.get("wear_percent")),
+                labels)  # fmt: skip
+        hours = item.get("power_on_hours")
+        f.gauge("dashboard_disk_power_on_seconds", "Time the drive has been powered on.",
+                None if hours is None else hours * 3600, labels)  # fmt: skip
 
 
 class DashboardCollector(Collector):

@@ -107,7 +107,7 @@ class dashboard (
     group   => 'root',
     # The app, its packaging and the error page; not the tests or the VM's state.
     ignore  => ['.git', '.venv', '.vagrant', '.ci', '.cache', '.mypy_cache', '.ruff_cache', '.pytest_cache',
-    'node_modules', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs', '__pycache__', '*.pyc', '*.egg-info'],
+    '.hypothesis', 'node_modules', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs', '__pycache__', '*.pyc', '*.egg-info'],
   }
 
   exec { 'dashboard-venv':
