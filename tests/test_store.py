@@ -112,7 +112,11 @@ def test_full_database_keeps_own_samples_refuses_tickets_and_recovers(
         assert store.failure is not None and "disk full" in store.failure
         assert store.written > 0 and store.pending == 30  # the newest 30 of our own, kept
         ticket = Ticket()
-        store.add(synthetic_sample(T0 + 3000, 1, random.Random()), host="agent", ticket=ticket)
+        # ~54 KB: more than the room left when a batch of 80 did not fit (~47 KB), whatever
+        # the pages' layout, and within the agent's share of the cap (59 KB).
+        agents = synthetic_sample(T0 + 3000, 1, random.Random())
+        agents["disks"] = agents["disks"] * 210
+        store.add(agents, host="agent", ticket=ticket)
         store.flush()
         assert ticket.done.is_set() and ticket.error and ticket.error.startswith("store: disk full")
         assert not ticket.permanent  # the agent keeps it and sends it again
