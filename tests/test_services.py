@@ -556,6 +556,18 @@ def test_an_agents_units_reach_the_hubs_tile_alerts_and_page(tmp_path: Path) -> 
     carried: dict[str, Any] = {"services": copy.deepcopy(CAPTURED)}
     stop = threading.Event()
     agent = socketio.Client(reconnection=False)
+
+    def send() -> None:
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            sample = synthetic_sample(time.time(), seq, random.Random(seq))
+            sample.update(carried)
+            answer = agent.call("samples", [sample], namespace="/agent", timeout=10)
+            assert "error" not in answer, answer
+            stop.wait(1.0)
+
+    sender = threading.Thread(target=send, daemon=True)
     try:
         hub.start()
         agent.connect(hub.url, auth={"token": token}, namespaces=["/agent"],
@@ -565,17 +577,7 @@ def test_an_agents_units_reach_the_hubs_tile_alerts_and_page(tmp_path: Path) -> 
         static.pop("host", None)
         assert agent.call("static", static, namespace="/agent", timeout=10) is True
 
-        def send() -> None:
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                sample = synthetic_sample(time.time(), seq, random.Random(seq))
-                sample.update(carried)
-                answer = agent.call("samples", [sample], namespace="/agent", timeout=10)
-                assert "error" not in answer, answer
-                stop.wait(1.0)
-
-        threading.Thread(target=send, daemon=True).start()
+        sender.start()
 
         def summary() -> dict[str, Any] | None:
             hosts = requests.get(hub.url + "/api/hosts", timeout=5).json()["hosts"]
@@ -612,6 +614,8 @@ def test_an_agents_units_reach_the_hubs_tile_alerts_and_page(tmp_path: Path) -> 
                                             timeout=5).json()["active"], timeout=15)  # fmt: skip
     finally:
         stop.set()
+        if sender.ident is not None:  # its call in flight answered before the link goes
+            sender.join(timeout=15)
         agent.disconnect()
         hub.stop()
         browser.close()
