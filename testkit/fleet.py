@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import socketio
 
@@ -108,6 +113,46 @@ def wait_until_the_hub_takes(
         return client if client.connected else None
 
     return wait_until(taken, timeout=timeout, interval=0.5, what="the hub taking a new token")
+
+
+@contextlib.contextmanager
+def stand_in_agent(hub_url: str, token: str, carried: dict[str, Any]) -> Iterator[None]:
+    """A client speaking the agent protocol as host `box` would: the hub's own static,
+    then a synthetic sample a second with `carried`'s keys over it (the test may change
+    them while it runs). Its sending thread is joined before the link goes, so no call
+    is left in flight."""
+    import requests
+
+    from testkit.synthetic import synthetic_sample
+
+    agent = socketio.Client(reconnection=False)
+    stop = threading.Event()
+
+    def send() -> None:
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            sample = synthetic_sample(time.time(), seq, random.Random(seq))
+            sample.update(carried)
+            answer = agent.call("samples", [sample], namespace="/agent", timeout=10)
+            assert "error" not in answer, answer
+            stop.wait(1.0)
+
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        agent.connect(hub_url, auth={"token": token}, namespaces=["/agent"],
+                      transports=["websocket"], wait_timeout=10)  # fmt: skip
+        static = requests.get(hub_url + "/api/static", timeout=5).json()
+        static.update(hostname="box")
+        static.pop("host", None)
+        assert agent.call("static", static, namespace="/agent", timeout=10) is True
+        sender.start()
+        yield
+    finally:
+        stop.set()
+        if sender.ident is not None:
+            sender.join(timeout=15)
+        agent.disconnect()
 
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"

@@ -539,83 +539,60 @@ def test_an_agents_units_reach_the_hubs_tile_alerts_and_page(tmp_path: Path) -> 
     """A stand-in agent sends the captured units with each sample: the hub takes them, its
     tile counts them and turns crit, the failed unit is the host's alert, and the host's
     page (rendered, then live) and the fleet page say so in words."""
-    import random
-
     import requests
-    import socketio
 
     from server.fleet.tokens import AgentTokens
     from testkit.chromium import Chromium
+    from testkit.fleet import stand_in_agent
     from testkit.serverproc import ServerProcess
-    from testkit.synthetic import synthetic_sample
     from testkit.system import require_binary
 
     browser = Chromium(require_binary("chromium", "chromium-browser"))
     hub = ServerProcess(tmp_path / "hub" / "logs")
     token = AgentTokens(str(hub.data_dir)).add("box")
     carried: dict[str, Any] = {"services": copy.deepcopy(CAPTURED)}
-    stop = threading.Event()
-    agent = socketio.Client(reconnection=False)
-
-    def send() -> None:
-        seq = 0
-        while not stop.is_set():
-            seq += 1
-            sample = synthetic_sample(time.time(), seq, random.Random(seq))
-            sample.update(carried)
-            answer = agent.call("samples", [sample], namespace="/agent", timeout=10)
-            assert "error" not in answer, answer
-            stop.wait(1.0)
-
-    sender = threading.Thread(target=send, daemon=True)
     try:
         hub.start()
-        agent.connect(hub.url, auth={"token": token}, namespaces=["/agent"],
-                      transports=["websocket"], wait_timeout=10)  # fmt: skip
-        static = requests.get(hub.url + "/api/static", timeout=5).json()
-        static.update(hostname="box")
-        static.pop("host", None)
-        assert agent.call("static", static, namespace="/agent", timeout=10) is True
+        with stand_in_agent(hub.url, token, carried):
 
-        sender.start()
+            def summary() -> dict[str, Any] | None:
+                hosts = requests.get(hub.url + "/api/hosts", timeout=5).json()["hosts"]
+                box = [h["summary"] for h in hosts if h["id"] == "box"]
+                return box[0] if box and box[0].get("state") == "crit" else None
 
-        def summary() -> dict[str, Any] | None:
-            hosts = requests.get(hub.url + "/api/hosts", timeout=5).json()["hosts"]
-            box = [h["summary"] for h in hosts if h["id"] == "box"]
-            return box[0] if box and box[0].get("state") == "crit" else None
-
-        assert wait_until(summary, timeout=30, interval=0.5)["services"] == [1, 1, 1, 133]
-        active = requests.get(hub.url + "/api/hosts/box/alerts", timeout=5).json()["active"]
-        assert [(a["rule"], a["level"], a["host"]) for a in active] == [
-            (f"unit_failed:{BROKEN}", "critical", "box")
-        ]
-        browser.navigate(hub.url + "/")
-        tile = browser.wait_for(
-            "(t => t && !t.hidden && [t.textContent, t.className])([...document.querySelectorAll"
-            "('.tile')].filter(e => e.textContent.includes('box'))"
-            ".map(e => e.querySelector('.tile-services'))[0])"
-        )
-        assert tile == ["units: 1 failed · 1 restarting · 1 starting · 133 ok", "tile-services bad"]
-        browser.navigate(hub.url + "/host/box")
-        rows = "[...document.querySelectorAll('#services tr')].map(r => r.textContent).join('|')"
-        assert browser.wait_for(rows) == (
-            f"{BROKEN}failedexit-code0|{LOOP}restartingexit-code2|{SLOW}starting (start)\u20130"
-        )
-        # The unit is reset: the page goes quiet live, and the alert resolves.
-        carried["services"] = {**CAPTURED, "failed": 0, "restarting": 0, "activating": 0,
-                               "ok": 136, "units": [CAPTURED["units"][3]]}  # fmt: skip
-        assert browser.wait_for(
-            "(s => s.textContent === 'all 136 units ok' && document.getElementById("
-            "'services-table').hidden && s.textContent)(document.getElementById("
-            "'services-summary'))"
-        )
-        assert browser.console_errors() == []
-        wait_until(lambda: not requests.get(hub.url + "/api/hosts/box/alerts",
-                                            timeout=5).json()["active"], timeout=15)  # fmt: skip
+            assert wait_until(summary, timeout=30, interval=0.5)["services"] == [1, 1, 1, 133]
+            active = requests.get(hub.url + "/api/hosts/box/alerts", timeout=5).json()["active"]
+            assert [(a["rule"], a["level"], a["host"]) for a in active] == [
+                (f"unit_failed:{BROKEN}", "critical", "box")
+            ]
+            browser.navigate(hub.url + "/")
+            tile = browser.wait_for(
+                "(t => t && !t.hidden && [t.textContent, t.className])("
+                "[...document.querySelectorAll('.tile')].filter(e => e.textContent.includes('box'))"
+                ".map(e => e.querySelector('.tile-services'))[0])"
+            )
+            assert tile == [
+                "units: 1 failed · 1 restarting · 1 starting · 133 ok",
+                "tile-services bad",
+            ]
+            browser.navigate(hub.url + "/host/box")
+            rows = (
+                "[...document.querySelectorAll('#services tr')].map(r => r.textContent).join('|')"
+            )
+            assert browser.wait_for(rows) == (
+                f"{BROKEN}failedexit-code0|{LOOP}restartingexit-code2|{SLOW}starting (start)\u20130"
+            )
+            # The unit is reset: the page goes quiet live, and the alert resolves.
+            carried["services"] = {**CAPTURED, "failed": 0, "restarting": 0, "activating": 0,
+                                   "ok": 136, "units": [CAPTURED["units"][3]]}  # fmt: skip
+            assert browser.wait_for(
+                "(s => s.textContent === 'all 136 units ok' && document.getElementById("
+                "'services-table').hidden && s.textContent)(document.getElementById("
+                "'services-summary'))"
+            )
+            assert browser.console_errors() == []
+            alerts = hub.url + "/api/hosts/box/alerts"
+            wait_until(lambda: not requests.get(alerts, timeout=5).json()["active"], timeout=15)
     finally:
-        stop.set()
-        if sender.ident is not None:  # its call in flight answered before the link goes
-            sender.join(timeout=15)
-        agent.disconnect()
         hub.stop()
         browser.close()

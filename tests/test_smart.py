@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-import socketio
 from flask.testing import FlaskClient
 
 from server.fleet import schema
@@ -643,43 +641,19 @@ def hub_with_box(tmp_path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
     the next samples carry (the dict it is given)."""
     from server.fleet.tokens import AgentTokens
     from testkit.config import write_toml
+    from testkit.fleet import stand_in_agent
     from testkit.serverproc import ServerProcess
-    from testkit.synthetic import synthetic_sample
 
     config = write_toml(tmp_path / "hub.toml", smart="off")
     hub = ServerProcess(tmp_path / "hub" / "logs", "--config", str(config))
     token = AgentTokens(str(hub.data_dir)).add("box")
     carried: dict[str, Any] = {"disk_health": [
         *_part(), entry_of("ata_failed_usb_bridge.json", "/dev/sdc")]}  # fmt: skip
-    stop = threading.Event()
     hub.start()
-    agent = socketio.Client(reconnection=False)
     try:
-        agent.connect(hub.url, auth={"token": token}, namespaces=["/agent"],
-                      transports=["websocket"], wait_timeout=10)  # fmt: skip
-        static = requests.get(hub.url + "/api/static", timeout=5).json()
-        static.update(hostname="box")
-        static.pop("host", None)
-        assert agent.call("static", static, namespace="/agent", timeout=10) is True
-
-        def send() -> None:
-            import random
-
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                sample = synthetic_sample(time.time(), seq, random.Random(seq))
-                sample.update(carried)
-                answer = agent.call("samples", [sample], namespace="/agent", timeout=10)
-                assert "error" not in answer, answer
-                stop.wait(1.0)
-
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-        yield hub, carried
+        with stand_in_agent(hub.url, token, carried):
+            yield hub, carried
     finally:
-        stop.set()
-        agent.disconnect()
         hub.stop()
 
 
