@@ -14,6 +14,7 @@ from server.app import create_app
 from server.config import Config
 from server.state import DashboardState, current_state
 from testkit.chromium import Chromium
+from testkit.docker import Docker
 from testkit.serverproc import ServerProcess
 from testkit.system import require_binary, skip_or_fail_under_ci
 
@@ -54,6 +55,16 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPro
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def docker() -> Iterator[Docker]:
+    """A dockerd of the module's own (testkit/docker.py), stopped with all it made."""
+    engine = Docker(require_binary("dockerd"), require_binary("docker"), require_binary("busybox"))
+    try:
+        yield engine.start()
+    finally:
+        engine.stop()
 
 
 @pytest.fixture

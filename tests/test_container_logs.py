@@ -23,7 +23,6 @@ from server.firehose.sources import LogSource, parse_log_sources
 from testkit.config import write_toml
 from testkit.docker import IMAGE, Docker
 from testkit.serverproc import ServerProcess, run_server_command
-from testkit.system import require_binary
 from testkit.wait import wait_until
 
 PROJECT = "com.docker.compose.project"
@@ -164,15 +163,6 @@ class Page:
 
     def close(self) -> None:
         self.sio.disconnect()
-
-
-@pytest.fixture(scope="module")
-def docker() -> Iterator[Docker]:
-    engine = Docker(require_binary("dockerd"), require_binary("docker"), require_binary("busybox"))
-    try:
-        yield engine.start()
-    finally:
-        engine.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +21,12 @@ from testkit.chromium import Chromium
 from testkit.docker import IMAGE, Docker
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
-from testkit.system import require_binary
 from testkit.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
 CHURN = 600  # the "a container a second for ten minutes", as fast as dockerd goes
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def docker() -> Iterator[Docker]:
-    engine = Docker(require_binary("dockerd"), require_binary("docker"), require_binary("busybox"))
-    try:
-        yield engine.start()
-    finally:
-        engine.stop()
 
 
 def latest_table(page: RecordingClient) -> dict[str, Any] | None:

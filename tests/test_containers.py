@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,10 @@ from testkit.chromium import Chromium
 from testkit.docker import IMAGE, Docker
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
-from testkit.system import require_binary
 from testkit.wait import wait_until
 
 MiB = 1024 * 1024
 HALF_A_CORE = 50 / (psutil.cpu_count() or 1)  # % of the machine that --cpus 0.5 allows
-
-
-@pytest.fixture(scope="module")
-def docker() -> Iterator[Docker]:
-    engine = Docker(require_binary("dockerd"), require_binary("docker"), require_binary("busybox"))
-    try:
-        yield engine.start()
-    finally:
-        engine.stop()
 
 
 def containers_of(client: RecordingClient) -> dict[str, Any] | None:

@@ -14,16 +14,14 @@ import pytest
 from testkit.chromium import Chromium
 from testkit.docker import IMAGE, Docker
 from testkit.serverproc import ServerProcess
-from testkit.system import require_binary, skip_or_fail_under_ci
+from testkit.system import skip_or_fail_under_ci
 from tests.test_page import AXE, open_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
-def fifty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    docker = Docker(require_binary("dockerd"), require_binary("docker"), require_binary("busybox"))
-    docker.start()
+def fifty(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = None
     try:
         ids = [docker.cli("create", "--network", "none", "--name", f"app-{k:02d}",
@@ -39,7 +37,6 @@ def fifty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     finally:
         if server is not None:
             server.stop()
-        docker.stop()
 
 
 def show_containers(browser: Chromium, url: str, width: int, scheme: str) -> None:
