@@ -56,6 +56,20 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         burner.wait()
 
 
+def layout_shift(browser: Chromium) -> float:
+    """The page's layout shift since navigation (`buffered`: not only from now on),
+    shifts that followed an input left out."""
+    return float(
+        browser.evaluate_async("""new Promise(done => {
+      let sum = 0;
+      new PerformanceObserver(list => {
+        for (const e of list.getEntries()) if (!e.hadRecentInput) sum += e.value;
+      }).observe({type: 'layout-shift', buffered: true});
+      setTimeout(() => done(sum), 200);
+    })""")
+    )
+
+
 def open_page(browser: Chromium, url: str, width: int, height: int, scheme: str) -> None:
     browser.viewport(width, height)
     browser.color_scheme(scheme)
@@ -144,12 +158,5 @@ def test_layout_shift_stays_under_005(loaded: ServerProcess, browser: Chromium, 
     browser.viewport(width, 900)
     browser.navigate(loaded.url + "/")
     time.sleep(5)
-    # `buffered`: the shifts since navigation, not only from now on.
-    shift = browser.evaluate_async("""new Promise(done => {
-      let sum = 0;
-      new PerformanceObserver(list => {
-        for (const e of list.getEntries()) if (!e.hadRecentInput) sum += e.value;
-      }).observe({type: 'layout-shift', buffered: true});
-      setTimeout(() => done(sum), 200);
-    })""")
+    shift = layout_shift(browser)
     assert shift <= 0.05, shift

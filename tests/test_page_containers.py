@@ -15,7 +15,7 @@ from testkit.chromium import Chromium
 from testkit.docker import IMAGE, Docker
 from testkit.serverproc import ServerProcess
 from testkit.system import skip_or_fail_under_ci
-from tests.test_page import AXE, open_page
+from tests.test_page import AXE, layout_shift, open_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -77,13 +77,7 @@ def test_layout_shift_stays_under_005_with_fifty_containers(
     browser.viewport(width, 900)
     browser.navigate(fifty.url + "/")
     time.sleep(5)
-    shift = browser.evaluate_async("""new Promise(done => {
-      let sum = 0;
-      new PerformanceObserver(list => {
-        for (const e of list.getEntries()) if (!e.hadRecentInput) sum += e.value;
-      }).observe({type: 'layout-shift', buffered: true});
-      setTimeout(() => done(sum), 200);
-    })""")
+    shift = layout_shift(browser)
     assert shift <= 0.05, shift
     rows = browser.evaluate("document.querySelectorAll('#containers tr[data-name]').length")
     assert rows == 15  # the busiest 15 shown; measured with the panel full
