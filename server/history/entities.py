@@ -116,7 +116,11 @@ class ContainerSeries:
     def add(self, host: str, ts: float, items: Iterable[Mapping[str, Any]]) -> None:
         self.latest[host] = max(self.latest.get(host, ts), ts)
         for step in STEPS:
-            bucket = self.buckets.setdefault((step, host, int(ts // step) * step), {})
+            key = (step, host, int(ts // step) * step)
+            if key not in self.buckets:
+                self.buckets[key] = {}
+                self._keep_newest(step, host)
+            bucket = self.buckets[key]
             for item in items:
                 name = item.get("name")
                 if not isinstance(name, str):
@@ -129,10 +133,13 @@ class ContainerSeries:
                         sums[at] += value
                         sums[at + 1] += 1
                         sums[at + 2] = max(sums[at + 2], value)
-        for step in STEPS:  # while writes fail, the oldest buckets go first
-            mine = sorted(k for k in self.buckets if k[0] == step and k[1] == host)
-            for key in mine[:-KEEP_BUCKETS]:
-                del self.buckets[key]
+
+    def _keep_newest(self, step: int, host: str) -> None:
+        """At most KEEP_BUCKETS of a host's buckets of a tier (while writes fail, the
+        oldest go first): looked at when one begins, not for every sample."""
+        mine = sorted(k for k in self.buckets if k[0] == step and k[1] == host)
+        for key in mine[:-KEEP_BUCKETS]:
+            del self.buckets[key]
 
     def due(self, everything: bool = False) -> list[tuple[int, str, int]]:
         """Buckets that a later sample of their host has passed (or all of them)."""
