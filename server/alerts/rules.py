@@ -286,6 +286,27 @@ class AlertEngine:
             rule = self._rules[name] = ThresholdRule(name, metric, thresholds)
         return rule
 
+    def _resolve_gone(
+        self,
+        kinds: Container[str],
+        listed: Container[str],
+        calm: float,
+        now: float,
+        kept: dict[str, Any] | None = None,
+    ) -> list[Alert | None]:
+        """The rules of `kinds` whose item is no longer listed, judged at `calm` so their
+        alerts resolve; each dropped once ok (and what `kept` held of its item)."""
+        changes: list[Alert | None] = []
+        for rule_name, rule in list(self._rules.items()):
+            kind, _, item = rule_name.partition(":")
+            if kind in kinds and item not in listed:
+                changes.append(rule.evaluate(calm, now))
+                if rule.level == OK:
+                    del self._rules[rule_name]
+                    if kept is not None:
+                        kept.pop(item, None)
+        return changes
+
     def _container_values(self, container: Mapping[str, Any], now: float) -> dict[str, float]:
         """Each container rule's value for one listed container."""
         name = container["name"]
@@ -314,14 +335,7 @@ class AlertEngine:
                 if rule is not None and kind in values:
                     changes.append(rule.evaluate(values[kind], now))
         # A container no longer listed (removed, or exited cleanly): its alerts resolve.
-        for rule_name, rule in list(self._rules.items()):
-            kind, _, name = rule_name.partition(":")
-            if kind in CONTAINER_RULES and name not in listed:
-                changes.append(rule.evaluate(0.0, now))
-                if rule.level == OK:
-                    del self._rules[rule_name]
-                    self._restarts.pop(name, None)
-        return changes
+        return changes + self._resolve_gone(CONTAINER_RULES, listed, 0.0, now, self._restarts)
 
     def _units(self, sample: Sample, now: float) -> list[Alert | None]:
         part = sample.get("services")
@@ -340,12 +354,7 @@ class AlertEngine:
                 if rule is not None and kind in values:
                     changes.append(rule.evaluate(values[kind], now))
         # A unit no longer listed (fine again, reset, or gone): its alerts resolve.
-        for rule_name, rule in list(self._rules.items()):
-            kind, _, name = rule_name.partition(":")
-            if kind in UNIT_RULES and name not in listed:
-                changes.append(rule.evaluate(0.0, now))
-                if rule.level == OK:
-                    del self._rules[rule_name]
+        changes += self._resolve_gone(UNIT_RULES, listed, 0.0, now)
         for name in set(self._unit_restarts) - set(listed):
             del self._unit_restarts[name]
         return changes
@@ -388,13 +397,7 @@ class AlertEngine:
                     rule.t = levels
                 changes.append(rule.evaluate(current, now))
         # A sensor no longer listed (gone, or without a level now): its alert resolves.
-        for rule_name, rule in list(self._rules.items()):
-            kind, _, name = rule_name.partition(":")
-            if kind == "temperature" and name not in listed:
-                changes.append(rule.evaluate(LOWEST, now))
-                if rule.level == OK:
-                    del self._rules[rule_name]
-        return changes
+        return changes + self._resolve_gone(("temperature",), listed, LOWEST, now)
 
     def _drive_value(self, drive: Mapping[str, Any], now: float) -> float | None:
         """The disk_health rule's value for one listed drive (server/alerts/settings.py);
@@ -429,12 +432,7 @@ class AlertEngine:
             if rule is not None:
                 changes.append(rule.evaluate(value, now))
         # A drive no longer listed (removed): its alert resolves.
-        for rule_name, rule in list(self._rules.items()):
-            kind, _, device = rule_name.partition(":")
-            if kind == "disk_health" and device not in listed:
-                changes.append(rule.evaluate(0.0, now))
-                if rule.level == OK:
-                    del self._rules[rule_name]
+        changes += self._resolve_gone(("disk_health",), listed, 0.0, now)
         for device in set(self._sectors) - set(listed):
             del self._sectors[device]
         return changes
