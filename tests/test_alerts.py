@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from server.alerts.rules import CRITICAL, OK, WARNING, AlertEngine, AnomalyRule, ThresholdRule
 from server.alerts.settings import AlertSettingsError, AnomalySettings, parse_settings
@@ -246,3 +248,36 @@ def test_a_rule_limited_to_some_hosts_is_left_out_elsewhere() -> None:
     assert [a["rule"] for a in on_web] == []
     with pytest.raises(AlertSettingsError, match=r"alerts\.cpu\.hosts"):
         parse_settings({"cpu": {"hosts": "db-1"}})
+
+
+@st.composite
+def levels_and_values(draw: st.DrawFn) -> tuple[Thresholds, list[float | None]]:
+    """Levels as settings allow them (a clear level at or below its level; a
+    temperature's may put warning above critical), and values at, around and between
+    them, with gaps (None)."""
+    warning, critical = draw(st.integers(1, 99)), draw(st.integers(1, 99))
+    warning_clear = warning - draw(st.integers(0, warning))  # a gap: the shrink goes to none
+    critical_clear = critical - draw(st.integers(0, critical))
+    levels = (warning, critical, warning_clear, critical_clear)
+    near = sorted({max(0, min(100, v + d)) for v in (0, *levels, 100) for d in (-1, 0, 1)})
+    values = draw(st.lists(st.sampled_from([None, *map(float, near)]), max_size=80))
+    holds = draw(st.tuples(st.integers(0, 4), st.integers(0, 4)))
+    return Thresholds(*levels, *holds), values
+
+
+@given(case=levels_and_values())
+@example(case=(Thresholds(50, 90, 40, 85, 0, 2), [60.0, 10.0, 10.0, 10.0]))  # fired, then low
+# A warning above critical: critical fires below the warning's clear, and clears on the
+# time below that clear kept from before (the shortcut must keep those times too).
+@example(case=(Thresholds(98, 3, 53, 2, 0, 2), [1.0, None, 4.0, 1.0]))
+@settings(max_examples=1000, deadline=None)
+def test_the_settled_shortcut_changes_nothing(case: tuple[Thresholds, list[float | None]]) -> None:
+    """A rule that skips its walk while ok and below every level answers, sample by
+    sample, as one that always walks."""
+    thresholds, values = case
+    quick = ThresholdRule("cpu", "cpu.percent", thresholds)
+    walking = ThresholdRule("cpu", "cpu.percent", thresholds)
+    walking._settled = lambda value: False  # type: ignore[method-assign]
+    for second, value in enumerate(values):
+        assert quick.evaluate(value, second) == walking.evaluate(value, second)
+        assert quick.level == walking.level

@@ -58,10 +58,25 @@ class ThresholdRule:
     def _clear(self, level: str) -> float:
         return self.t.warning_clear if level == WARNING else self.t.critical_clear
 
+    def _settled(self, value: float) -> bool:
+        """Ok, below both clear levels (so below both levels: settings keep a clear level
+        at or below its level) as on the last sample: the full walk would change nothing
+        (each time it keeps is kept; the times below count when a warning set above the
+        critical level fires critical, and clears on the warning's time)."""
+        return (
+            self.level == OK
+            and value < self.t.warning_clear and value < self.t.critical_clear
+            and self._above_since[WARNING] is None and self._above_since[CRITICAL] is None
+            and self._below_since[WARNING] is not None
+            and self._below_since[CRITICAL] is not None
+        )  # fmt: skip
+
     def evaluate(self, value: float | None, now: float) -> Alert | None:
         """Feed one value; return an alert if the level changed."""
         if value is None:
             return None  # unreadable: keep the state, judge nothing
+        if self._settled(value):
+            return None  # the common case, asked of every rule each second: nothing moves
         for level in (WARNING, CRITICAL):
             above = value >= self._limit(level)
             below = value < self._clear(level)

@@ -91,19 +91,21 @@ def _text(path: str | None) -> str | None:
 
 
 class OpenFiles:
-    """The files read every tick, kept open and read again from their start (pread):
-    on a cgroup file the open costs more than the read (the kernel walks the path),
-    about 10 of the 17 µs a file takes here. Used from the tick only; a file not read
-    in a tick is closed at its end (sweep()), so a container gone leaves nothing open.
-    At most `limit` are kept, and at most a quarter of the process's open-file limit
-    (a service's is 1,024 by default: the rest is for sockets); past it, files are
-    opened and closed as before."""
+    """Files read again and again, kept open and read from their start (pread): on a
+    cgroup or /proc file the open costs more than the read (the kernel walks the
+    path; /proc/PID/net/dev takes 19 µs opened and read, 4 µs read again). Used from
+    the tick only. sweep() runs once a tick: a file not read for `idle` ticks is closed
+    then, so a container gone leaves nothing open. At most `limit` are kept, and at
+    most 1/`share` of the process's open-file limit (a service's is 1,024 by default:
+    the rest is for sockets); past it, files are opened and closed as before."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, share: int = 4, idle: int = 1) -> None:
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        self.limit = limit if soft == resource.RLIM_INFINITY else min(limit, soft // 4)
+        self.limit = limit if soft == resource.RLIM_INFINITY else min(limit, soft // share)
+        self.idle = idle
         self._fds: dict[str, int] = {}
-        self._read: set[str] = set()
+        self._read_at: dict[str, int] = {}  # path -> the sweep count when it was last read
+        self._sweeps = 0
 
     def text(self, path: str | None) -> str | None:
         if path is None:
@@ -117,21 +119,26 @@ class OpenFiles:
             except FileNotFoundError:
                 return None
             self._fds[path] = fd
-        self._read.add(path)
+        self._read_at[path] = self._sweeps
         try:
             return os.pread(fd, 65536, 0).decode("ascii", "replace")
         except OSError:  # its cgroup was removed (ENODEV): closed now, not at the sweep
-            os.close(self._fds.pop(path))
+            self._close(path)
             raise
 
     def sweep(self) -> None:
-        for path in [p for p in self._fds if p not in self._read]:
-            os.close(self._fds.pop(path))
-        self._read.clear()
+        self._sweeps += 1
+        if self._sweeps % self.idle == 0:  # a look every `idle` ticks is enough
+            for path in [p for p, at in self._read_at.items() if self._sweeps - at > self.idle]:
+                self._close(path)
+
+    def _close(self, path: str) -> None:
+        os.close(self._fds.pop(path))
+        del self._read_at[path]
 
     def close(self) -> None:
-        self._read.clear()
-        self.sweep()
+        for path in list(self._fds):
+            self._close(path)
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -185,8 +192,10 @@ def _v2_block(text: str | None) -> tuple[int | None, int | None]:
     return read, write
 
 
-def _network(pid: int, proc: str) -> tuple[int | None, int | None]:
-    text = _text(f"{proc}/{pid}/net/dev")
+def _network(
+    pid: int, proc: str, read: Callable[[str | None], str | None] = _text
+) -> tuple[int | None, int | None]:
+    text = read(f"{proc}/{pid}/net/dev")
     if text is None:
         return None, None
     counters = parse_net_dev(text.encode())
@@ -221,30 +230,33 @@ class Details:
     tx_bytes: int | None
 
 
-def details(paths: Paths, pid: int, proc: str = "/proc", slow: Details | None = None) -> Details:
-    """The byte counters, and (unless `slow` is a recent reading whose cache, limit and
-    pids stand) the page cache, the memory limit and pids: memory.stat is the costliest
-    file of a container (the kernel sums it on each read), and they change slowly."""
-    rx, tx = _network(pid, proc)
+def details(
+    paths: Paths,
+    pid: int,
+    proc: str = "/proc",
+    slow: Details | None = None,
+    read: Callable[[str | None], str | None] = _text,
+) -> Details:
+    """The byte counters (with `read`: an OpenFiles' text, as they are read every few
+    ticks), and (unless `slow` is a recent reading whose cache, limit and pids stand)
+    the page cache, the memory limit and pids: memory.stat is the costliest file of a
+    container (the kernel sums it on each read), and they change slowly."""
+    rx, tx = _network(pid, proc, read)
+    if paths.v2 is not None:
+        read_bytes, write_bytes = _v2_block(read(f"{paths.v2}/io.stat"))
+    else:
+        read_bytes, write_bytes = _v1_block(
+            read(paths.blkio and f"{paths.blkio}/blkio.throttle.io_service_bytes")
+        )
     if slow is not None:
-        if paths.v2 is not None:
-            read_bytes, write_bytes = _v2_block(_text(f"{paths.v2}/io.stat"))
-        else:
-            read_bytes, write_bytes = _v1_block(
-                _text(paths.blkio and f"{paths.blkio}/blkio.throttle.io_service_bytes")
-            )
         return dataclasses.replace(slow, read_bytes=read_bytes, write_bytes=write_bytes,
                                    rx_bytes=rx, tx_bytes=tx)  # fmt: skip
     if paths.v2 is not None:
         cache = _keyed(_text(f"{paths.v2}/memory.stat"), "inactive_file").get("inactive_file", 0)
-        read_bytes, write_bytes = _v2_block(_text(f"{paths.v2}/io.stat"))
         limit, pids = _number(f"{paths.v2}/memory.max"), _number(f"{paths.v2}/pids.current")
         return Details(cache, limit, pids, read_bytes, write_bytes, rx, tx)
     stat = _keyed(_text(paths.memory and f"{paths.memory}/memory.stat"), "total_inactive_file")
     limit = _number(paths.memory and f"{paths.memory}/memory.limit_in_bytes")
-    read_bytes, write_bytes = _v1_block(
-        _text(paths.blkio and f"{paths.blkio}/blkio.throttle.io_service_bytes")
-    )
     return Details(
         cache=stat.get("total_inactive_file", 0),
         memory_limit=None if limit is None or limit >= NO_LIMIT else limit,

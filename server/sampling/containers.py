@@ -45,6 +45,7 @@ PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"
 SHOWN_STATES = ("running", "restarting", "paused")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_IN_BRACKETS = re.compile(r"\(([^)]*)\)")
 
 
 def _clean(value: Any, length: int = NAME_LENGTH) -> str | None:
@@ -72,7 +73,7 @@ class Known:
     facts: dict[str, Any]  # name, image, state, health, restarts, exit_code, started_at, ...
     pid: int
     paths: cgroups.Paths | None
-    signature: tuple[Any, ...]  # what shows a change: state, status, events seen for it
+    signature: tuple[Any, ...]  # what shows a change (signature_of)
     cpu: tuple[float, int] | None = None  # (when, CPU ns) of the last tick
     details: tuple[float, cgroups.Details] | None = None  # (when, ...) of the last look
     rates: dict[str, int | None] = dataclasses.field(default_factory=dict)  # since the one before
@@ -82,6 +83,16 @@ class Known:
 def _table(parent: dict[str, Any], key: str) -> dict[str, Any]:
     value = parent.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def signature_of(listed: dict[str, Any], events: int) -> tuple[Any, ...]:
+    """What shows that a container changed: its state, the bracketed parts of its list
+    line (health, an exit code: `Up 2 hours (unhealthy)`, `Exited (1) 3 seconds ago`)
+    and the events seen for it. Not the whole line: its uptime moves every minute,
+    and would have every container inspected again on each read of the list."""
+    status = listed.get("Status")
+    brackets = tuple(_IN_BRACKETS.findall(status)) if isinstance(status, str) else ()
+    return (listed.get("State"), brackets, events)
 
 
 def facts_of(listed: dict[str, Any], inspected: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +137,9 @@ class Containers(Collector):
         self._cgroup_root = cgroup_root
         self._known: dict[str, Known] = {}
         self._files = cgroups.OpenFiles(limit=2 * MAX_ITEMS)  # the tick's: CPU and memory
+        # The byte counters' (network, block), read every DETAILS_EVERY ticks: kept
+        # open too, from a smaller share of the open-file limit.
+        self._detail_files = cgroups.OpenFiles(2 * MAX_ITEMS, share=8, idle=2 * DETAILS_EVERY)
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._changed.set()  # the first list at once
@@ -151,6 +165,7 @@ class Containers(Collector):
         self._lister.stop(timeout=2)
         self._watcher.stop(timeout=2)
         self._files.close()
+        self._detail_files.close()
 
     def _watch_round(self) -> float:
         """Each event of the engine's stream marks the list changed. An engine away is
@@ -208,7 +223,7 @@ class Containers(Collector):
             container_id = item.get("Id")
             if not isinstance(container_id, str):
                 continue
-            signature = (item.get("State"), item.get("Status"), events.get(container_id, 0))
+            signature = signature_of(item, events.get(container_id, 0))
             old = before.get(container_id)
             if old is not None and old.signature == signature:
                 known[container_id] = old
@@ -257,6 +272,7 @@ class Containers(Collector):
             if state in SHOWN_STATES or (entry.facts["exit_code"] or 0) != 0:
                 items.append({**entry.facts, **self._numbers(entry, now)})
         self._files.sweep()
+        self._detail_files.sweep()
         items.sort(key=lambda c: (-(c["cpu_percent"] or 0), c["name"] or ""))
         return {
             "containers": {
@@ -300,7 +316,7 @@ class Containers(Collector):
         slow = None
         if entry.details is not None and entry.ticks % SLOW_EVERY not in (0, 1):
             slow = entry.details[1]  # its first two ticks read them all
-        more = cgroups.details(entry.paths, entry.pid, self._proc, slow)
+        more = cgroups.details(entry.paths, entry.pid, self._proc, slow, self._detail_files.text)
         if entry.details is not None:
             then, before = entry.details
             elapsed = now - then
