@@ -115,24 +115,29 @@ class ContainerSeries:
 
     def add(self, host: str, ts: float, items: Iterable[Mapping[str, Any]]) -> None:
         self.latest[host] = max(self.latest.get(host, ts), ts)
+        buckets = []
         for step in STEPS:
             key = (step, host, int(ts // step) * step)
             if key not in self.buckets:
                 self.buckets[key] = {}
                 self._keep_newest(step, host)
-            bucket = self.buckets[key]
-            for item in items:
-                name = item.get("name")
-                if not isinstance(name, str):
-                    continue
-                sums = bucket.setdefault(name, [0, 0.0, 0, 0.0, 0.0, 0, 0.0])
+            buckets.append(self.buckets[key])
+        for item in items:
+            name = item.get("name")
+            if not isinstance(name, str):
+                continue
+            values = ((1, _number(item.get("cpu_percent"))), (4, _number(item.get("memory_used"))))
+            for bucket in buckets:  # each value read once, summed into both tiers
+                sums = bucket.get(name)
+                if sums is None:
+                    sums = bucket[name] = [0, 0.0, 0, 0.0, 0.0, 0, 0.0]
                 sums[0] += 1
-                for at, field in ((1, "cpu_percent"), (4, "memory_used")):
-                    value = _number(item.get(field))
+                for at, value in values:
                     if value is not None:
                         sums[at] += value
                         sums[at + 1] += 1
-                        sums[at + 2] = max(sums[at + 2], value)
+                        if value > sums[at + 2]:
+                            sums[at + 2] = value
 
     def _keep_newest(self, step: int, host: str) -> None:
         """At most KEEP_BUCKETS of a host's buckets of a tier (while writes fail, the
