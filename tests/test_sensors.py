@@ -472,16 +472,21 @@ def nvml_answers(capture: str, state: str) -> dict[str, Any]:
         text = row[column]
         return None if text == "[N/A]" else float(text.removesuffix(unit))
 
-    total = int(value("memory.total [MiB]", " MiB") or 0) * 2**20
-    free = int(value("memory.free [MiB]", " MiB") or 0) * 2**20
+    def mib(column: str) -> int:
+        return int(value(f"memory.{column} [MiB]", " MiB") or 0) * 2**20
+
+    total, free = mib("total"), mib("free")
     busy, watts = value("utilization.gpu [%]", " %"), value("power.draw [W]", " W")
     memory = value("utilization.memory [%]", " %")
     return {
         "name": row["name"],
         "busId": row["pci.bus_id"],
-        # nvmlDeviceGetMemoryInfo (v1, the collector's): `used` is total - free, what the
-        # driver reserves included (nvidia-smi shows that apart).
+        # nvmlDeviceGetMemoryInfo v1: `used` is total - free, what the driver reserves
+        # included; v2 (the collector's, where the driver has it) shows that apart, as
+        # nvidia-smi prints it.
         "memory": {"total": total, "free": free, "used": total - free},
+        "memory_v2": {"total": total, "free": free, "reserved": mib("reserved"),
+                      "used": mib("used")},  # fmt: skip
         # "[N/A]": NVML answers NOT_SUPPORTED (utilisation, on a GPU in MIG mode).
         "utilization": "NOT_SUPPORTED" if busy is None else
                        {"gpu": int(busy), "memory": int(memory or 0)},
@@ -506,16 +511,20 @@ class FakeNvml:
     GPUs, put in one machine by this test: an H100 under load, and an H200 in MIG mode."""
 
     NVML_ERROR_NOT_SUPPORTED = 3
+    NVML_ERROR_FUNCTION_NOT_FOUND = 13
     NVML_ERROR_GPU_IS_LOST = 15
     NVML_TEMPERATURE_GPU = 0
+    nvmlMemory_v2 = 0x02000028
 
     class NVMLError(Exception):
         def __init__(self, value: int) -> None:
-            super().__init__({3: "Not Supported", 15: "GPU is lost"}.get(value, "Unknown Error"))
+            messages = {3: "Not Supported", 13: "Function Not Found", 15: "GPU is lost"}
+            super().__init__(messages.get(value, "Unknown Error"))
             self.value = value
 
-    def __init__(self) -> None:
+    def __init__(self, driver_before_r510: bool = False) -> None:
         self.gpus = [nvml_answers(H100, "load"), nvml_answers(H200_MIG, "load")]
+        self.without_v2 = driver_before_r510  # no nvmlDeviceGetMemoryInfo_v2 in its library
         self.calls: Counter[tuple[int, str]] = Counter()
         self.lost: set[int] = set()
         self.initialised = False
@@ -552,8 +561,14 @@ class FakeNvml:
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
         return self._answer(handle, "utilization")
 
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return self._answer(handle, "memory")
+    def nvmlDeviceGetMemoryInfo(self, handle: int, version: int | None = None) -> Any:
+        if version is None:
+            return self._answer(handle, "memory")
+        assert version == self.nvmlMemory_v2
+        if self.without_v2:
+            self.calls[handle, "memory_v2"] += 1
+            raise self.NVMLError(self.NVML_ERROR_FUNCTION_NOT_FOUND)
+        return self._answer(handle, "memory_v2")
 
     def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> Any:
         assert sensor == self.NVML_TEMPERATURE_GPU
@@ -572,12 +587,12 @@ def _pci(root: Path, bus: str, status: str) -> Path:
 
 # nvidia-smi: 100 %, 19818 MiB used (+ 479 reserved) of 81559 MiB, 59 °C, 631.95 W.
 H100_FIGURES = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "vendor": "nvidia",
-                "utilization_percent": 100.0, "memory_used": 20296 * 2**20,
+                "utilization_percent": 100.0, "memory_used": 19818 * 2**20,
                 "memory_total": 81559 * 2**20, "temperature": 59.0, "power": 632.0,
                 "suspended": False}  # fmt: skip
 # nvidia-smi: utilisation [N/A] (MIG), 16959 MiB used (+ 614) of 143771 MiB, 36 °C, 295.01 W.
 H200_FIGURES = {"index": 1, "name": "NVIDIA H200", "vendor": "nvidia",
-                "utilization_percent": None, "memory_used": 17572 * 2**20,
+                "utilization_percent": None, "memory_used": 16959 * 2**20,
                 "memory_total": 143771 * 2**20, "temperature": 36.0, "power": 295.0,
                 "suspended": False}  # fmt: skip
 
@@ -622,8 +637,25 @@ def test_an_nvidia_gpu_asleep_is_not_asked(tmp_path: Path) -> None:
     part = found.reader().part
     assert part[1]["suspended"] is True and part[1]["temperature"] is None
     assert nvml.calls - asked == Counter(
-        {(0, w): 1 for w in ("utilization", "memory", "temperature", "power_mw")}
+        {(0, w): 1 for w in ("utilization", "memory_v2", "temperature", "power_mw")}
     )
+
+
+def test_a_driver_before_r510_is_asked_the_v1_memory_figure(tmp_path: Path) -> None:
+    """Without NVML's v2 memory call, v1's `used` (what the driver reserves included)
+    is shown, and v2 is not asked again, nor is it an error."""
+    nvml = FakeNvml(driver_before_r510=True)
+    found = gpu.find(str(tmp_path), proc="/nonexistent", nvml=nvml)
+    assert found is not None
+    try:
+        for _ in range(2):
+            part = settled(found)["gpus"]
+        assert found.success
+        assert part[0]["memory_used"] == 20296 * 2**20  # 19818 used + 479 reserved, rounded
+        assert part[1]["memory_used"] == 17572 * 2**20
+        assert nvml.calls[0, "memory_v2"] == 1 and nvml.calls[0, "memory"] >= 2  # each reading
+    finally:
+        found.offloop.close()
 
 
 def test_nvml_is_loaded_only_where_the_driver_is(
@@ -879,7 +911,7 @@ def test_metrics_carry_sensors_and_gpus_with_bounded_labels(
     assert value("dashboard_battery_seconds_left") == 26327
     assert value("dashboard_gpu_utilization_ratio", gpu="0",
                  name="NVIDIA H100 80GB HBM3") == 1.0  # fmt: skip
-    assert value("dashboard_gpu_memory_used_bytes", gpu="1") == 17572 * 2**20
+    assert value("dashboard_gpu_memory_used_bytes", gpu="1") == 16959 * 2**20
     assert value("dashboard_gpu_memory_total_bytes", gpu="0") == 81559 * 2**20
     assert value("dashboard_gpu_temperature_celsius", gpu="1") == 36.0
     assert value("dashboard_gpu_power_watts", gpu="0") == 632.0
@@ -978,7 +1010,7 @@ def test_an_agents_sensors_and_gpus_reach_the_hubs_alerts_metrics_and_page(
             "card-gpu-0",
             "GPU 0",
             "100.0 %",
-            "20 GiB of 80 GiB",
+            "19 GiB of 80 GiB",
             "59.0\u00a0°C · 632\u00a0W",
             "NVIDIA H100 80GB HBM3",
         ],

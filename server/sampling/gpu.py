@@ -161,6 +161,13 @@ def _nvidia_gpus(nvml: Any, root: str) -> list[NvidiaGpu]:
     return gpus
 
 
+def _not_there(nvml: Any) -> set[int]:
+    """NVML's answers for a call this GPU or driver does not have: not asked again."""
+    names = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND",
+             "NVML_ERROR_ARGUMENT_VERSION_MISMATCH")  # fmt: skip
+    return {getattr(nvml, n) for n in names if hasattr(nvml, n)}
+
+
 def _read_nvidia(nvml: Any, gpu: NvidiaGpu, errors: dict[str, OSError]) -> dict[str, Any]:
     handle = gpu.handle
 
@@ -170,14 +177,19 @@ def _read_nvidia(nvml: Any, gpu: NvidiaGpu, errors: dict[str, OSError]) -> dict[
         try:
             return call(handle, *args)
         except nvml.NVMLError as exc:
-            if getattr(exc, "value", None) == nvml.NVML_ERROR_NOT_SUPPORTED:
+            if getattr(exc, "value", None) in _not_there(nvml):
                 gpu.unsupported.add(what)  # (a MIG slice has no utilisation, some no power)
             else:
                 errors.setdefault(gpu.field, OSError(f"{what}: {exc}"))
             return None
 
     rates = ask("utilization", nvml.nvmlDeviceGetUtilizationRates)
-    memory = ask("memory", nvml.nvmlDeviceGetMemoryInfo)
+    # v2 (drivers from R510): its `used` leaves out what the driver reserves, as
+    # nvidia-smi shows it; v1 counts that as used (479 MiB on an H100). v1 where v2 is
+    # not there.
+    memory = ask("memory_v2", nvml.nvmlDeviceGetMemoryInfo, nvml.nvmlMemory_v2)
+    if memory is None and "memory_v2" in gpu.unsupported:
+        memory = ask("memory", nvml.nvmlDeviceGetMemoryInfo)
     temperature = ask("temperature", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU)
     milliwatts = ask("power", nvml.nvmlDeviceGetPowerUsage)
     return gpu.figures(
