@@ -21,7 +21,26 @@ from pathlib import Path
 from testkit.wait import wait_until
 
 IMAGE = "dashtest/busybox:1"
-APPLETS = ("sh", "sleep", "yes", "cat", "echo", "dd", "head", "tr", "true", "false", "ls")
+# What the tests' containers run (Docker's and Podman's); `rm` and `test` make a
+# healthcheck turn unhealthy on cue.
+APPLETS = ("sh", "sleep", "yes", "cat", "echo", "dd", "head", "tr", "true", "false", "ls",
+           "rm", "test")  # fmt: skip
+
+
+def busybox_rootfs(busybox: str, image: Path) -> Path:
+    """A root filesystem of busybox-static and its applets' links, as a tar to import
+    (no registry is reachable)."""
+    with tarfile.open(image, "w") as tar:
+        for directory in ("bin", "proc", "sys", "dev", "etc", "tmp"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        tar.add(busybox, "bin/busybox")
+        for applet in APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+    return image
 
 
 class Docker:
@@ -54,17 +73,7 @@ class Docker:
         return self
 
     def _import_image(self) -> None:
-        image = self.root / "rootfs.tar"
-        with tarfile.open(image, "w") as tar:
-            for directory in ("bin", "proc", "sys", "dev", "etc", "tmp"):
-                info = tarfile.TarInfo(directory)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            tar.add(self.busybox, "bin/busybox")
-            for applet in APPLETS:
-                info = tarfile.TarInfo(f"bin/{applet}")
-                info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(info)
+        image = busybox_rootfs(self.busybox, self.root / "rootfs.tar")
         with open(image, "rb") as handle:
             subprocess.run([self.docker, "import", "-", IMAGE], stdin=handle, env=self.env,
                            check=True, capture_output=True, timeout=120)  # fmt: skip

@@ -25,15 +25,12 @@ import resource
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 
+from testkit.docker import IMAGE, busybox_rootfs
 from testkit.wait import wait_until
 
-IMAGE = "dashtest/busybox:1"
-# What the tests' containers run; `rm` and `test` make a healthcheck turn unhealthy on cue.
-APPLETS = ("sh", "sleep", "yes", "cat", "echo", "head", "true", "false", "rm", "test")
 # Where podman's cgroupfs manager puts containers (libpod-<id>) and conmon (conmon/).
 CGROUP_PARENT = "libpod_parent"
 CGROUPS = "/sys/fs/cgroup"
@@ -87,18 +84,7 @@ class Podman:
         return self
 
     def _import_image(self) -> None:
-        image = self.root / "rootfs.tar"
-        with tarfile.open(image, "w") as tar:
-            for directory in ("bin", "proc", "sys", "dev", "etc", "tmp"):
-                info = tarfile.TarInfo(directory)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            tar.add(self.busybox, "bin/busybox")
-            for applet in APPLETS:
-                info = tarfile.TarInfo(f"bin/{applet}")
-                info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(info)
-        self.cli("import", str(image), IMAGE)
+        self.cli("import", str(busybox_rootfs(self.busybox, self.root / "rootfs.tar")), IMAGE)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """podman ARGS on this instance's storage (not through the service: as a user's
