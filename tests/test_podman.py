@@ -19,7 +19,8 @@ import requests
 from server.sampling import cgroups
 from server.sampling.containers import Containers, facts_of
 from server.sampling.engine import Engine
-from testkit.podman import IMAGE, Podman
+from testkit.docker import IMAGE
+from testkit.podman import Podman
 from testkit.serverproc import ServerProcess
 from testkit.sioclient import RecordingClient
 from testkit.system import require_binary

@@ -486,7 +486,7 @@ def nvml_answers(capture: str, state: str) -> dict[str, Any]:
         # nvidia-smi prints it.
         "memory": {"total": total, "free": free, "used": total - free},
         "memory_v2": {"total": total, "free": free, "reserved": mib("reserved"),
-                      "used": mib("used")},  # fmt: skip
+                      "used": mib("used")},
         # "[N/A]": NVML answers NOT_SUPPORTED (utilisation, on a GPU in MIG mode).
         "utilization": "NOT_SUPPORTED" if busy is None else
                        {"gpu": int(busy), "memory": int(memory or 0)},
