@@ -59,11 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         setup_logging(config)
         listener = _listen(config)
+        # Read here, not in load(): a setting Apprise must read (a [notify.NAME] url)
+        # is read once eventlet has patched the sockets.
+        app, socketio = create_app(config)
     except ConfigError as exc:
         print(f"python -m server: error: {exc}", file=sys.stderr)
         return 2
 
-    app, socketio = create_app(config)
     state = app.extensions["dashboard"]
     announced: list[bool] = []
 

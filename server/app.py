@@ -28,6 +28,7 @@ from flask_socketio import SocketIO
 
 from server import __version__, access
 from server.access import Access
+from server.alerts.dispatch import Dispatcher
 from server.alerts.notify import AlertNotifier, Channel
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
@@ -77,7 +78,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     socketio = build_socketio(app, config, role)
     static = build_static(config)
     store = build_store(config, static.host, role)
-    alerts = build_alerts(config, socketio)
+    alerts = build_alerts(config, role, socketio)
     gates = access.install(app, config)
     notifier = alerts.notifier_of(static)
     sampler = build_sampling(config, static, [notifier, store.add], server_stats(gates, store),
@@ -91,6 +92,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         sampler=sampler,
         alerts=notifier.engine,
         webhooks=alerts.webhooks,
+        notifications=alerts.notifications,
         store=store,
         access=gates,
         fleet=fleet,
@@ -191,7 +193,8 @@ class Alerts:
     config: Config
     emit: Callable[..., Any]  # socketio.emit
     webhooks: WebhookSender
-    channels: list[Channel]  # a new channel (email, chat, pager) is one more entry
+    notifications: Dispatcher | None  # the [notify.NAME] channels, by their routes
+    channels: list[Channel]  # what each change is sent to
 
     def notifier(self, host_id: str, cores: int = 1) -> AlertNotifier:
         settings, interval = self.config.alerts, self.config.interval
@@ -204,13 +207,20 @@ class Alerts:
         return self.notifier(static.host, static.cpu.get("logical") or 1)
 
 
-def build_alerts(config: Config, socketio: SocketIO) -> Alerts:
+def build_alerts(config: Config, role: Role, socketio: SocketIO) -> Alerts:
     webhooks = WebhookSender(
         config.alerts.webhooks,
         timeout=config.alerts.webhook_timeout,
         retries=config.alerts.webhook_retries,
     )
-    return Alerts(config, socketio.emit, webhooks, channels=[webhooks])
+    channels: list[Channel] = [webhooks]
+    notifications = None
+    if config.notify.channels and role.samples:  # a web process sends nothing
+        from server.alerts.channels import open_channels  # Apprise: only where it is used
+
+        notifications = Dispatcher(config.notify, open_channels(dict(config.notify.channels)))
+        channels.append(notifications)
+    return Alerts(config, socketio.emit, webhooks, notifications, channels)
 
 
 class _Labelled:

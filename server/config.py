@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from server.alerts.routes import NotifySettings, NotifySettingsError, parse_notify
 from server.alerts.settings import AlertSettings, AlertSettingsError, parse_settings
 from server.declare import Parser, boolean, declared, integer, number, setting
 from server.firehose.settings import (
@@ -258,6 +259,9 @@ class Config:
     users: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Only from the TOML file's [alerts] table: rules are too rich for flags.
     alerts: AlertSettings = dataclasses.field(default_factory=lambda: parse_settings(None))
+    # Only from the file: [notify.NAME] channels, [[notify_route]] and notify_default
+    # (server/alerts/routes.py).
+    notify: NotifySettings = dataclasses.field(default_factory=NotifySettings)
 
     @property
     def history_file(self) -> str:
@@ -266,6 +270,7 @@ class Config:
 
 # Settings that come from every source (the tables come from the file only).
 SETTINGS = list(declared(Config).values())
+NOTIFY_TABLES = ("notify", "notify_route", "notify_default")
 PARSERS: dict[str, Parser] = {f.name: f.metadata["parse"] for f in SETTINGS}
 
 
@@ -343,11 +348,16 @@ def load(
                 raise ConfigError(f"{exc} (in {config_path!r})") from None
         if "users" in table:
             values["users"] = _users(table.pop("users"), config_path)
+        notify = [table.pop(key, None) for key in NOTIFY_TABLES]
+        try:
+            values["notify"] = parse_notify(*notify)
+        except NotifySettingsError as exc:
+            raise ConfigError(f"{exc} (in {config_path!r})") from None
         for name, value in table.items():
             if name not in PARSERS:
                 raise ConfigError(
                     f"setting {name!r} in {config_path!r} is unknown; known settings: "
-                    + ", ".join([*PARSERS, "alerts", "users"])
+                    + ", ".join([*PARSERS, "alerts", "users", *NOTIFY_TABLES])
                 )
             raw[name] = (value, config_path)
     known_env = {"DASHBOARD_CONFIG", *("DASHBOARD_" + name.upper() for name in PARSERS)}

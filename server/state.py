@@ -10,6 +10,7 @@ from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from server.access import Access
+from server.alerts.dispatch import Dispatcher
 from server.alerts.rules import AlertEngine
 from server.alerts.webhooks import WebhookSender
 from server.config import Config
@@ -37,6 +38,7 @@ class DashboardState:
     fleet: Fleet
     link: AgentLink
     lease: CoreLease | None = None  # role core: the one-core lease on the message queue
+    notifications: Dispatcher | None = None  # the [notify.NAME] channels; None without
     firehose: Firehose | None = None  # live log tails; None when off
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
     started_at: float = dataclasses.field(default_factory=time.monotonic)
@@ -70,6 +72,8 @@ class DashboardState:
         found = []
         if self.store.failure is not None:
             found.append(f"history store cannot write: {self.store.failure}")
+        if self.notifications is not None:
+            found += self.notifications.problems()
         now = time.monotonic()
         for name, (at, allowed) in self.loops().items():
             since = now - (at if at is not None else self.started_at)
@@ -86,6 +90,8 @@ class DashboardState:
             assert self._lease_keeper is not None
             self._lease_keeper.start()
         self.webhooks.start()
+        if self.notifications is not None:
+            self.notifications.start()
         self.store.start()
         self.sampler.start()
         self._judge.start()
@@ -118,6 +124,8 @@ class DashboardState:
         self.sampler.stop()
         self.store.stop()  # writes what is pending: nothing is lost on SIGTERM
         self.webhooks.stop()
+        if self.notifications is not None:
+            self.notifications.stop()
         self._judge.stopping.set()
         self.sampler.ticked.set()  # the judge waits on it
         self._judge.stop()

@@ -14,7 +14,8 @@ def write_toml(path: Path, **settings: object) -> Path:
     """Write `settings` to `path` as a TOML settings file and return the path.
 
     A dict is a table (`alerts={"cpu": {...}}` is `[alerts]` and `[alerts.cpu]`);
-    a string, number, boolean or list of them is written as TOML reads it back.
+    a string, number, boolean or list of them is written as TOML reads it back; a
+    list of dicts is an array of tables (`notify_route=[{...}, {...}]`).
     """
     path.write_text(toml_text(settings))
     return path
@@ -24,7 +25,7 @@ def toml_text(settings: Mapping[str, object], table: str = "") -> str:
     values: list[str] = []
     tables: list[str] = []
     for key, value in settings.items():
-        name = key if BARE_KEY.match(key) else _string(key)
+        name = _key(key)
         if isinstance(value, Mapping):
             inner = f"{table}.{name}" if table else name
             tables.append(f"[{inner}]\n" + toml_text(value, inner))
@@ -40,7 +41,13 @@ def _value(value: object) -> str:
         return json.dumps(value, allow_nan=False)  # true, 3, 0.5, 1e-05: TOML's forms too
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):  # in a list: an inline table (an array of tables)
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no TOML form here for {type(value).__name__}: {value!r}")
+
+
+def _key(key: str) -> str:
+    return key if BARE_KEY.match(key) else _string(key)
 
 
 def _string(text: str) -> str:

@@ -1,7 +1,11 @@
-"""Webhook receivers on loopback: one that records, fails, hangs, redirects or drips."""
+"""Receivers on loopback: HTTP ones that record, fail, hang, redirect or drip (webhooks,
+Apprise's json:// and ntfy://), and an SMTP server that takes a login (aiosmtpd)."""
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +18,8 @@ class Receiver:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode
         self.bodies: list[Any] = []
+        self.paths: list[str] = []  # of each body kept
+        self.answer = (204, b"")  # in mode ok; ntfy's clients want (200, a JSON body)
         self.headers: list[dict[str, str]] = []
         self.outcome: dict[str, int] = {}  # the sender's stats, for the tests to read
         self.attempts = 0
@@ -47,8 +53,11 @@ class Receiver:
                     self.end_headers()
                     return
                 outer.bodies.append(json.loads(body))
-                self.send_response(204)
+                outer.paths.append(self.path)
+                self.send_response(outer.answer[0])
+                self.send_header("Content-Length", str(len(outer.answer[1])))
                 self.end_headers()
+                self.wfile.write(outer.answer[1])
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -63,3 +72,47 @@ class Receiver:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class MailReceiver:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that takes one login, AUTH PLAIN or
+    LOGIN without TLS, as a relay on a LAN may; it keeps each message it is given."""
+
+    def __init__(self, user: str, password: str) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        from testkit.serverproc import free_port
+
+        self.messages: list[email.message.EmailMessage] = []
+        self.logins: list[str] = []
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                outer.messages.append(parsed)
+                return "250 OK"
+
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
+                         data: Any) -> AuthResult:  # fmt: skip
+            good = isinstance(data, LoginPassword) and (data.login, data.password) == (
+                user.encode(), password.encode())  # fmt: skip
+            if good:
+                outer.logins.append(user)
+            return AuthResult(success=good)
+
+        self.port = free_port()
+        self.controller = Controller(
+            Handler(), hostname="127.0.0.1", port=self.port,
+            authenticator=authenticate, auth_require_tls=False,
+        )  # fmt: skip
+        self.controller.start()
+
+    def text(self, message: email.message.EmailMessage) -> str:
+        """Its subject and its plain-text body."""
+        body = message.get_body(preferencelist=("plain",))
+        return f"{message['Subject']}\n{body.get_content() if body is not None else ''}"
+
+    def close(self) -> None:
+        self.controller.stop()

@@ -1,1 +1,1 @@
-"""Alerts: settings, rules (threshold and anomaly), notification, webhooks."""
+"""Alerts: settings, rules (threshold and anomaly), notification, webhooks, channels."""

@@ -17,8 +17,9 @@ CHANGES_PER_MINUTE = 30
 
 
 class Channel(Protocol):
-    """Where alerts reach people (webhooks today). send() never blocks: a channel
-    queues and delivers in a loop of its own (see alerts/webhooks.py)."""
+    """Where alerts reach people: the webhooks, and the routed channels
+    (alerts/dispatch.py). send() never blocks: a channel queues and delivers in a
+    loop of its own (alerts/delivery.py)."""
 
     def send(self, alert: dict[str, Any]) -> None: ...
 

@@ -1,8 +1,8 @@
 """Webhooks: POST each alert as JSON to the configured URLs, off the tick.
 
-One worker thread per URL with its own bounded queue, so a receiver that
-hangs or fails delays only its own deliveries, never the Sampler or the
-other receivers. Under eventlet, the threads and sockets are green.
+Each URL is a Delivery (alerts/delivery.py): a queue and a loop of its own, so a
+receiver that hangs or fails delays only its own deliveries, never the Sampler or
+the other receivers. This module is the POST itself, with its overall deadline.
 """
 
 from __future__ import annotations
@@ -13,136 +13,42 @@ import http.client
 import logging
 import socket
 import threading
-import time
 import urllib.parse
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from server.alerts.delivery import Delivery, DeliveryError, FairQueue
 from server.logs import LogThrottle, describe_error
-from server.loops import DONE, BackgroundLoop
 from server.wire import json_bytes
 
+__all__ = ["FairQueue", "WebhookSender"]
+
 log = logging.getLogger("dashboard.webhooks")
-
-QUEUE_SIZE = 100
-HOST_SHARE = 25  # of a queue, the most one host's alerts may hold
-
-
-def urgent(alert: dict[str, Any]) -> bool:
-    """Never dropped behind another host's flood: a host going down, a critical."""
-    return alert.get("rule") == "host_down" or alert.get("level") == "critical"
-
-
-class FairQueue:
-    """A receiver's queue, shared fairly among hosts.
-
-    One host holds at most HOST_SHARE of its QUEUE_SIZE places, so one host's
-    flood cannot crowd out another's alerts; an urgent alert goes in even
-    then, taking the place of the newest non-urgent alert of the host that
-    holds the most.
-    """
-
-    def __init__(self, size: int = QUEUE_SIZE, share: int = HOST_SHARE) -> None:
-        self.size = size
-        self.share = share
-        self._items: deque[dict[str, Any] | None] = deque()
-        self._held: dict[str, int] = {}  # host -> alerts it has queued
-        self._ready = threading.Condition()  # green under eventlet
-
-    def put(self, alert: dict[str, Any]) -> bool:
-        """Queue `alert`; False if it was dropped (or an older one was, to make room)."""
-        host = str(alert.get("host"))
-        with self._ready:
-            kept = True
-            if not urgent(alert) and self._held.get(host, 0) >= self.share:
-                return False
-            if len(self._items) >= self.size:
-                if not urgent(alert) or not self._evict():
-                    return False
-                kept = False  # room made by dropping another
-            self._items.append(alert)
-            self._held[host] = self._held.get(host, 0) + 1
-            self._ready.notify()
-            return kept
-
-    def _evict(self) -> bool:
-        """Drop the newest non-urgent alert of the host holding the most; False if none."""
-        for host, _count in sorted(self._held.items(), key=lambda h: -h[1]):
-            for i in range(len(self._items) - 1, -1, -1):
-                item = self._items[i]
-                if item is not None and str(item.get("host")) == host and not urgent(item):
-                    del self._items[i]
-                    self._forget(host)
-                    return True
-        return False
-
-    def _forget(self, host: str) -> None:
-        self._held[host] -= 1
-        if not self._held[host]:
-            del self._held[host]
-
-    def get(self) -> dict[str, Any] | None:
-        """The next alert, waiting for one; None: stop."""
-        with self._ready:
-            while not self._items:
-                self._ready.wait()
-            item = self._items.popleft()
-            if item is not None:
-                self._forget(str(item.get("host")))
-            return item
-
-    def close(self) -> None:
-        with self._ready:
-            self._items.append(None)
-            self._ready.notify()
 
 
 class _Receiver:
     def __init__(self, url: str, timeout: float, retries: int, backoff: float) -> None:
         self.url = url
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.queue = FairQueue()
-        self.delivered = 0
-        self.failed = 0
-        self.dropped = 0
-        self.loop = BackgroundLoop("webhook", self._next, log, error_wait=0)
+        self.delivery = Delivery("webhook", self._attempt, log, retries, backoff)
+        self.delivery.on_failure = self._failed
 
-    def _next(self) -> float | None:
-        """Deliver the next alert; a bug in one delivery raises here, is counted, and
-        the loop logs it and goes on."""
-        payload = self.queue.get()
-        if payload is None:
-            return DONE
+    def _attempt(self, payload: dict[str, Any]) -> None:
         try:
-            self._deliver(payload)
-        except Exception:
-            self.failed += 1
-            raise
-        return None
+            status = self._post(json_bytes(payload))
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise DeliveryError(describe_error(exc)) from None
+        if not 200 <= status < 300:
+            # 3xx too: a redirect is not followed (it could point anywhere).
+            raise DeliveryError(
+                f"HTTP {status}" + (" (redirects are not followed)" if status < 400 else "")
+            )
 
-    def _deliver(self, payload: dict[str, Any]) -> None:
-        body = json_bytes(payload)
-        error = ""
-        for attempt in range(self.retries + 1):
-            try:
-                status = self._post(body)
-                if 200 <= status < 300:
-                    self.delivered += 1
-                    return
-                # 3xx too: a redirect is not followed (it could point anywhere).
-                error = f"HTTP {status}" + (" (redirects are not followed)" if status < 400 else "")
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                error = describe_error(exc)
-            if attempt < self.retries:
-                time.sleep(self.backoff * 2**attempt)
-        self.failed += 1
+    def _failed(self, payload: dict[str, Any], error: str, tries: int, first: bool) -> None:
         log.warning(
             "webhook %s failed after %d attempts: %s (alert %s %s)",
             _redact(self.url),
-            self.retries + 1,
+            tries,
             error,
             payload.get("rule"),
             payload.get("level"),
@@ -203,26 +109,25 @@ class WebhookSender:
         if not self._started:
             self._started = True
             for receiver in self._receivers:
-                receiver.loop.start()
+                receiver.delivery.loop.start()
 
     def send(self, alert: dict[str, Any]) -> None:
         """Queue `alert` for every receiver; never blocks."""
         for receiver in self._receivers:
-            if not receiver.queue.put(alert):
-                receiver.dropped += 1
+            if not receiver.delivery.put(alert):
                 self._lines.log(receiver.url, logging.WARNING,
                                 "webhook %s is not keeping up: %d alerts dropped",
-                                _redact(receiver.url), receiver.dropped)  # fmt: skip
+                                _redact(receiver.url), receiver.delivery.dropped)  # fmt: skip
 
     def stop(self, timeout: float = 2.0) -> None:
         for receiver in self._receivers:
-            receiver.queue.close()
+            receiver.delivery.queue.close()
         for receiver in self._receivers:
-            receiver.loop.stop(timeout)
+            receiver.delivery.loop.stop(timeout)
 
     def stats(self) -> dict[str, int]:
         return {
-            "delivered": sum(r.delivered for r in self._receivers),
-            "failed": sum(r.failed for r in self._receivers),
-            "dropped": sum(r.dropped for r in self._receivers),
+            "delivered": sum(r.delivery.delivered for r in self._receivers),
+            "failed": sum(r.delivery.failed for r in self._receivers),
+            "dropped": sum(r.delivery.dropped for r in self._receivers),
         }

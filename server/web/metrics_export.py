@@ -409,7 +409,28 @@ class DashboardCollector(Collector):
                 count,
                 {"outcome": outcome},
             )
+        _notify_families(f, state)
         yield from f.families.values()
+
+
+def _notify_families(f: _Families, state: DashboardState) -> None:
+    """Each [notify.NAME] channel: its messages by outcome, and whether it delivers."""
+    if state.notifications is None:
+        return
+    for channel, stats in state.notifications.stats().items():
+        for outcome in ("delivered", "failed", "dropped"):
+            f.counter(
+                "dashboard_notify_messages",
+                "Messages to each notification channel, by outcome.",
+                stats[outcome],
+                {"channel": channel, "outcome": outcome},
+            )
+        f.gauge(
+            "dashboard_notify_channel_up",
+            "1 while the channel delivers, 0 from a message it failed to the next it sends.",
+            stats["up"],
+            {"channel": channel},
+        )
 
 
 def _collector_success(state: DashboardState) -> dict[str, bool]:
