@@ -218,7 +218,11 @@ def build_alerts(config: Config, role: Role, socketio: SocketIO) -> Alerts:
     if config.notify.channels and role.samples:  # a web process sends nothing
         from server.alerts.channels import open_channels  # Apprise: only where it is used
 
-        notifications = Dispatcher(config.notify, open_channels(dict(config.notify.channels)))
+        notifications = Dispatcher(
+            config.notify,
+            open_channels(dict(config.notify.channels)),
+            group_wait=config.notify_group_wait,
+        )
         channels.append(notifications)
     return Alerts(config, socketio.emit, webhooks, notifications, channels)
 

@@ -255,6 +255,12 @@ class Config:
         "regexes hidden in log lines before they leave the host, beside the default"
         " (values of password/token/secret/key keys)",
     )
+    notify_group_wait: float = setting(
+        30.0,
+        _number(0, 3600),
+        "seconds a host's new alerts wait to go to a [notify.NAME] channel as one message"
+        " (0: each at once)",
+    )
     # Only from the TOML file's [users] table: name = "password hash".
     users: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Only from the TOML file's [alerts] table: rules are too rich for flags.

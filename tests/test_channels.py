@@ -479,6 +479,7 @@ def test_channels_deliver_while_others_hang_or_fail(
     config = write_toml(
         tmp_path / "dashboard.toml",
         alerts={"cpu": low, "memory": low, "disk": low},
+        notify_group_wait=0,  # each at once: grouping is tests/test_notify_flow.py's
         notify={
             "mail": {"url": mail_url(relay)},
             "chat": {"url": json_url(receivers["chat"])},
@@ -552,6 +553,7 @@ def test_routes_send_a_critical_on_db1_to_the_pager_and_a_warning_on_web3_to_the
         notify_route=[{"hosts": ["db-*"], "severity": ["critical"], "channels": ["pager"]},
                       {"severity": ["warning"], "hosts": ["web-*"], "channels": ["chat"]}],
         notify_default=[],
+        notify_group_wait=0,
     )  # fmt: skip
     hub = ServerProcess(tmp_path / "logs", "--config", str(config))
     tokens = AgentTokens(str(hub.data_dir))

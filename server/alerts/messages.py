@@ -51,10 +51,14 @@ def _number(value: Any) -> str:
 
 
 def compose(
-    alert: Mapping[str, Any], since: float | None = None, evidence: Sequence[Section] = ()
+    alert: Mapping[str, Any],
+    since: float | None = None,
+    evidence: Sequence[Section] = (),
+    note: str = "",
 ) -> Message:
     """The message for one alert change; `since`: when the alert began firing (a
-    resolution's, or an escalation's from warning)."""
+    resolution's, or an escalation's from warning); `note`: why it goes out again
+    (a repeat, an escalation), after the title."""
     level, rule, host = alert["level"], alert["rule"], alert.get("host", "")
     ts = float(alert["ts"])
     began = ts if since is None else since
@@ -73,7 +77,7 @@ def compose(
             ("Resolved", f"{_at(ts)}, after {_lasted(ts - began)}"),
         ]
     else:
-        title = f"{level.upper()} {rule} on {host}"
+        title = f"{level.upper()} {rule} on {host}" + (f" ({note})" if note else "")
         short = f"{metric} = {value} (threshold {threshold}) since {_clock(ts)}"
         facts = [
             ("Metric", metric),
@@ -93,3 +97,26 @@ def compose(
     for heading, body in evidence:
         lines += ["", heading, *(f"  {line}" for line in body)]
     return Message(level, title, short, "\n".join(lines) + "\n")
+
+
+def compose_group(firings: Sequence[tuple[Mapping[str, Any], float, Sequence[Section]]]) -> Message:
+    """One message for several alerts of one host that fired within the group window:
+    each (alert, since, evidence). The title counts them at the worst level; the short
+    text has a line for each, the full body each one's whole message."""
+    if len(firings) == 1:
+        return compose(*firings[0])
+    levels = [str(alert["level"]) for alert, _since, _evidence in firings]
+    level = "critical" if "critical" in levels else levels[0]
+    host = firings[0][0].get("host", "")
+    title = f"{level.upper()} {len(firings)} alerts on {host}"
+    lines = []
+    for alert, _since, _evidence in firings:
+        lines.append(
+            f"{str(alert['level']).upper()} {alert['rule']}: {alert['metric']} = "
+            f"{_number(alert['value'])} (threshold {_number(alert['threshold'])}) since "
+            f"{_clock(float(alert['ts']))}"
+        )
+    bodies = [compose(*firing).full for firing in firings]
+    full = f"{title}.\n\n" + "".join(f"  {line}\n" for line in lines)
+    full += "".join("\n" + "-" * 40 + "\n" + body for body in bodies)
+    return Message(level, title, "\n".join(lines), full)

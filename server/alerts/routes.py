@@ -113,6 +113,19 @@ class Route:
     kinds: tuple[str, ...] = setting(
         (), _words("a list of " + ", ".join(KINDS), KINDS), "what an alert is about"
     )
+    repeat_minutes: float = setting(
+        0.0,
+        number(0, 10080, "minutes (0.5 is 30 s)"),
+        "send a firing alert again this often while it lasts; 0: never",
+    )
+    escalate_after_minutes: float = setting(
+        0.0,
+        number(0, 10080, "minutes (0.5 is 30 s)"),
+        "a warning still firing (unacknowledged) this long also goes to escalate_to",
+    )
+    escalate_to: tuple[str, ...] = setting(
+        (), _words("a list of channel names"), "the channels a warning escalates to"
+    )
     go_on: bool = False  # `continue = true`: the routes after it are tried too
 
     def matches(self, alert: Mapping[str, Any]) -> bool:
@@ -138,17 +151,22 @@ class NotifySettings:
 
     def channels_for(self, alert: Mapping[str, Any]) -> list[str]:
         """The channels a firing (or escalating) alert goes to, by the routes."""
+        return self.routes_for(alert)[1]
+
+    def routes_for(self, alert: Mapping[str, Any]) -> tuple[list[Route], list[str]]:
+        """The routes a firing alert matches (none: the default route, which neither
+        repeats nor escalates) and the channels they send it to."""
         chosen: list[str] = []
-        matched = False
+        matched: list[Route] = []
         for route in self.routes:
             if route.matches(alert):
-                matched = True
+                matched.append(route)
                 chosen += [c for c in route.channels if c not in chosen]
                 if not route.go_on:
                     break
         if matched:
-            return chosen
-        return list(self.channels if self.default is None else self.default)
+            return matched, chosen
+        return [], list(self.channels if self.default is None else self.default)
 
 
 def parse_notify(channels: Any, routes: Any, default: Any) -> NotifySettings:
@@ -210,6 +228,12 @@ def _route(index: int, table: Mapping[str, Any], channels: Mapping[str, Any]) ->
         raise NotifySettingsError(f"setting '{prefix}.channels' is missing")
     parsed = parse_table(Route, values, prefix, NotifySettingsError, also_known=("continue",))
     _known(f"{prefix}.channels", list(parsed["channels"]), channels)
+    _known(f"{prefix}.escalate_to", list(parsed.get("escalate_to", ())), channels)
+    if bool(parsed.get("escalate_to")) != bool(parsed.get("escalate_after_minutes")):
+        raise NotifySettingsError(
+            f"setting '{prefix}.escalate_to' and '{prefix}.escalate_after_minutes' go "
+            "together: give both (minutes above 0) or neither"
+        )
     return Route(go_on=go_on, **parsed)
 
 
