@@ -374,3 +374,31 @@ def _firing(server: ServerProcess) -> int:
     log = Path(server.log_dir / "dashboard.log")
     text = log.read_text() if log.exists() else ""
     return sum(f"alert {r} CRITICAL" in text and "db-1" in text for r in ("cpu", "memory", "load"))
+
+
+def test_a_hold_keeps_a_firing_and_its_repeats_back_until_it_ends() -> None:
+    """A hold (a silence, a maintenance window, quiet hours: later parts) keeps a new
+    firing from the channels and says why; a repeat waits while a hold lasts."""
+    routes = [{"channels": ["chat"], "repeat_minutes": 1}]
+    sent, clock = flow(routes, group_wait=0, channels=("chat",))
+    holding: dict[str, str | None] = {"why": "silenced by test"}
+    sent.holds.append(lambda a: holding["why"] if a["rule"] == "cpu" else None)
+    held: list[tuple[str, str]] = []
+    sent.held = lambda a, why: held.append((a["rule"], why))
+    sent.send(alert("critical", rule="cpu"))
+    sent.send(alert("critical", rule="load"))
+    assert titles(sent, "chat") == ["CRITICAL load on db-1"]
+    assert held == [("cpu", "silenced by test")]
+    holding["why"] = "in maintenance"
+    sent.send(alert("warning", rule="memory"))
+    sent.send(alert("critical", rule="cpu"))  # still held: a change of it too
+    assert titles(sent, "chat") == ["WARNING memory on db-1"]
+    sent.holds.append(lambda a: "quiet hours")  # now every alert is held
+    due(sent, clock, 61)
+    assert titles(sent, "chat") == []  # load's and memory's repeats wait
+    sent.holds.pop()
+    due(sent, clock, 60)
+    assert sorted(titles(sent, "chat")) == [
+        "CRITICAL load on db-1 (repeat 1, firing 2 min)",
+        "WARNING memory on db-1 (repeat 1, firing 2 min)",
+    ]

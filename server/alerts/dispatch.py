@@ -20,8 +20,8 @@ and escalation"):
 The group windows and the timers run in one small loop of the dispatcher's own,
 which sleeps until the next is due: never in the tick.
 
-Later parts plug in here too: silences, maintenance windows and quiet hours; the
-alert history beside each step (`held`); evidence through `evidence`.
+Later parts plug in here too: silences, maintenance windows and quiet hours
+(`holds`); the alert history beside each step (`held`); evidence through `evidence`.
 """
 
 from __future__ import annotations
@@ -122,7 +122,11 @@ class Dispatcher:
         # Told of each firing kept from the channels, and why ("inhibited by host_down"):
         # the alert history's (a later part). Called under the dispatcher's lock.
         self.held: Callable[[Mapping[str, Any], str], None] = lambda alert, why: None
-        self.inhibited = 0  # firings held back by a host_down
+        self.inhibited = 0  # firings held back by a host_down (or any other hold)
+        # What else holds a firing back from the channels (a silence, a maintenance
+        # window, quiet hours): each says why, or None. Asked in the tick for a new
+        # firing, and by the timers before a repeat or an escalation (which then wait).
+        self.holds: list[Callable[[Mapping[str, Any]], str | None]] = []
         self._firing: dict[tuple[str, str], _Firing] = {}  # (host, rule) -> where it went
         self._groups: dict[str, _Group] = {}  # host -> its firings waiting
         self._down: set[str] = set()  # hosts whose host_down fires
@@ -177,6 +181,10 @@ class Dispatcher:
         if host in self._down:
             self._hold(firing, "inhibited by host_down")
             return []
+        why = self._held_by(alert)
+        if why is not None:
+            self._hold(firing, why)
+            return []
         if firing.pending:  # a new level within the window: the group has its latest
             return []
         group = self._groups.get(host)
@@ -212,6 +220,9 @@ class Dispatcher:
                 for timer in firing.timers:
                     timer.due = max(timer.due, now + timer.every) if timer.every else now
         self._wake.set()
+
+    def _held_by(self, alert: Mapping[str, Any]) -> str | None:
+        return next((why for hold in self.holds if (why := hold(alert)) is not None), None)
 
     def _hold(self, firing: _Firing, why: str) -> None:
         self.inhibited += 1
@@ -308,6 +319,9 @@ class Dispatcher:
         host, rule = key
         if self.acknowledged(host, rule):
             firing.timers.remove(timer)  # acknowledged: no more repeats, no escalation
+            return []
+        if self._held_by(firing.alert) is not None:
+            timer.due = now + (timer.every or IDLE_WAIT)  # it waits for the hold to end
             return []
         if timer.every:  # the next; a late round does not send two in a row
             timer.due += timer.every
