@@ -8,7 +8,12 @@ import { $, num, bytes, rate, pct, cell, cssVar, exposeForTests } from "./common
 
 const SHOWN = 15;
 const SPARK = 60; // points in a row's sparkline: a minute at 1 Hz
-const panel = { sortKey: "cpu_percent", all: false, last: null, spark: new Map(), chart: null };
+const SVG = "http://www.w3.org/2000/svg";
+// `known`: each container of the latest table by name, with its last minute of CPU
+// and, once it has been shown, its row. A row is made once and then only changed
+// where a value changed: rebuilding 15-200 rows every second was most of a live
+// update's time.
+const panel = { sortKey: "cpu_percent", all: false, last: null, tick: 0, known: new Map(), heads: new Map(), chart: null };
 
 // What a row's state says, in words and in a colour class (never colour alone).
 function stateOf(c) {
@@ -25,60 +30,200 @@ function compare(a, b) {
   return (num(b[key]) ? b[key] : -1) - (num(a[key]) ? a[key] : -1); // biggest first
 }
 
-function meterCell(row, text, share, cls) {
+// Writes only what differs: an unchanged write still costs a style recalc.
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+// Whether a row's `key` now shows something other than `value`, which it is about to:
+// what was written is kept on the row, as reading each cell back from the DOM every
+// second costs more than the comparison.
+function changed(row, key, value) {
+  if (row.was[key] === value) return false;
+  row.was[key] = value;
+  return true;
+}
+
+const width = (share) => (num(share) ? Math.min(Math.max(share, 0), 100) : 0) + "%";
+
+function meterCell(tr) {
   const td = document.createElement("td");
-  td.className = "num " + (cls || "");
+  td.className = "num";
   const label = document.createElement("span");
-  label.textContent = text;
   const meter = document.createElement("span");
   meter.className = "mini-meter";
   const fill = document.createElement("span");
-  fill.style.width = (num(share) ? Math.min(Math.max(share, 0), 100) : 0) + "%";
   meter.appendChild(fill);
   td.append(label, meter);
-  row.appendChild(td);
+  tr.appendChild(td);
+  return [td, label, fill];
 }
 
-// The row's last SPARK CPU values as a line in an SVG, 0-100 % high.
-function sparkline(values) {
-  const svgNs = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(svgNs, "svg");
+// A container's row, made the first time it is shown; its cells are filled by fillRow.
+function makeRow(name) {
+  const tr = document.createElement("tr");
+  tr.dataset.name = name;
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "open-chart";
+  open.textContent = name;
+  open.addEventListener("click", () => openChart(name));
+  cell(tr, "", "name").appendChild(open);
+  const state = cell(tr, "", "state");
+  const [cpuCell, cpu, cpuFill] = meterCell(tr);
+  const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
-  svg.setAttribute("viewBox", "0 0 " + (SPARK - 1) + " 20");
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("aria-hidden", "true");
-  const line = document.createElementNS(svgNs, "polyline");
-  const top = Math.max(10, ...values.filter(num)); // a quiet container is not drawn as a busy one
-  const start = SPARK - values.length;
-  line.setAttribute("points", values.map((v, i) => (start + i) + "," + (num(v) ? 20 - (20 * v) / top : 20).toFixed(1)).join(" "));
+  const line = document.createElementNS(SVG, "polyline");
   svg.appendChild(line);
-  return svg;
+  cpuCell.appendChild(svg);
+  const [, memory, memoryFill] = meterCell(tr);
+  const net = cell(tr, "", "num wide");
+  const restarts = cell(tr, "", "num");
+  return {
+    tr, open, state, cpu, cpuFill, memory, memoryFill, net, restarts, was: {},
+    svg, line, points: "", count: 0, flat: null, top: null, seenAt: -1, drawnAt: -1, // the sparkline's (drawSpark)
+  };
+}
+
+function fillRow(row, c, spark) {
+  const title = (c.image || "") + (c.service ? " · service " + c.service : "") + " · open its chart";
+  if (changed(row, "title", title)) row.open.title = title;
+  const expanded = String(panel.chart !== null && panel.chart.name === c.name);
+  if (changed(row, "expanded", expanded)) row.open.setAttribute("aria-expanded", expanded);
+  const [state, cls] = stateOf(c);
+  if (changed(row, "state", state + "|" + cls)) {
+    row.state.textContent = state;
+    row.state.className = "state " + cls;
+  }
+  const cpu = pct(c.cpu_percent);
+  if (changed(row, "cpu", cpu)) row.cpu.textContent = cpu;
+  const cpuWidth = width(c.cpu_percent);
+  if (changed(row, "cpuWidth", cpuWidth)) row.cpuFill.style.width = cpuWidth;
+  drawSpark(row, spark);
+  const memory = num(c.memory_limit) ? bytes(c.memory_used) + " / " + bytes(c.memory_limit) : bytes(c.memory_used);
+  if (changed(row, "memory", memory)) row.memory.textContent = memory;
+  const memoryWidth = width(num(c.memory_limit) && num(c.memory_used) ? (100 * c.memory_used) / c.memory_limit : null);
+  if (changed(row, "memoryWidth", memoryWidth)) row.memoryFill.style.width = memoryWidth;
+  const net = rate(c.rx_bps) + " / " + rate(c.tx_bps);
+  if (changed(row, "net", net)) row.net.textContent = net;
+  const restarts = num(c.restarts) ? String(c.restarts) : "–";
+  if (changed(row, "restarts", restarts)) row.restarts.textContent = restarts;
+}
+
+// The row's last SPARK CPU values as a line, 0-100 % of its height. A point's x is the
+// tick it came at and the viewBox slides along: a new sample adds one point and drops
+// the oldest, rather than working out all 60 again. The line is made whole only when
+// the scale changes (a new peak, or the old one leaving the minute) or it was not
+// drawn last tick; and a flat line that stays flat (an idle container: most of them)
+// is not written at all, as it would look the same. `seenAt`: the tick the line last
+// showed the values (written or not); `drawnAt`: the tick it was last written.
+function drawSpark(row, values) {
+  const now = panel.tick;
+  if (row.seenAt === now) return; // seen already this tick (a sort, a chart opened)
+  const top = Math.max(10, ...values.filter(num)); // a quiet container is not drawn as a busy one
+  const y = (v) => (num(v) ? 20 - (20 * v) / top : 20).toFixed(1);
+  const last = y(values[values.length - 1]);
+  const still = row.seenAt === now - 1 && row.flat === last && row.top === top && row.count === values.length;
+  row.seenAt = now;
+  if (still) return;
+  if (row.drawnAt === now - 1 && row.top === top) {
+    row.points += " " + now + "," + last;
+    if (row.count === values.length) row.points = row.points.slice(row.points.indexOf(" ") + 1);
+    row.flat = row.flat === last ? last : null; // one that became flat is found at its next whole drawing
+  } else {
+    const ys = values.map(y);
+    const start = now - values.length + 1;
+    row.points = ys.map((v, i) => start + i + "," + v).join(" ");
+    row.flat = ys.every((v) => v === last) ? last : null;
+  }
+  row.count = values.length;
+  row.line.setAttribute("points", row.points);
+  row.svg.setAttribute("viewBox", now - SPARK + 1 + " 0 " + (SPARK - 1) + " 20");
+  row.top = top;
+  row.drawnAt = now;
 }
 
 // Each container's last minute of CPU, kept only for the names of the latest table.
 function remember(part) {
+  panel.tick += 1;
   const seen = new Set();
   for (const c of part.items) {
     seen.add(c.name);
-    const values = panel.spark.get(c.name) || [];
-    values.push(c.cpu_percent);
-    if (values.length > SPARK) values.shift();
-    panel.spark.set(c.name, values);
+    const known = panel.known.get(c.name) || { spark: [], row: null };
+    known.spark.push(c.cpu_percent);
+    if (known.spark.length > SPARK) known.spark.shift();
+    panel.known.set(c.name, known);
   }
-  for (const name of panel.spark.keys()) if (!seen.has(name)) panel.spark.delete(name);
+  for (const name of panel.known.keys()) if (!seen.has(name)) panel.known.delete(name);
+}
+
+// A Compose project's heading row, made once.
+function groupHead(project) {
+  let head = panel.heads.get(project);
+  if (!head) {
+    head = document.createElement("tr");
+    head.className = "group";
+    const th = document.createElement("th");
+    th.colSpan = 6;
+    th.scope = "rowgroup";
+    th.textContent = project;
+    head.appendChild(th);
+    panel.heads.set(project, head);
+  }
+  return head;
+}
+
+// The indexes of `order` (each wanted row's place in the table now, -1 if not in it)
+// that form its longest increasing run: those rows stay, the others move.
+function staying(order) {
+  const tails = []; // tails[k]: where the run of length k + 1 with the lowest end ends
+  const before = order.map(() => -1);
+  order.forEach((at, i) => {
+    if (at < 0) return;
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (order[tails[mid]] < at) lo = mid + 1; else hi = mid;
+    }
+    if (lo > 0) before[i] = tails[lo - 1];
+    tails[lo] = i;
+  });
+  const stay = new Set();
+  for (let i = tails.length ? tails[tails.length - 1] : -1; i >= 0; i = before[i]) stay.add(i);
+  return stay;
+}
+
+// The tbody made to hold `wanted`, in that order, with as few moves as may be: a
+// moved element is taken out and put back (a style recalc, and a focused name button
+// loses focus), so the longest run already in order stays where it is.
+function arrange(body, wanted) {
+  const keep = new Set(wanted);
+  for (const el of [...body.children]) if (!keep.has(el)) el.remove();
+  const now = [...body.children];
+  if (now.length === wanted.length && now.every((el, i) => el === wanted[i])) return;
+  const at = new Map(now.map((el, i) => [el, i]));
+  const stay = staying(wanted.map((el) => (at.has(el) ? at.get(el) : -1)));
+  let next = null;
+  for (let i = wanted.length - 1; i >= 0; i--) {
+    if (!stay.has(i)) body.insertBefore(wanted[i], next);
+    next = wanted[i];
+  }
 }
 
 function draw() {
   const part = panel.last;
   const body = $("containers");
-  body.textContent = "";
   const more = $("containers-more");
   if (!part) {
-    $("containers-summary").textContent = part === null ? "engine not answering" : "–";
+    body.textContent = "";
+    setText($("containers-summary"), part === null ? "engine not answering" : "–");
     more.hidden = true;
     return;
   }
-  $("containers-summary").textContent = part.running + " running · " + part.unhealthy + " unhealthy · " + part.stopped + " stopped";
+  setText($("containers-summary"), part.running + " running · " + part.unhealthy + " unhealthy · " + part.stopped + " stopped");
   // The busiest (by the chosen order) make the cut; then each project's rows together.
   const chosen = [...part.items].sort(compare).slice(0, panel.all ? part.items.length : SHOWN);
   const groups = new Map();
@@ -87,43 +232,21 @@ function draw() {
     if (!groups.has(project)) groups.set(project, []);
     groups.get(project).push(c);
   }
+  const wanted = [];
   for (const [project, rows] of groups) {
-    if (project && groups.size > 1) {
-      const head = document.createElement("tr");
-      head.className = "group";
-      const th = document.createElement("th");
-      th.colSpan = 6;
-      th.scope = "rowgroup";
-      th.textContent = project;
-      head.appendChild(th);
-      body.appendChild(head);
-    }
+    if (project && groups.size > 1) wanted.push(groupHead(project));
     for (const c of rows) {
-      const row = document.createElement("tr");
-      row.dataset.name = c.name;
-      const name = cell(row, "", "name");
-      const open = document.createElement("button");
-      open.type = "button";
-      open.className = "open-chart";
-      open.textContent = c.name;
-      open.title = (c.image || "") + (c.service ? " · service " + c.service : "") + " · open its chart";
-      open.setAttribute("aria-expanded", String(panel.chart !== null && panel.chart.name === c.name));
-      open.addEventListener("click", () => openChart(c.name));
-      name.appendChild(open);
-      const [state, cls] = stateOf(c);
-      cell(row, state, "state " + cls);
-      meterCell(row, pct(c.cpu_percent), c.cpu_percent);
-      row.lastChild.appendChild(sparkline(panel.spark.get(c.name) || []));
-      const memory = num(c.memory_limit) ? bytes(c.memory_used) + " / " + bytes(c.memory_limit) : bytes(c.memory_used);
-      meterCell(row, memory, num(c.memory_limit) && num(c.memory_used) ? (100 * c.memory_used) / c.memory_limit : null);
-      cell(row, rate(c.rx_bps) + " / " + rate(c.tx_bps), "num wide");
-      cell(row, num(c.restarts) ? String(c.restarts) : "–", "num");
-      body.appendChild(row);
+      const known = panel.known.get(c.name);
+      if (!known.row) known.row = makeRow(c.name);
+      fillRow(known.row, c, known.spark);
+      wanted.push(known.row.tr);
     }
   }
+  for (const project of panel.heads.keys()) if (!groups.has(project)) panel.heads.delete(project);
+  arrange(body, wanted);
   const hidden = part.items.length - chosen.length;
   more.hidden = !panel.all && hidden <= 0;
-  more.textContent = panel.all ? "show the busiest " + SHOWN : "show all " + part.items.length + " (" + hidden + " more)";
+  setText(more, panel.all ? "show the busiest " + SHOWN : "show all " + part.items.length + " (" + hidden + " more)");
 }
 
 export function showContainers(part, ts) {
