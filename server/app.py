@@ -32,7 +32,9 @@ from server.alerts.dispatch import Dispatcher
 from server.alerts.notify import AlertNotifier, Channel
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
+from server.alerts.silences import Silences
 from server.alerts.webhooks import WebhookSender
+from server.alerts.windows import holds_of
 from server.config import Config
 from server.data import DynamicData, OwnUsage, StaticData
 from server.firehose.relay import Firehose, local_feed
@@ -42,6 +44,7 @@ from server.fleet.protocol import MAX_MESSAGE
 from server.fleet.tick import FleetTick
 from server.fleet.tokens import AgentTokens
 from server.history.store import HistoryStore, Retention
+from server.loops import BackgroundLoop
 from server.state import DashboardState
 from server.web import api, events, metrics_export, pages, queue
 from server.wire import JsonPacket, compact_json
@@ -79,6 +82,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     static = build_static(config)
     store = build_store(config, static.host, role)
     alerts = build_alerts(config, role, socketio)
+    silences = build_silences(config, role, alerts, socketio)
     gates = access.install(app, config)
     notifier = alerts.notifier_of(static)
     sampler = build_sampling(config, static, [notifier, store.add], server_stats(gates, store),
@@ -93,6 +97,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         alerts=notifier.engine,
         webhooks=alerts.webhooks,
         notifications=alerts.notifications,
+        silences=silences,
         store=store,
         access=gates,
         fleet=fleet,
@@ -224,7 +229,51 @@ def build_alerts(config: Config, role: Role, socketio: SocketIO) -> Alerts:
             group_wait=config.notify_group_wait,
         )
         channels.append(notifications)
+        # Maintenance windows and quiet hours (alerts/windows.py): held, not sent.
+        windows = holds_of(config.maintenance, config.notify_quiet_hours,
+                           config.notify_quiet_weekdays)  # fmt: skip
+        if windows is not None:
+            notifications.holds.append(windows)
     return Alerts(config, socketio.emit, webhooks, notifications, channels)
+
+
+def build_silences(config: Config, role: Role, alerts: Alerts, socketio: SocketIO) -> Silences:
+    """Acknowledgements and silences (alerts/silences.py), kept where the dispatcher runs;
+    on a web process a view, its changes forwarded to the core through the queue."""
+    if role.observes:
+        actions = queue.ActionQueue(config.message_queue)
+        view = Silences(None)
+        view.forward = actions.push
+        view.replace(actions.read())
+        socketio.server.manager.observers["silences"] = view.replace
+        return view
+    silences = Silences(config.data_dir)
+    publish = queue.ActionQueue(config.message_queue).publish if role.publishes else None
+
+    def changed() -> None:
+        snapshot = silences.snapshot()
+        socketio.emit("silences", snapshot)
+        if publish is not None:
+            publish(snapshot)
+
+    silences.changed = changed
+    alerts.channels.insert(0, silences)  # a resolution clears its acknowledgement
+    if alerts.notifications is not None:
+        alerts.notifications.acknowledged = silences.acknowledged
+        alerts.notifications.holds.append(silences.hold)
+    if role.publishes:
+        taking = queue.ActionQueue(config.message_queue)
+
+        def take() -> float:
+            action = taking.take(1.0)
+            if action is not None:
+                silences.apply(action)
+            return 0.0
+
+        silences.loop = BackgroundLoop("alert-actions", take, error_wait=2.0)
+        assert publish is not None
+        publish(silences.snapshot())
+    return silences
 
 
 class _Labelled:

@@ -14,6 +14,14 @@ from typing import Any
 
 from server.alerts.routes import NotifySettings, NotifySettingsError, parse_notify
 from server.alerts.settings import AlertSettings, AlertSettingsError, parse_settings
+from server.alerts.windows import (
+    Window,
+    WindowSettingsError,
+    parse_hours,
+    parse_maintenance,
+    parse_weekdays,
+    server_zone,
+)
 from server.declare import Parser, boolean, declared, integer, number, setting
 from server.firehose.settings import (
     LogSource,
@@ -115,6 +123,11 @@ def _password_hash(raw: Any) -> str:
     if problem:
         raise ValueError(f"a hash from `python -m server hash-password` ({problem})")
     return raw
+
+
+def _quiet_hours(raw: Any) -> str:
+    start, end = parse_hours(raw)
+    return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
 
 
 def _choice(*choices: str) -> Parser:
@@ -261,6 +274,17 @@ class Config:
         "seconds a host's new alerts wait to go to a [notify.NAME] channel as one message"
         " (0: each at once)",
     )
+    notify_quiet_hours: str = setting(
+        "",
+        _quiet_hours,
+        "hours when only criticals go to the [notify.NAME] channels, in the server's time"
+        ' zone, like "22:00-07:00" (empty: none)',
+    )
+    notify_quiet_weekdays: tuple[str, ...] = setting(
+        (),
+        parse_weekdays,
+        "the days notify_quiet_hours begin on (mon ... sun), comma-separated (none: every day)",
+    )
     # Only from the TOML file's [users] table: name = "password hash".
     users: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Only from the TOML file's [alerts] table: rules are too rich for flags.
@@ -268,6 +292,8 @@ class Config:
     # Only from the file: [notify.NAME] channels, [[notify_route]] and notify_default
     # (server/alerts/routes.py).
     notify: NotifySettings = dataclasses.field(default_factory=NotifySettings)
+    # Only from the file: [[maintenance]] windows (server/alerts/windows.py).
+    maintenance: tuple[Window, ...] = ()
 
     @property
     def history_file(self) -> str:
@@ -359,11 +385,17 @@ def load(
             values["notify"] = parse_notify(*notify)
         except NotifySettingsError as exc:
             raise ConfigError(f"{exc} (in {config_path!r})") from None
+        if "maintenance" in table:
+            try:
+                values["maintenance"] = parse_maintenance(table.pop("maintenance"),
+                                                          server_zone()[0])  # fmt: skip
+            except WindowSettingsError as exc:
+                raise ConfigError(f"{exc} (in {config_path!r})") from None
         for name, value in table.items():
             if name not in PARSERS:
                 raise ConfigError(
                     f"setting {name!r} in {config_path!r} is unknown; known settings: "
-                    + ", ".join([*PARSERS, "alerts", "users", *NOTIFY_TABLES])
+                    + ", ".join([*PARSERS, "alerts", "users", *NOTIFY_TABLES, "maintenance"])
                 )
             raw[name] = (value, config_path)
     known_env = {"DASHBOARD_CONFIG", *("DASHBOARD_" + name.upper() for name in PARSERS)}
@@ -396,6 +428,10 @@ def load(
                 f"setting {name!r} (from {source}) must be {exc}, got {shown}"
             ) from None
     config = Config(**values)
+    if config.notify_quiet_weekdays and not config.notify_quiet_hours:
+        raise ConfigError(
+            "setting 'notify_quiet_weekdays' needs notify_quiet_hours: the hours on those days"
+        )
     _check_exposure(config)
     try:  # a container's output needs an engine to read it from
         container_engine(config.log_sources, config.containers)

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from server.access import Access
 from server.alerts.dispatch import Dispatcher
 from server.alerts.rules import AlertEngine
+from server.alerts.silences import Silences
 from server.alerts.webhooks import WebhookSender
 from server.config import Config
 from server.data import StaticData
@@ -39,6 +40,7 @@ class DashboardState:
     link: AgentLink
     lease: CoreLease | None = None  # role core: the one-core lease on the message queue
     notifications: Dispatcher | None = None  # the [notify.NAME] channels; None without
+    silences: Silences | None = None  # acknowledgements and silences (a view on role web)
     firehose: Firehose | None = None  # live log tails; None when off
     registry: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
     started_at: float = dataclasses.field(default_factory=time.monotonic)
@@ -92,6 +94,8 @@ class DashboardState:
         self.webhooks.start()
         if self.notifications is not None:
             self.notifications.start()
+        if self.silences is not None and self.silences.loop is not None:
+            self.silences.loop.start()
         self.store.start()
         self.sampler.start()
         self._judge.start()
@@ -126,6 +130,8 @@ class DashboardState:
         self.webhooks.stop()
         if self.notifications is not None:
             self.notifications.stop()
+        if self.silences is not None and self.silences.loop is not None:
+            self.silences.loop.stop()
         self._judge.stopping.set()
         self.sampler.ticked.set()  # the judge waits on it
         self._judge.stop()

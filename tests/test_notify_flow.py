@@ -397,8 +397,13 @@ def test_a_hold_keeps_a_firing_and_its_repeats_back_until_it_ends() -> None:
     due(sent, clock, 61)
     assert titles(sent, "chat") == []  # load's and memory's repeats wait
     sent.holds.pop()
-    due(sent, clock, 60)
+    due(sent, clock, 60)  # cpu is still "in maintenance": held yet
     assert sorted(titles(sent, "chat")) == [
         "CRITICAL load on db-1 (repeat 1, firing 2 min)",
         "WARNING memory on db-1 (repeat 1, firing 2 min)",
     ]
+    holding["why"] = None  # its hold ends: cpu, firing still, goes out once
+    due(sent, clock, 1)
+    assert titles(sent, "chat") == ["CRITICAL cpu on db-1"]
+    due(sent, clock, 1)
+    assert titles(sent, "chat") == []

@@ -323,6 +323,9 @@ def _foreign_origin() -> bool:
     )
 
 
+foreign_origin = _foreign_origin  # the same check for the API's state-changing calls
+
+
 @login_pages.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     if request.method == "GET":

@@ -20,8 +20,11 @@ and escalation"):
 The group windows and the timers run in one small loop of the dispatcher's own,
 which sleeps until the next is due: never in the tick.
 
-Later parts plug in here too: silences, maintenance windows and quiet hours
-(`holds`); the alert history beside each step (`held`); evidence through `evidence`.
+- holds (`holds`: silences, maintenance windows, quiet hours): a firing is held
+  back while one says why, and goes out when it ends if it still fires; repeats
+  and escalations wait meanwhile.
+Later parts plug in here too: the alert history beside each step (`held`);
+evidence through `evidence`.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class _Firing:
     evidence: Sequence[Section] = ()
     timers: list[_Timer] = dataclasses.field(default_factory=list)
     pending: bool = False  # waiting in its host's group
+    held: bool = False  # kept back by a hold (`holds`): it goes out when that ends
 
 
 @dataclasses.dataclass
@@ -173,18 +177,19 @@ class Dispatcher:
         firing.routes, firing.names = self.settings.routes_for(alert)
         firing.evidence = self.evidence(alert)
         firing.timers = []  # a change: its timers start again once it has gone out
+        firing.held = False
         if rule == HOST_DOWN:
             out = self._inhibit(host)
             if firing.pending:
                 self._ungroup(key)
+            if self._held_by(alert) is not None:  # a planned reboot: its host_down too
+                return out + self._hold_for_now(firing)
             return out + self._out(host, [key], now)  # the cause goes at once
         if host in self._down:
             self._hold(firing, "inhibited by host_down")
             return []
-        why = self._held_by(alert)
-        if why is not None:
-            self._hold(firing, why)
-            return []
+        if self._held_by(alert) is not None:
+            return self._hold_for_now(firing)
         if firing.pending:  # a new level within the window: the group has its latest
             return []
         group = self._groups.get(host)
@@ -220,6 +225,16 @@ class Dispatcher:
                 for timer in firing.timers:
                     timer.due = max(timer.due, now + timer.every) if timer.every else now
         self._wake.set()
+
+    def _hold_for_now(self, firing: _Firing) -> Out:
+        """Held by a silence, a window or quiet hours: it goes out once that ends, if it
+        still fires then (the timers look: _due)."""
+        why = self._held_by(firing.alert)
+        assert why is not None
+        firing.held = True
+        self._hold(firing, why)
+        self._wake.set()
+        return []
 
     def _held_by(self, alert: Mapping[str, Any]) -> str | None:
         return next((why for hold in self.holds if (why := hold(alert)) is not None), None)
@@ -307,6 +322,12 @@ class Dispatcher:
         following = now + IDLE_WAIT
         for group in self._groups.values():
             following = min(following, group.due)
+        # Firings a hold kept back and that still fire: out once it has ended (looked
+        # at each round, at least every IDLE_WAIT seconds).
+        for key, firing in self._firing.items():
+            if firing.held and key[0] not in self._down and self._held_by(firing.alert) is None:
+                firing.held = False
+                out += self._out(key[0], [key], now)
         for key, firing in self._firing.items():
             for timer in list(firing.timers):
                 if timer.due <= now:

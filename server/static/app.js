@@ -7,6 +7,7 @@ import { showContainers, setUpContainers } from "./containers.js";
 import { showServices } from "./services.js";
 import { showSensors, showGpus } from "./sensors.js";
 import { showDiskHealth } from "./drives.js";
+import { ackControl, setUpAlertActions, takeAlertsSnapshot } from "./alertactions.js";
 
 const interval = parseFloat(document.body.dataset.interval) || 1;
 
@@ -265,7 +266,11 @@ function showActiveAlerts() {
   const list = $("alerts-active");
   list.textContent = "";
   const items = Object.values(page.activeAlerts).sort((a, b) => (a.level === b.level ? b.ts - a.ts : a.level === "critical" ? -1 : 1));
-  for (const a of items) list.appendChild(alertItem(a));
+  for (const a of items) {
+    const li = alertItem(a);
+    li.append(" ", ackControl(a));
+    list.appendChild(li);
+  }
   $("alerts-none").hidden = items.length > 0;
   paintAlertCards();
   favicon(items.some((a) => a.level === "critical") ? "crit" : items.length ? "warn" : "ok");
@@ -400,7 +405,10 @@ socket.on("history", (payload) => {
   markFull();
 });
 
+setUpAlertActions(socket, showActiveAlerts);
+
 socket.on("alerts", (snapshot) => {
+  takeAlertsSnapshot(snapshot);
   page.activeAlerts = {};
   for (const a of snapshot.active || []) page.activeAlerts[a.rule] = a;
   $("alerts-recent").textContent = "";

@@ -14,9 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from server.access.login import foreign_origin
+from server.access.refused import log_refusal
+from server.alerts.rules import OK
+from server.alerts.silences import Refused, Silences
 from server.blocking import Busy, run_blocking
 from server.fleet.hosts import Host
 from server.history.columns import FORMATS
@@ -285,7 +290,100 @@ def _seconds(raw: str | None, default: int) -> int:
 @api.get("/api/alerts")
 @api.get("/api/hosts/<host_id>/alerts")
 def alerts(host_id: str | None = None) -> ResponseReturnValue:
-    return jsonify(_host(host_id).alerts.snapshot())
+    host = _host(host_id)
+    snapshot: dict[str, Any] = dict(host.alerts.snapshot())
+    silences = _state().silences
+    if silences is not None:  # `acknowledged` (this host's) and `silences` (every one)
+        snapshot.update(silences.snapshot(host.id))
+    return jsonify(snapshot)
+
+
+# ---- acknowledgements and silences (server/alerts/silences.py): state-changing calls,
+# behind the login as every path is, and refused from a page of another origin as the
+# login and logout are; their body JSON, which a cross-site form cannot send.
+
+MAX_BODY = 16 * 1024
+
+
+def _silences() -> Silences:
+    silences = _state().silences
+    if silences is None:
+        abort(503, "acknowledgements and silences are not kept by this process")
+    return silences
+
+
+def _made(change: Callable[[], Any], status: int) -> ResponseReturnValue:
+    """A change: made here, or on a web process passed to the core (202: the core makes
+    it; every page hears of it through the `silences` event)."""
+    forwarded = _state().config.role == "web"
+    try:
+        answer = change()
+    except Refused as exc:
+        abort(400, str(exc))
+    except redis.RedisError as exc:
+        abort(503, f"the message queue cannot take the change to the core now: {exc}")
+    return jsonify(answer), 202 if forwarded else status
+
+
+def _changing() -> tuple[Silences, str, dict[str, Any]]:
+    """The store, the user making a change, and the request's JSON object; else 4xx."""
+    if foreign_origin():
+        log_refusal(request.remote_addr or "?", f"{request.method} {request.path!r} from "
+                    f"another origin {request.headers.get('Origin')!r}")  # fmt: skip
+        abort(403, "cross-origin request refused")
+    silences = _silences()
+    user = _state().access.login.user(request) or "anonymous"
+    if request.method == "DELETE":
+        return silences, user, {}
+    if (request.content_length or 0) > MAX_BODY:
+        abort(413, f"the body must be at most {MAX_BODY} bytes")
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        abort(400, "the body must be a JSON object (Content-Type: application/json)")
+    return silences, user, body
+
+
+@api.post("/api/alerts/ack")
+def acknowledge() -> ResponseReturnValue:
+    """{host (none: the hub's own), rule}: a firing alert acknowledged by the user."""
+    silences, user, body = _changing()
+    host_id, rule = body.get("host"), body.get("rule")
+    if host_id is not None and not isinstance(host_id, str):
+        abort(400, "host must be a host id")
+    if not isinstance(rule, str) or not 0 < len(rule) <= 200:
+        abort(400, "rule must be the name of a firing alert")
+    host = _state().fleet.local if host_id is None else _state().fleet.get(host_id[:64])
+    if host is None:
+        abort(404, "no such host in this fleet")
+    firing = host.alerts.active.get(rule)
+    if firing is None or firing.get("level") == OK:
+        abort(404, f"no alert {rule[:60]!r} is firing on host {host.id}")
+    return _made(lambda: silences.acknowledge(host.id, rule, user), 200)
+
+
+@api.get("/api/silences")
+def silences_list() -> ResponseReturnValue:
+    return jsonify({"silences": _silences().active()})
+
+
+@api.post("/api/silences")
+def silence_add() -> ResponseReturnValue:
+    """{hosts?, rules?, kinds?, minutes | ends_at, reason}: a silence by the user."""
+    silences, user, body = _changing()
+    return _made(lambda: silences.add(body, user), 201)
+
+
+@api.delete("/api/silences/<silence_id>")
+def silence_delete(silence_id: str) -> ResponseReturnValue:
+    silences, user, _body = _changing()
+    wanted = silence_id[:64]
+
+    def delete() -> dict[str, str]:
+        if not silences.delete(wanted, user):
+            abort(404, "no such silence (it may have ended)")
+        return {"deleted": wanted}
+
+    return _made(delete, 200)
 
 
 @api.get("/healthz")

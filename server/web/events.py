@@ -82,7 +82,10 @@ def register(socketio: SocketIO, state: DashboardState) -> None:
                 emit("history", answer, ignore_queue=True)
             else:
                 emit("history", {"samples": ring.rows(latest=latest)}, ignore_queue=True)
-            emit("alerts", host.alerts.snapshot(), ignore_queue=True)
+            snapshot: dict[str, Any] = dict(host.alerts.snapshot())
+            if state.silences is not None:  # its acknowledgements, every silence
+                snapshot.update(state.silences.snapshot(host.id))
+            emit("alerts", snapshot, ignore_queue=True)
             join_room(f"host:{host.id}")
 
         # Under the host's publish lock: no `metrics` can slip in before `history`.

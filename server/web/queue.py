@@ -11,7 +11,11 @@ three small things of our own, all in Redis:
   that starts (or restarts) greets its pages with the same facts as the core;
 - the web process's view of the stream: it keeps each host's ring and latest
   sample from the `metrics` it relays, so `history` is as fresh as the core's.
-  Older history comes from the store, which web processes read and never write.
+  Older history comes from the store, which web processes read and never write;
+- acknowledgements and silences (alerts/silences.py): one made on a web process
+  goes to the core on a list (`dashboard:alert-actions`, where it waits while the
+  core is away); the core's `silences` event gives every process the result, and
+  its snapshot (`dashboard:silences`) a web process that starts.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ log = logging.getLogger("dashboard.queue")
 LEASE_KEY = "dashboard:core"
 MIRROR_KEY = "dashboard:mirror"
 MIRROR_TTL = 30  # seconds: a mirror older than this is of a core long gone
+ACTIONS_KEY = "dashboard:alert-actions"
+SILENCES_KEY = "dashboard:silences"
+MAX_ACTIONS = 1_000  # waiting for the core; beyond, the oldest go
 
 # A renewal only if the lease is still ours: never extend another core's.
 _RENEW = """
@@ -140,6 +147,43 @@ def core_alive(url: str) -> bool | None:
         return None
 
 
+class ActionQueue:
+    """Changes made on web processes, on their way to the core (which runs the
+    dispatcher), and the core's snapshot of what they made."""
+
+    def __init__(self, url: str) -> None:
+        self.client = connect(url)
+
+    def push(self, action: dict[str, Any]) -> None:
+        """A web process's change; raises redis.RedisError when Redis cannot take it."""
+        pipe = self.client.pipeline()
+        pipe.rpush(ACTIONS_KEY, compact_json(action))
+        pipe.ltrim(ACTIONS_KEY, -MAX_ACTIONS, -1)
+        pipe.execute()
+
+    def take(self, wait: float) -> dict[str, Any] | None:
+        """The core's: the next change, waiting up to `wait` seconds (under the socket's
+        timeout); raises redis.RedisError while Redis is away."""
+        found = self.client.blpop([ACTIONS_KEY], timeout=wait)
+        if not found:
+            return None
+        action = json.loads(found[1])
+        return action if isinstance(action, dict) else None
+
+    def publish(self, snapshot: dict[str, Any]) -> None:
+        with contextlib.suppress(redis.RedisError):  # the lease says when Redis is away
+            self.client.set(SILENCES_KEY, compact_json(snapshot))
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            raw = self.client.get(SILENCES_KEY)
+        except redis.RedisError as exc:
+            log.warning("message queue unreachable (%s): no acknowledgements nor silences yet",
+                        exc)  # fmt: skip
+            return None
+        return json.loads(raw) if raw else None
+
+
 class ObservingManager(socketio.RedisManager):  # type: ignore[misc]
     """A web process's manager: relays every published emit to its sockets, as usual,
     and first shows it to its `observer`, so the process keeps its own view of the stream."""
@@ -147,6 +191,7 @@ class ObservingManager(socketio.RedisManager):  # type: ignore[misc]
     def __init__(self, url: str) -> None:
         super().__init__(url, channel="dashboard")
         self.observer: Callable[[str, Any], None] | None = None  # set before initialize()
+        self.observers: dict[str, Callable[[Any], None]] = {}  # more, by event name
         self._observe_lock = threading.Lock()
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
@@ -157,6 +202,9 @@ class ObservingManager(socketio.RedisManager):  # type: ignore[misc]
             try:
                 with self._observe_lock:
                     observer(str(message.get("event")), data[0])
+                    also = self.observers.get(str(message.get("event")))
+                    if also is not None:
+                        also(data[0])
             except Exception:  # a bad message must not silence the listener
                 log.exception("could not keep a %r event", message.get("event"))
         super()._handle_emit(message)
