@@ -17,6 +17,7 @@ from testkit.chromium import Chromium
 from testkit.docker import Docker
 from testkit.serverproc import ServerProcess
 from testkit.system import require_binary, skip_or_fail_under_ci
+from tests.receivers import Receiver
 
 
 @pytest.fixture
@@ -102,3 +103,13 @@ def hung_mount(tmp_path: Path) -> Iterator[str]:
     finally:
         os.close(descriptor)
         libc.umount2(str(target).encode(), 2)  # MNT_DETACH
+
+
+@pytest.fixture
+def chat() -> Iterator[Receiver]:
+    """A real HTTP receiver on loopback, standing in for a chat service's endpoint."""
+    receiver = Receiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()

@@ -194,12 +194,17 @@ def test_the_documented_example_is_read_as_documented(tmp_path: Path) -> None:
 def test_bad_notify_settings_stop_the_start_naming_them(
     tmp_path: Path, settings: dict[str, Any], named: str, says: str
 ) -> None:
+    message = refusal(tmp_path, settings)
+    assert f"setting '{named}" in message and says in message
+    assert "\n" not in message and PASSWORD not in message
+
+
+def refusal(tmp_path: Path, settings: dict[str, Any]) -> str:
+    """The one line that a settings file with `settings` stops the start with."""
     path = write_toml(tmp_path / "dashboard.toml", **settings)
     with pytest.raises(ConfigError) as caught:
         load(["--config", str(path)], environ={})
-    message = str(caught.value)
-    assert f"setting '{named}" in message and says in message
-    assert "\n" not in message and PASSWORD not in message
+    return str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -218,15 +218,6 @@ RULES = {
     "memory": {"warning": 50, "critical": 90, "for_seconds": 0, "clear_seconds": 0,
                "hosts": ["db-1"]},
 }  # fmt: skip
-
-
-@pytest.fixture
-def chat() -> Iterator[Receiver]:
-    receiver = Receiver()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 def _titles(chat: Receiver, rule: str) -> list[str]:

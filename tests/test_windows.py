@@ -5,7 +5,6 @@ settings that stop the start, then the real server with HTTP receivers on loopba
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,14 +19,14 @@ from server.alerts.windows import (
     parse_maintenance,
     server_zone,
 )
-from server.config import ConfigError, load
+from server.config import load
 from server.fleet.tokens import AgentTokens
 from testkit.config import write_toml
 from testkit.fleet import stand_in_agent
 from testkit.serverproc import ROOT, ServerProcess, run_server_command
 from testkit.wait import wait_until
 from tests.receivers import Receiver
-from tests.test_channels import alert, json_url
+from tests.test_channels import alert, json_url, refusal
 from tests.test_notify_flow import due, flow, titles
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -213,10 +212,7 @@ CRON = {"hosts": ["db-1"], "cron": "0 1 * * *", "minutes": 120}
 def test_bad_window_settings_stop_the_start_with_one_line(
     tmp_path: Path, settings: dict[str, Any], named: str, says: str
 ) -> None:
-    path = write_toml(tmp_path / "dashboard.toml", **settings)
-    with pytest.raises(ConfigError) as caught:
-        load(["--config", str(path)], environ={})
-    message = str(caught.value)
+    message = refusal(tmp_path, settings)
     assert f"setting '{named}" in message and says in message and "\n" not in message
 
 
@@ -245,15 +241,6 @@ def test_the_documented_example_is_read_as_documented(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the real server
-
-
-@pytest.fixture
-def chat() -> Iterator[Receiver]:
-    receiver = Receiver()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 BUSY = {"cpu": {"percent": 97.0, "per_core": [97.0, 97.0]}}
