@@ -70,6 +70,7 @@ def test_a_silence_matches_by_host_rule_family_and_kind_until_it_ends(tmp_path: 
         ({"minutes": 5, "hosts": "db-1" * 100}, "1-200 characters"),
         ({"minutes": 5, "rules": [1]}, "name or glob"),
         ({"minutes": 5, "kinds": ["k"] * 51}, "at most 50"),
+        ({"minutes": 5, "reason": "everything?"}, "needs hosts, rules or kinds"),
     ],
 )
 def test_a_bad_silence_is_refused_saying_why(

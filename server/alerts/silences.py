@@ -5,8 +5,9 @@ dispatcher (alerts/dispatch.py) before each firing, repeat and escalation.
   stop (Dispatcher.acknowledged); it says who and when; its resolution clears it.
 - A silence matches alerts by host, rule and kind (each a list of names or globs, a
   rule also by its family: `container_exited` matches `container_exited:web-1`; an
-  empty list matches any), until its end: a firing it matches is recorded and not sent
-  (a hold: Dispatcher.holds), and its repeats wait. It ends by itself, or is deleted.
+  empty list matches any, one at least given), until its end: a firing it matches is
+  recorded and not sent (a hold: Dispatcher.holds), and its repeats wait. It ends by
+  itself, or is deleted.
 
 Both are written to `alert_silences.json` in data_dir (0600, a temporary file and a
 rename) at each change, and read at start; a silence that ended meanwhile is dropped.
@@ -149,6 +150,8 @@ class Silences:
             raise Refused("reason must be a string")
         if len(reason) > MAX_REASON:
             raise Refused(f"reason must be at most {MAX_REASON} characters, got {len(reason)}")
+        if not (hosts or rules or kinds):  # as Alertmanager: no silence of all by omission
+            raise Refused('a silence needs hosts, rules or kinds ("hosts": ["*"]: every alert)')
         silence = Silence(silence_id or secrets.token_hex(6), hosts, rules, kinds,
                           round(now, 3), round(ends_at, 3), reason, user)  # fmt: skip
         if self.forward is not None:
