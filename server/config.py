@@ -22,7 +22,7 @@ from server.alerts.windows import (
     parse_weekdays,
     server_zone,
 )
-from server.declare import Parser, boolean, declared, integer, number, setting
+from server.declare import Parser, boolean, choice, declared, integer, number, setting
 from server.firehose.settings import (
     LogSource,
     container_engine,
@@ -130,15 +130,6 @@ def _quiet_hours(raw: Any) -> str:
     return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
 
 
-def _choice(*choices: str) -> Parser:
-    def parse(raw: Any) -> str:
-        if raw not in choices:
-            raise ValueError("one of " + ", ".join(choices))
-        return str(raw)
-
-    return parse
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     host: str = setting("127.0.0.1", _text, "address to listen on")
@@ -151,7 +142,7 @@ class Config:
         str(PACKAGE_DIR / "logging.conf"), _text, "logging config file (the package's own)"
     )
     log_dir: str = setting("logs", _text, "directory of the rotated log files")
-    async_mode: str = setting("eventlet", _choice(*ASYNC_MODES), "eventlet or threading")
+    async_mode: str = setting("eventlet", choice(*ASYNC_MODES), "eventlet or threading")
     top_processes: int = setting(5, integer(0, 100), "how many processes the top table lists")
     containers: str = setting(
         "auto",
@@ -160,12 +151,12 @@ class Config:
     )
     services: str = setting(
         "auto",
-        _choice("auto", "off"),
+        choice("auto", "off"),
         "systemd's units through systemctl: auto (where systemd runs) or off",
     )
     smart: str = setting(
         "auto",
-        _choice("auto", "off"),
+        choice("auto", "off"),
         "disk health through smartctl (smartmontools): auto (where it is installed and the"
         " process is root) or off",
     )
@@ -186,7 +177,7 @@ class Config:
     )
     history_sync: str = setting(
         "full",
-        _choice("full", "normal"),
+        choice("full", "normal"),
         "durability of each commit: full (fsync: survives a power cut) or normal "
         "(survives the process's crash only)",
     )
@@ -235,7 +226,7 @@ class Config:
     )
     role: str = setting(
         "all",
-        _choice("all", "core", "web"),
+        choice("all", "core", "web"),
         "all (one process), core (sampler, agents, store) or web (pages) on message_queue",
     )
     message_queue: str = setting(
@@ -243,7 +234,7 @@ class Config:
     )
     fleet_view: str = setting(
         "auto",
-        _choice("auto", "fleet", "host"),
+        choice("auto", "fleet", "host"),
         "/ shows: auto (the fleet once >1 host), fleet, host",
     )
     private_files: bool = setting(

@@ -49,6 +49,15 @@ def number(low: float, high: float, what: str = "a number") -> Parser:
     return bounded(float, low, high, f"{what} from {low:g} to {high:g}")
 
 
+def choice(*choices: str) -> Parser:
+    def parse(raw: Any) -> str:
+        if raw not in choices:
+            raise ValueError("one of " + ", ".join(choices))
+        return str(raw)
+
+    return parse
+
+
 def boolean(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -24,7 +24,7 @@ from server.alerts.settings import (
     TEMPERATURE_RULES,
     UNIT_RULES,
 )
-from server.declare import integer, number, parse_table, setting
+from server.declare import choice, integer, number, parse_table, setting
 
 
 class NotifySettingsError(ValueError):
@@ -53,18 +53,27 @@ def kind_of(rule: str) -> str:
     return "threshold"  # cpu, memory, swap, load, disk
 
 
+def names_alert(
+    alert: Mapping[str, Any], hosts: Sequence[str], rules: Sequence[str], kinds: Sequence[str]
+) -> bool:
+    """Whether each list given names the alert (a list left empty names any): its host
+    and rule by name or glob, a rule also by its family (`container_exited` names
+    `container_exited:web-1`), its kind (kind_of). A route's and a silence's matching."""
+    host, rule = str(alert.get("host")), str(alert.get("rule"))
+    family = rule.partition(":")[0]
+    return (
+        (not hosts or any(fnmatchcase(host, p) for p in hosts))
+        and (not rules or any(fnmatchcase(rule, p) or fnmatchcase(family, p) for p in rules))
+        and (not kinds or kind_of(rule) in kinds)
+    )
+
+
 def _url(raw: Any) -> str:
     # Only its shape here: Apprise reads it at start (alerts/channels.py), after
     # eventlet has patched the sockets Apprise's libraries use.
     if not isinstance(raw, str) or "://" not in raw:
         raise ValueError("an Apprise URL (mailto://, ntfy://, json://, slack://, ...)")
     return raw.strip()
-
-
-def _message(raw: Any) -> str:
-    if raw not in MESSAGES:
-        raise ValueError("one of " + ", ".join(MESSAGES))
-    return str(raw)
 
 
 def _switch(raw: Any) -> bool:
@@ -92,7 +101,7 @@ class ChannelSettings:
     timeout: float = setting(10.0, number(0.5, 120), "seconds one attempt may take")
     retries: int = setting(3, integer(0, 10), "tries after a failed attempt (1 s, 2 s, 4 s apart)")
     message: str = setting(
-        "auto", _message, "short (chat), full (email), or auto: full for email services"
+        "auto", choice(*MESSAGES), "short (chat), full (email), or auto: full for email services"
     )
     send_resolved: bool = setting(True, _switch, "also tell it when its alerts resolve")
 
@@ -129,16 +138,9 @@ class Route:
     go_on: bool = False  # `continue = true`: the routes after it are tried too
 
     def matches(self, alert: Mapping[str, Any]) -> bool:
-        rule = str(alert.get("rule"))
-        host = str(alert.get("host"))
-        family = rule.partition(":")[0]
-        return (
-            (not self.severity or alert.get("level") in self.severity)
-            and (not self.hosts or any(fnmatchcase(host, p) for p in self.hosts))
-            and (not self.rules
-                 or any(fnmatchcase(rule, p) or fnmatchcase(family, p) for p in self.rules))
-            and (not self.kinds or kind_of(rule) in self.kinds)
-        )  # fmt: skip
+        return (not self.severity or alert.get("level") in self.severity) and names_alert(
+            alert, self.hosts, self.rules, self.kinds
+        )
 
 
 @dataclasses.dataclass(frozen=True)

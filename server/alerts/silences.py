@@ -29,10 +29,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from fnmatch import fnmatchcase
 from typing import Any
 
-from server.alerts.routes import kind_of
+from server.alerts.routes import names_alert
 from server.alerts.rules import OK
 from server.loops import BackgroundLoop
 from server.private import write_private_json
@@ -64,14 +63,7 @@ class Silence:
     by: str
 
     def matches(self, alert: Mapping[str, Any]) -> bool:
-        host, rule = str(alert.get("host")), str(alert.get("rule"))
-        family = rule.partition(":")[0]
-        return (
-            (not self.hosts or any(fnmatchcase(host, p) for p in self.hosts))
-            and (not self.rules
-                 or any(fnmatchcase(rule, p) or fnmatchcase(family, p) for p in self.rules))
-            and (not self.kinds or kind_of(rule) in self.kinds)
-        )  # fmt: skip
+        return names_alert(alert, self.hosts, self.rules, self.kinds)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "hosts": list(self.hosts), "rules": list(self.rules),
