@@ -149,12 +149,16 @@ def test_kinds_of_rules() -> None:
     assert [kind_of(r) for r in ("cpu", "memory", "disk:/var", "load")] == ["threshold"] * 4
 
 
-def test_the_documented_example_is_read_as_documented(tmp_path: Path) -> None:
-    page = (ROOT / "docs" / "alerts.md").read_text()
-    example = page.split("## Channels and routes", 1)[1].split("```toml\n", 1)[1]
+def documented(tmp_path: Path, heading: str) -> Config:
+    """The settings of the first TOML example after `heading` in docs/alerts.md, loaded."""
+    section = (ROOT / "docs" / "alerts.md").read_text().split(heading, 1)[1]
     path = tmp_path / "dashboard.toml"
-    path.write_text(example.split("```", 1)[0])
-    settings = load(["--config", str(path)], environ={}).notify
+    path.write_text(section.split("```toml\n", 1)[1].split("```", 1)[0])
+    return load(["--config", str(path)], environ={})
+
+
+def test_the_documented_example_is_read_as_documented(tmp_path: Path) -> None:
+    settings = documented(tmp_path, "## Channels and routes").notify
     assert list(settings.channels) == ["pager", "chat", "mail"]
     assert settings.channels["chat"].message == "short" and settings.default == ("chat",)
     assert settings.channels_for(alert("critical", host="db-1")) == ["pager", "mail"]

@@ -14,14 +14,13 @@ import pytest
 from server.alerts.dispatch import Dispatcher
 from server.alerts.messages import Message
 from server.alerts.routes import parse_notify
-from server.config import ConfigError, load
 from server.fleet.tokens import AgentTokens
 from testkit.config import write_toml
 from testkit.fleet import stand_in_agent
-from testkit.serverproc import ROOT, ServerProcess
+from testkit.serverproc import ServerProcess
 from testkit.wait import wait_until
 from tests.receivers import Receiver
-from tests.test_channels import alert, json_url
+from tests.test_channels import alert, documented, json_url, refusal
 
 
 class Clock:
@@ -221,19 +220,12 @@ def test_the_timer_loop_sleeps_until_the_next_is_due() -> None:
 def test_bad_flow_settings_stop_the_start_with_one_line(
     tmp_path: Path, settings: dict[str, Any], named: str, says: str
 ) -> None:
-    path = write_toml(tmp_path / "dashboard.toml", notify={"p": {"url": "json://h/x"}}, **settings)
-    with pytest.raises(ConfigError) as caught:
-        load(["--config", str(path)], environ={})
-    message = str(caught.value)
+    message = refusal(tmp_path, {"notify": {"p": {"url": "json://h/x"}}, **settings})
     assert f"setting '{named}" in message and says in message and "\n" not in message
 
 
 def test_the_documented_flow_example_is_read_as_documented(tmp_path: Path) -> None:
-    page = (ROOT / "docs" / "alerts.md").read_text()
-    section = page.split("### Grouping, inhibition, repeat and escalation", 1)[1]
-    path = tmp_path / "dashboard.toml"
-    path.write_text(section.split("```toml\n", 1)[1].split("```", 1)[0])
-    config = load(["--config", str(path)], environ={})
+    config = documented(tmp_path, "### Grouping, inhibition, repeat and escalation")
     assert config.notify_group_wait == 30
     chat, pager = config.notify.routes
     assert (chat.repeat_minutes, chat.escalate_after_minutes, chat.escalate_to) == (

@@ -19,14 +19,13 @@ from server.alerts.windows import (
     parse_maintenance,
     server_zone,
 )
-from server.config import load
 from server.fleet.tokens import AgentTokens
 from testkit.config import write_toml
 from testkit.fleet import stand_in_agent
-from testkit.serverproc import ROOT, ServerProcess, run_server_command
+from testkit.serverproc import ServerProcess, run_server_command
 from testkit.wait import wait_until
 from tests.receivers import Receiver
-from tests.test_channels import alert, json_url, refusal
+from tests.test_channels import alert, documented, json_url, refusal
 from tests.test_notify_flow import due, flow, titles
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -228,11 +227,7 @@ def test_the_real_server_refuses_a_cron_that_does_not_parse(tmp_path: Path) -> N
 
 
 def test_the_documented_example_is_read_as_documented(tmp_path: Path) -> None:
-    page = (ROOT / "docs" / "alerts.md").read_text()
-    section = page.split("### Maintenance windows and quiet hours", 1)[1]
-    path = tmp_path / "dashboard.toml"
-    path.write_text(section.split("```toml\n", 1)[1].split("```", 1)[0])
-    config = load(["--config", str(path)], environ={})
+    config = documented(tmp_path, "### Maintenance windows and quiet hours")
     assert (config.notify_quiet_hours, config.notify_quiet_weekdays) == ("22:00-07:00", ())
     backup, weekend, move = config.maintenance
     assert (backup.cron, backup.minutes, backup.reason) == ("0 1 * * *", 120, "nightly backup")
