@@ -112,6 +112,7 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             fleet=len(state.fleet.hosts) > 1,
             version=state.static.version,
             latest=host.latest,
+            alerts=host.alerts.snapshot()["active"],
             # The history in the page, of the charted series only: the charts are
             # full at first paint, and the socket sends only what came after (auth `since`).
             history=(
