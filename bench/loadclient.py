@@ -55,6 +55,9 @@ async def run_client(client: Client, until: float, connected: asyncio.Semaphore)
                     open_timeout=30,
                     ping_interval=None,
                     compression=None,
+                    # A stalled client stops taking frames off the socket at
+                    # once (not after websockets' 16): the server's writes back up.
+                    max_queue=1 if client.stall else 16,
                     origin=url,  # type: ignore[arg-type]
                     additional_headers=headers,
                 ),

@@ -254,7 +254,10 @@ def test_stalled_readers_do_not_delay_the_others(tmp_path: Path) -> None:
         server.stop()
     assert baseline["delivered"] == baseline["expected"] > 0
     assert stalled["delivered"] == stalled["expected"] > 0  # the 180 readers got everything
-    assert stalled["delay_p99_ms"] < 2 * baseline["delay_p99_ms"] + 100, (baseline, stalled)
+    # A send blocked on a stalled reader would hold the others for whole
+    # intervals; a busy 2-core machine moves p99 by a few hundred ms (CI: 29 ms
+    # without stalled readers, 232 with them, in one run): half an interval.
+    assert stalled["delay_p99_ms"] < baseline["delay_p99_ms"] + 500, (baseline, stalled)
 
 
 def test_non_loopback_without_password_refuses_to_start() -> None:
