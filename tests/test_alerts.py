@@ -281,3 +281,34 @@ def test_the_settled_shortcut_changes_nothing(case: tuple[Thresholds, list[float
     for second, value in enumerate(values):
         assert quick.evaluate(value, second) == walking.evaluate(value, second)
         assert quick.level == walking.level
+
+
+def test_a_container_gone_resolves_its_alerts_after_ticks_of_the_same_list() -> None:
+    """While the same containers are listed the walk for gone ones is skipped; one
+    removed resolves its alerts at once, and one still alerting when it goes (its
+    clear time not yet held) resolves once that time has passed."""
+    settings = parse_settings(
+        {"container_unhealthy": {"clear_seconds": 5, "for_seconds": 0}, "anomaly": False}
+    )
+    engine = AlertEngine(settings, interval=1.0, cores=1)
+
+    def containers(ts: float, *items: dict[str, Any]) -> list[tuple[str, str]]:
+        part = {"running": len(items), "unhealthy": 0, "stopped": 0, "items": list(items)}
+        changed = engine.evaluate({**sample(ts), "containers": part})
+        return [(a["rule"], a["level"]) for a in changed]
+
+    web = {"name": "web", "state": "running", "health": "unhealthy", "restarts": 0}
+    job = {"name": "job", "state": "exited", "exit_code": 3, "restarts": 0}
+    db = {"name": "db", "state": "running", "health": "healthy", "restarts": 0}
+    assert sorted(containers(1.0, web, job, db)) == [
+        ("container_exited:job", CRITICAL),
+        ("container_unhealthy:web", CRITICAL),
+    ]
+    for ts in range(2, 12):
+        assert containers(float(ts), web, job, db) == []
+    assert containers(12.0, web, db) == [("container_exited:job", OK)]  # removed: at once
+    assert containers(13.0, db) == []  # web's clear time (5 s) starts now
+    assert containers(17.0, db) == []
+    assert containers(18.0, db) == [("container_unhealthy:web", OK)]
+    assert containers(19.0, db) == []
+    assert not [n for n in engine._rules if n.endswith((":web", ":job"))]

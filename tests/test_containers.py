@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import re
-import resource
 from pathlib import Path
 from typing import Any
 
@@ -259,32 +258,6 @@ def test_cgroup_v2_files_read_as_a_container_reading(tmp_path: Path) -> None:
     )  # fmt: skip
     (directory / "memory.max").write_text("max\n")
     assert cgroups.read(paths, 42, str(tmp_path / "proc")).memory_limit is None
-
-
-def test_open_files_are_read_again_kept_while_read_and_closed_after(tmp_path: Path) -> None:
-    """The counters' files stay open between reads `idle` ticks apart, show what the
-    file says now, are closed once not read for longer, and never pass the limit."""
-    files = [tmp_path / f"f{i}" for i in range(3)]
-    for i, path in enumerate(files):
-        path.write_text(f"{i}\n")
-    kept = cgroups.OpenFiles(limit=2, idle=3)
-    assert kept.limit == 2
-    for tick in range(7):
-        if tick % 3 == 0:  # every third tick, as the byte counters are read
-            assert [kept.text(str(f)) for f in files] == ["0\n", "1\n", "2\n"]
-            assert len(kept) == 2  # the third opened and closed as before
-        kept.sweep()
-        assert len(kept) == 2  # not read for up to `idle` ticks: still open
-    files[0].write_text("changed\n")
-    assert kept.text(str(files[0])) == "changed\n"  # read from its start: what it says now
-    for _ in range(7):
-        kept.sweep()
-    assert len(kept) == 0  # no longer read: nothing left open
-    assert kept.text(str(tmp_path / "gone")) is None
-    assert len(kept) == 0
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY:  # a share of the open-file limit at most
-        assert cgroups.OpenFiles(limit=10**9, share=8).limit == soft // 8
 
 
 def test_a_container_is_inspected_again_on_a_change_not_as_its_uptime_moves() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Container, Mapping
+from collections.abc import Collection, Container, Mapping
 from typing import Any
 
 from server.alerts.settings import (
@@ -271,6 +271,9 @@ class AlertEngine:
         self._unit_restarts: dict[str, deque[tuple[float, int]]] = {}  # unit -> its changes
         # drive -> its bad-sector counts, and when one last rose (None: not seen to rise)
         self._sectors: dict[str, tuple[tuple[Any, ...], float | None]] = {}
+        # Per group of item kinds: the items listed when no rule of an unlisted item was
+        # left; while the same items are listed, nothing can be gone.
+        self._all_there: dict[tuple[str, ...], frozenset[str]] = {}
 
     def _item_rule(
         self, kind: str, item: str, present: Container[str], limit: int, what: str
@@ -303,15 +306,19 @@ class AlertEngine:
 
     def _resolve_gone(
         self,
-        kinds: Container[str],
-        listed: Container[str],
+        kinds: Collection[str],
+        listed: Collection[str],
         calm: float,
         now: float,
         kept: dict[str, Any] | None = None,
     ) -> list[Alert | None]:
         """The rules of `kinds` whose item is no longer listed, judged at `calm` so their
         alerts resolve; each dropped once ok (and what `kept` held of its item)."""
+        group, names = tuple(kinds), frozenset(listed)
+        if self._all_there.get(group) == names:
+            return []  # rules are made for listed items only: none of these can be gone
         changes: list[Alert | None] = []
+        left = False
         for rule_name, rule in list(self._rules.items()):
             kind, _, item = rule_name.partition(":")
             if kind in kinds and item not in listed:
@@ -320,6 +327,12 @@ class AlertEngine:
                     del self._rules[rule_name]
                     if kept is not None:
                         kept.pop(item, None)
+                else:
+                    left = True
+        if left:
+            self._all_there.pop(group, None)
+        else:
+            self._all_there[group] = names
         return changes
 
     def _container_values(self, container: Mapping[str, Any], now: float) -> dict[str, float]:
@@ -342,11 +355,14 @@ class AlertEngine:
         kinds = [k for k in CONTAINER_RULES if k not in self._off]
         listed = {c["name"]: c for c in part.get("items") or [] if isinstance(c, Mapping)}
         changes: list[Alert | None] = []
+        rules = self._rules
         for name, container in listed.items():
             values = self._container_values(container, now)
             for kind in kinds:
-                rule = self._item_rule(kind, name, listed, MAX_CONTAINER_RULES // 3,
-                                       "containers")  # fmt: skip
+                # Found at once each second; made (within the budget) the first time.
+                rule = rules.get(f"{kind}:{name}") or self._item_rule(
+                    kind, name, listed, MAX_CONTAINER_RULES // 3, "containers"
+                )
                 if rule is not None and kind in values:
                     changes.append(rule.evaluate(values[kind], now))
         # A container no longer listed (removed, or exited cleanly): its alerts resolve.

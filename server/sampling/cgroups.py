@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.sampling.counters import parse_net_dev
+from server.sampling.openfiles import read_once
 
 NO_LIMIT = 2**62  # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1
 
@@ -76,79 +76,12 @@ def find_paths(pid: int, proc: str = "/proc", root: str = "/sys/fs/cgroup") -> P
 
 
 def _text(path: str | None) -> str | None:
-    """A small kernel file's text, read with one system call (no buffered file object:
-    a hundred containers read a few files each, every tick)."""
-    if path is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        return os.read(fd, 65536).decode("ascii", "replace")
-    finally:
-        os.close(fd)
+    """A small kernel file's text, read with one system call."""
+    return _decoded(read_once(path))
 
 
-class OpenFiles:
-    """Files read again and again, kept open and read from their start (pread): on a
-    cgroup or /proc file the open costs more than the read (the kernel walks the
-    path; /proc/PID/net/dev takes 19 µs opened and read, 4 µs read again). Used from
-    the tick only. sweep() runs once a tick: a file not read for `idle` ticks is closed
-    then, so a container gone leaves nothing open. At most `limit` are kept, and at
-    most 1/`share` of the process's open-file limit (a service's is 1,024 by default:
-    the rest is for sockets); past it, files are opened and closed as before."""
-
-    def __init__(self, limit: int, share: int = 4, idle: int = 1) -> None:
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        self.limit = limit if soft == resource.RLIM_INFINITY else min(limit, soft // share)
-        self.idle = idle
-        self._fds: dict[str, int] = {}
-        self._read_at: dict[str, int] = {}  # path -> the sweep count when it was last read
-        self._sweeps = 0
-
-    def text(self, path: str | None) -> str | None:
-        if path is None:
-            return None
-        fd = self._fds.get(path)
-        if fd is None:
-            if len(self._fds) >= self.limit:
-                return _text(path)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                return None
-            self._fds[path] = fd
-        self._read_at[path] = self._sweeps
-        try:
-            return os.pread(fd, 65536, 0).decode("ascii", "replace")
-        except OSError:  # its cgroup was removed (ENODEV): closed now, not at the sweep
-            self._close(path)
-            raise
-
-    def sweep(self) -> None:
-        self._sweeps += 1
-        if self._sweeps % self.idle == 0:  # a look every `idle` ticks is enough
-            for path in [p for p, at in self._read_at.items() if self._sweeps - at > self.idle]:
-                self._close(path)
-
-    def _close(self, path: str) -> None:
-        os.close(self._fds.pop(path))
-        del self._read_at[path]
-
-    def close(self) -> None:
-        for path in list(self._fds):
-            self._close(path)
-
-    def __len__(self) -> int:
-        return len(self._fds)
-
-
-def _number(path: str | None, read: Callable[[str | None], str | None] = _text) -> int | None:
-    text = read(path)
-    if text is None or not text.strip().isdigit():
-        return None  # also "max" (v2: no limit)
-    return int(text)
+def _number(path: str | None) -> int | None:
+    return _int(read_once(path))
 
 
 def _keyed(text: str | None, *keys: str) -> dict[str, int]:
@@ -203,18 +136,30 @@ def _network(
 
 
 def usage(
-    paths: Paths, read: Callable[[str | None], str | None] = _text
+    paths: Paths, read: Callable[[str | None], bytes | None] = read_once
 ) -> tuple[int | None, int | None]:
     """(CPU ns used, memory bytes charged, page cache included): two small files, read
-    every tick (`read`: an OpenFiles' text, in the tick)."""
+    every tick (`read`: an OpenFiles' raw, in the tick), their bytes parsed as they
+    come (int() takes b"123\n"): this runs for each container every second."""
     if paths.v2 is not None:
-        cpu = _keyed(read(f"{paths.v2}/cpu.stat"), "usage_usec").get("usage_usec")
-        memory = _number(f"{paths.v2}/memory.current", read)
+        cpu = _keyed(_decoded(read(f"{paths.v2}/cpu.stat")), "usage_usec").get("usage_usec")
+        memory = _int(read(f"{paths.v2}/memory.current"))
         return (None if cpu is None else cpu * 1000), memory
     return (
-        _number(paths.cpu and f"{paths.cpu}/cpuacct.usage", read),
-        _number(paths.memory and f"{paths.memory}/memory.usage_in_bytes", read),
+        _int(read(paths.cpu and f"{paths.cpu}/cpuacct.usage")),
+        _int(read(paths.memory and f"{paths.memory}/memory.usage_in_bytes")),
     )
+
+
+def _int(data: bytes | None) -> int | None:
+    try:
+        return None if data is None else int(data)
+    except ValueError:
+        return None  # also "max" (v2: no limit)
+
+
+def _decoded(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("ascii", "replace")
 
 
 @dataclass(frozen=True)

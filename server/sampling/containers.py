@@ -28,6 +28,7 @@ from server.loops import BackgroundLoop
 from server.sampling import cgroups
 from server.sampling.collector import Collector, percent
 from server.sampling.engine import Engine, EngineError
+from server.sampling.openfiles import OpenFiles
 
 log = logging.getLogger("dashboard.data")
 
@@ -136,10 +137,10 @@ class Containers(Collector):
         self._proc = proc
         self._cgroup_root = cgroup_root
         self._known: dict[str, Known] = {}
-        self._files = cgroups.OpenFiles(limit=2 * MAX_ITEMS)  # the tick's: CPU and memory
+        self._files = OpenFiles(limit=2 * MAX_ITEMS)  # the tick's: CPU and memory
         # The byte counters' (network, block), read every DETAILS_EVERY ticks: kept
         # open too, from a smaller share of the open-file limit.
-        self._detail_files = cgroups.OpenFiles(2 * MAX_ITEMS, share=8, idle=2 * DETAILS_EVERY)
+        self._detail_files = OpenFiles(2 * MAX_ITEMS, share=8, idle=2 * DETAILS_EVERY)
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._changed.set()  # the first list at once
@@ -292,7 +293,7 @@ class Containers(Collector):
             entry.cpu = entry.details = None
             return numbers
         try:
-            cpu_ns, charged = cgroups.usage(entry.paths, self._files.text)
+            cpu_ns, charged = cgroups.usage(entry.paths, self._files.raw)
             # Its first two ticks too: its rates are known from its second tick on.
             if entry.ticks % DETAILS_EVERY == 0 or entry.ticks == 1 or entry.details is None:
                 self._look(entry, now)
