@@ -29,6 +29,7 @@ from flask_socketio import SocketIO
 from server import __version__, access
 from server.access import Access
 from server.alerts.dispatch import Dispatcher
+from server.alerts.evidence import Evidence
 from server.alerts.notify import AlertNotifier, Channel
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import page_levels
@@ -105,6 +106,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
         lease=tick.lease,
         firehose=build_firehose(config, role, socketio, fleet, link),
     )
+    build_evidence(config, state)
     build_web(app, socketio, state)
     return app, socketio
 
@@ -405,6 +407,12 @@ def build_firehose(
     )
     link.firehose = firehose
     return firehose
+
+
+def build_evidence(config: Config, state: DashboardState) -> None:
+    """What each notification shows beside the value (alerts/evidence.py)."""
+    if state.notifications is not None:
+        state.notifications.evidence = Evidence(state.fleet, state.firehose, config.public_url)
 
 
 def build_web(app: Flask, socketio: SocketIO, state: DashboardState) -> None:

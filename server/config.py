@@ -259,6 +259,12 @@ class Config:
         "regexes hidden in log lines before they leave the host, beside the default"
         " (values of password/token/secret/key keys)",
     )
+    public_url: str = setting(
+        "",
+        _url,
+        "this dashboard's address as people open it (https://dash.example.net): a"
+        " notification links to the host's page at the alert's moment (empty: no link)",
+    )
     notify_group_wait: float = setting(
         30.0,
         _number(0, 3600),

@@ -20,7 +20,7 @@ from server.alerts import rules
 from server.alerts.channels import open_channels
 from server.alerts.delivery import DeliveryError
 from server.alerts.dispatch import Dispatcher
-from server.alerts.messages import compose
+from server.alerts.messages import LINK, compose
 from server.alerts.routes import NotifySettings, kind_of, parse_notify
 from server.app import create_app
 from server.config import Config, ConfigError, load
@@ -299,9 +299,16 @@ def test_a_message_says_level_rule_host_value_threshold_and_since() -> None:
     assert compose(down).title == "CRITICAL host_down on web-3"
     assert compose(down).short.startswith("host.last_sample_age = unknown (threshold 30)")
     assert "Host:         web-3\nRule:         host_down\n" in compose(down).full
-    evidence = compose(fired, evidence=[("Top processes", ["postgres 91 %"])])
-    assert "Top processes\n  postgres 91 %" in evidence.full
-    assert "postgres" not in evidence.short
+    evidence = compose(fired, evidence=[
+        ("Top processes", ["postgres 91 %", "backup 5 %"]),
+        ("Last lines of app", ["ERROR pool exhausted"]),
+        (LINK, ["https://dash.example.net/host/db-1?at=1800000000"]),
+    ])  # fmt: skip
+    assert "Top processes\n  postgres 91 %\n  backup 5 %\n" in evidence.full
+    assert "Last lines of app\n  ERROR pool exhausted" in evidence.full
+    # A chat's: the first line of the first section, and the link; the rest is the email's.
+    assert evidence.short.splitlines()[1:] == [
+        "Top processes: postgres 91 %", "https://dash.example.net/host/db-1?at=1800000000"]  # fmt: skip
 
 
 # ---------------------------------------------------------------- delivery, in process

@@ -23,8 +23,8 @@ which sleeps until the next is due: never in the tick.
 - holds (`holds`: silences, maintenance windows, quiet hours): a firing is held
   back while one says why, and goes out when it ends if it still fires; repeats
   and escalations wait meanwhile.
-Later parts plug in here too: the alert history beside each step (`held`);
-evidence through `evidence`.
+Later parts plug in here too: the alert history beside each step (`held`).
+Evidence (alerts/evidence.py) comes through `evidence`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from server.loops import BackgroundLoop
 
 log = logging.getLogger("dashboard.notify")
 
+Evidence = Sequence[Section]
 MAX_FIRING = 10_000  # alerts remembered with the channels their firing went to
 MAX_GROUPS = 1_000  # hosts whose firings wait in a group; beyond, a firing goes at once
 MAX_GROUPED = 100  # firings one group holds; beyond, the group goes at once
@@ -118,9 +119,9 @@ class Dispatcher:
             delivery.on_failure = _failure_line(sender)
             delivery.on_recovery = _recovery_line(sender)
             self.deliveries[name] = delivery
-        # Evidence for the full message (top processes, log lines): a later part sets it.
-        # Called in the tick, with the alert: it must only read what is at hand.
-        self.evidence: Callable[[Mapping[str, Any]], Sequence[Section]] = lambda alert: ()
+        # Evidence for the full message (alerts/evidence.py: the item, top processes, log
+        # lines, a link). Called with each change before the lock is taken.
+        self.evidence: Callable[[Mapping[str, Any]], Evidence] = lambda alert: ()
         # Whether an alert was acknowledged (a later part): no more repeats nor escalation.
         self.acknowledged: Callable[[str, str], bool] = lambda host, rule: False
         # Told of each firing kept from the channels, and why ("inhibited by host_down"):
@@ -144,11 +145,15 @@ class Dispatcher:
     def send(self, alert: dict[str, Any]) -> None:
         """Route one change and queue it, or leave it with its host's group; never blocks."""
         key = (str(alert.get("host")), str(alert["rule"]))
+        found = self.evidence(alert)  # before the lock: it may read the hub's log files
         with self._lock:
-            out = self._resolve(key, alert) if alert["level"] == OK else self._fire(key, alert)
+            if alert["level"] == OK:
+                out = self._resolve(key, alert, found)
+            else:
+                out = self._fire(key, alert, found)
         self._queue(out)
 
-    def _resolve(self, key: tuple[str, str], alert: dict[str, Any]) -> Out:
+    def _resolve(self, key: tuple[str, str], alert: dict[str, Any], found: Evidence) -> Out:
         host, rule = key
         firing = self._firing.pop(key, None)
         if rule == HOST_DOWN and host in self._down:
@@ -160,9 +165,9 @@ class Dispatcher:
         names = sorted(n for n in firing.channels if self.senders[n].send_resolved)
         if not names:
             return []
-        return [(names, _item(alert, compose(alert, firing.since, self.evidence(alert))))]
+        return [(names, _item(alert, compose(alert, firing.since, found)))]
 
-    def _fire(self, key: tuple[str, str], alert: dict[str, Any]) -> Out:
+    def _fire(self, key: tuple[str, str], alert: dict[str, Any], found: Evidence) -> Out:
         host, rule = key
         now = self._clock()
         firing = self._firing.get(key)
@@ -175,7 +180,7 @@ class Dispatcher:
             firing = self._firing[key] = _Firing(float(alert["ts"]), set(), began=now)
         firing.alert = alert
         firing.routes, firing.names = self.settings.routes_for(alert)
-        firing.evidence = self.evidence(alert)
+        firing.evidence = found
         firing.timers = []  # a change: its timers start again once it has gone out
         firing.held = False
         if rule == HOST_DOWN:

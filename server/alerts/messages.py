@@ -2,7 +2,8 @@
 
 Plain text in the server's time zone, which each time names. Evidence (the top
 processes, a host's last log lines, a link to its page) comes as sections from
-the dispatcher's `evidence` hook: whole in the full body, left out of the short.
+the dispatcher's `evidence` hook: whole in the full body; in the short, the first
+line of the first section and the link.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from server.alerts.rules import OK
 
 # A section of evidence: a heading and its lines.
 Section = tuple[str, Sequence[str]]
+LINK = "Page at that moment"  # the section whose one line is the link to the host's page
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +98,18 @@ def compose(
     lines = [f"{title}.", "", *(f"{name + ':':<13} {text}" for name, text in facts)]
     for heading, body in evidence:
         lines += ["", heading, *(f"  {line}" for line in body)]
-    return Message(level, title, short, "\n".join(lines) + "\n")
+    return Message(level, title, short + _in_short(evidence), "\n".join(lines) + "\n")
+
+
+def _in_short(evidence: Sequence[Section]) -> str:
+    """A chat's evidence: the first line of the first section (the container, unit or
+    drive named, else the busiest process), and the link."""
+    said = ""
+    first = next(((h, b) for h, b in evidence if h != LINK and b), None)
+    if first is not None:
+        said += f"\n{first[0]}: {first[1][0].strip()}"
+    link = next((b[0] for h, b in evidence if h == LINK and b), None)
+    return said + (f"\n{link}" if link else "")
 
 
 def compose_group(firings: Sequence[tuple[Mapping[str, Any], float, Sequence[Section]]]) -> Message:

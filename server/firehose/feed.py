@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from server.firehose.follow import RateCap, Redactor, shape
-from server.firehose.sources import LogSource, Source, open_source
+from server.firehose.sources import FileSource, LogSource, Source, open_source
 
 Line = dict[str, object]  # {"ts": epoch seconds, "text": str}
 BACKLOG_LINES = 200
@@ -93,6 +93,21 @@ class LocalFeed:
         for name, new in self.poll().items():
             lines[name] = lines.get(name, []) + new
         return {name: kept for name, kept in lines.items() if kept}
+
+    def file_tails(self, count: int) -> dict[str, list[str]]:
+        """Each file source's last `count` lines, shaped as a page gets them, watched or
+        not (blocking: in the pool). A journal or a container has none here: reading
+        their past would block on a large journal, or stream."""
+        tails: dict[str, list[str]] = {}
+        for name, spec in self.sources.items():
+            if spec.journald or spec.container:
+                continue
+            source = FileSource(spec)
+            try:
+                tails[name] = [shape(raw, self._redact) for raw in source.backlog(count)]
+            finally:
+                source.close()
+        return tails
 
     def close(self) -> None:
         self.watch(())

@@ -148,6 +148,16 @@ class Firehose:
             kept = self._backlog.setdefault((host, source), deque(maxlen=BACKLOG_LINES))
             kept.extend(lines)
 
+    def held_lines(self, host: str, count: int) -> dict[str, list[str]]:
+        """The last `count` lines the hub holds of each of a host's sources (those
+        pages watch or watched): a notification's evidence."""
+        with self._lock:
+            return {
+                source: [str(line["text"]) for line in list(kept)[-count:]]
+                for (of, source), kept in self._backlog.items()
+                if of == host
+            }
+
     def from_agent(self, host: str, batch: Any) -> str | None:
         """An agent's lines: checked, then relayed to the pages watching them."""
         if not isinstance(batch, dict) or not isinstance(batch.get("lines"), list):

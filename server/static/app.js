@@ -21,11 +21,13 @@ const page = {
   windowSeconds: 900, // what the charts span: the live window, or a range chosen
   rangeSeconds: null, // a range chosen; null: the live window from `history`
   rangeRequest: 0, // the newest range asked for: an answer to an older one is dropped
+  at: alertMoment(), // ?at=EPOCH, a notification's link: the hour around it, not live
   uptimeBase: null, // [uptime seconds, performance.now() when received]
   activeAlerts: {}, // rule -> its alert, as `alerts` and `alert` say
   lastMessageAt: 0, // performance.now() at the last `history` or `metrics`
   disconnectedAt: null, // performance.now() when the socket went down; null while up
 };
+if (page.at !== null) page.rangeSeconds = 3600; // loaded from REST once `history` comes
 
 function level(p, rule) {
   if (!num(p)) return "unknown";
@@ -62,6 +64,14 @@ function markFull() {
 
 // ---------------------------------------------------------------- range
 
+// A notification links to the page at its alert's moment (server/alerts/evidence.py):
+// a time in the past year, else the page is live as ever.
+function alertMoment() {
+  const at = Number(new URLSearchParams(location.search).get("at"));
+  const now = Date.now() / 1000;
+  return Number.isFinite(at) && at > now - 366 * 86400 && at <= now ? at : null;
+}
+
 function loadRange(seconds) {
   const ask = ++page.rangeRequest;
   document.body.dataset.range = String(seconds);
@@ -72,7 +82,9 @@ function loadRange(seconds) {
   // 10 s, the store's own pick (raw samples for the last hour) stands.
   const perPixel = Math.ceil(seconds / Math.max($("chart-cpu").clientWidth, 300));
   const step = perPixel >= 10 ? "&step=" + perPixel : "";
-  const url = document.body.dataset.history + "?format=columns&seconds=" + seconds + step;
+  const span = page.at === null ? "&seconds=" + seconds
+    : "&start=" + (page.at - seconds / 2) + "&end=" + Math.min(page.at + seconds / 2, Date.now() / 1000);
+  const url = document.body.dataset.history + "?format=columns" + span + step;
   return fetch(url, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
     .then((body) => {
@@ -82,6 +94,8 @@ function loadRange(seconds) {
       charts.draw();
       document.body.dataset.rangeStep = String(body.step);
       document.body.dataset.rangeLoaded = String(seconds);
+      setText("range-note", page.at === null ? ""
+        : "the hour around " + new Date(page.at * 1000).toLocaleString() + ", from a notification: a range goes back to live");
     })
     .catch(() => setText("range-note", "could not load that range"));
 }
@@ -91,6 +105,7 @@ setUpContainers();
 for (const button of document.querySelectorAll("#ranges button")) {
   button.addEventListener("click", () => {
     const seconds = Number(button.dataset.seconds);
+    page.at = null; // back to live
     page.rangeSeconds = seconds === page.liveWindow ? null : seconds;
     loadRange(seconds);
   });
@@ -431,7 +446,7 @@ socket.on("metrics", (s) => {
   const began = performance.now();
   page.lastMessageAt = began;
   if (page.disconnectedAt === null) setStatus("live", "live");
-  if (columns.pushSample(s)) {
+  if (page.at === null && columns.pushSample(s)) {
     columns.trim(page.windowSeconds);
     charts.draw();
   }
