@@ -44,6 +44,7 @@ from server.fleet.hub import AgentLink
 from server.fleet.protocol import MAX_MESSAGE
 from server.fleet.tick import FleetTick
 from server.fleet.tokens import AgentTokens
+from server.history.alert_log import HistoryChannel
 from server.history.store import HistoryStore, Retention
 from server.loops import BackgroundLoop
 from server.state import DashboardState
@@ -84,6 +85,7 @@ def create_app(config: Config | None = None) -> tuple[Flask, SocketIO]:
     store = build_store(config, static.host, role)
     alerts = build_alerts(config, role, socketio)
     silences = build_silences(config, role, alerts, socketio)
+    build_alert_history(role, store, alerts, silences)
     gates = access.install(app, config)
     notifier = alerts.notifier_of(static)
     sampler = build_sampling(config, static, [notifier, store.add], server_stats(gates, store),
@@ -237,6 +239,19 @@ def build_alerts(config: Config, role: Role, socketio: SocketIO) -> Alerts:
         if windows is not None:
             notifications.holds.append(windows)
     return Alerts(config, socketio.emit, webhooks, notifications, channels)
+
+
+def build_alert_history(role: Role, store: HistoryStore, alerts: Alerts,
+                        silences: Silences) -> None:  # fmt: skip
+    """Each alert change and each step of its notification, in the store
+    (history/alert_log.py), where alerts are judged."""
+    if not role.samples:
+        return
+    history = HistoryChannel(store.alert_log)
+    alerts.channels.append(history)
+    silences.acknowledged_by = history.acknowledged
+    if alerts.notifications is not None:
+        alerts.notifications.noted = store.alert_log.note
 
 
 def build_silences(config: Config, role: Role, alerts: Alerts, socketio: SocketIO) -> Silences:

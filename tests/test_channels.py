@@ -307,8 +307,8 @@ def test_a_message_says_level_rule_host_value_threshold_and_since() -> None:
     assert "Top processes\n  postgres 91 %\n  backup 5 %\n" in evidence.full
     assert "Last lines of app\n  ERROR pool exhausted" in evidence.full
     # A chat's: the first line of the first section, and the link; the rest is the email's.
-    assert evidence.short.splitlines()[1:] == [
-        "Top processes: postgres 91 %", "https://dash.example.net/host/db-1?at=1800000000"]  # fmt: skip
+    link = "https://dash.example.net/host/db-1?at=1800000000"
+    assert evidence.short.splitlines()[1:] == ["Top processes: postgres 91 %", link]
 
 
 # ---------------------------------------------------------------- delivery, in process

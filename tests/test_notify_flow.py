@@ -117,7 +117,7 @@ def test_host_down_holds_back_the_hosts_other_alerts() -> None:
     routes = [{"channels": ["chat"], "repeat_minutes": 1}]
     sent, clock = flow(routes, group_wait=30, channels=("chat",))
     held: list[tuple[str, str]] = []
-    sent.held = lambda a, why: held.append((a["rule"], why))
+    sent.noted = lambda a, event, why: held.append((a["rule"], why)) if event == "held" else None
     sent.send(alert("warning", rule="disk:/"))
     due(sent, clock, 30)
     assert titles(sent, "chat") == ["WARNING disk:/ on db-1"]  # before the host went down
@@ -376,7 +376,7 @@ def test_a_hold_keeps_a_firing_and_its_repeats_back_until_it_ends() -> None:
     holding: dict[str, str | None] = {"why": "silenced by test"}
     sent.holds.append(lambda a: holding["why"] if a["rule"] == "cpu" else None)
     held: list[tuple[str, str]] = []
-    sent.held = lambda a, why: held.append((a["rule"], why))
+    sent.noted = lambda a, event, why: held.append((a["rule"], why)) if event == "held" else None
     sent.send(alert("critical", rule="cpu"))
     sent.send(alert("critical", rule="load"))
     assert titles(sent, "chat") == ["CRITICAL load on db-1"]

@@ -132,6 +132,7 @@ class Delivery:
         self.error = ""  # why the last failed delivery failed
         self.on_failure: Callable[[Item, str, int, bool], None] = lambda *args: None
         self.on_recovery: Callable[[int], None] = lambda failed: None
+        self.on_delivered: Callable[[Item], None] = lambda item: None  # the alert history's
         self._last_start = -float("inf")
         self.loop = BackgroundLoop(name, self._next, logger, error_wait=0)
 
@@ -170,6 +171,7 @@ class Delivery:
                 error = str(exc)
             else:
                 self.delivered += 1
+                self.on_delivered(item)
                 if self.failing_since is not None:
                     failed, self.failing_since, self.failed_in_a_row = self.failed_in_a_row, None, 0
                     self.on_recovery(failed)

@@ -116,17 +116,20 @@ class Dispatcher:
             delivery = Delivery(f"notify-{name}", _attempt_of(sender), log,
                                 retries=settings.channels[name].retries,
                                 pace=sender.pace)  # fmt: skip
-            delivery.on_failure = _failure_line(sender)
+            delivery.on_failure = self._failed(name, _failure_line(sender))
             delivery.on_recovery = _recovery_line(sender)
+            delivery.on_delivered = self._sent(name)
             self.deliveries[name] = delivery
         # Evidence for the full message (alerts/evidence.py: the item, top processes, log
         # lines, a link). Called with each change before the lock is taken.
         self.evidence: Callable[[Mapping[str, Any]], Evidence] = lambda alert: ()
         # Whether an alert was acknowledged (a later part): no more repeats nor escalation.
         self.acknowledged: Callable[[str, str], bool] = lambda host, rule: False
-        # Told of each firing kept from the channels, and why ("inhibited by host_down"):
-        # the alert history's (a later part). Called under the dispatcher's lock.
-        self.held: Callable[[Mapping[str, Any], str], None] = lambda alert, why: None
+        # Told of each step of an alert's notification (the alert history's): "held"
+        # (kept from the channels, and why: "inhibited by host_down"), "grouped",
+        # "repeated", "escalated" (under the dispatcher's lock), "sent" and "failed"
+        # (from a channel's loop). (alert, event, detail); it only appends.
+        self.noted: Callable[[Mapping[str, Any], str, str], None] = lambda a, e, d: None
         self.inhibited = 0  # firings held back by a host_down (or any other hold)
         # What else holds a firing back from the channels (a silence, a maintenance
         # window, quiet hours): each says why, or None. Asked in the tick for a new
@@ -249,7 +252,7 @@ class Dispatcher:
         alert = firing.alert
         log.info("notification of alert %s %s on host %s held back: %s", alert["rule"],
                  alert["level"], alert.get("host"), why)  # fmt: skip
-        self.held(alert, why)
+        self.noted(alert, "held", why)
 
     def _ungroup(self, key: tuple[str, str]) -> None:
         group = self._groups.get(key[0])
@@ -287,8 +290,13 @@ class Dispatcher:
             if ids not in shared:
                 message = compose_group([(f.alert, f.since, f.evidence) for f in heard])
                 worst = next((f for f in heard if f.alert["level"] != WARNING), heard[0])
-                shared[ids] = ([], _item(worst.alert, message))
+                shared[ids] = ([], _item(worst.alert, message, [f.alert for f in heard]))
             shared[ids][0].append(name)
+        for names, item in shared.values():
+            if len(item["alerts"]) > 1:
+                for alert in item["alerts"]:
+                    self.noted(alert, "grouped", f"one message of {len(item['alerts'])} "
+                               f"to {', '.join(names)}")  # fmt: skip
         return list(shared.values())
 
     def _arm(self, firing: _Firing, now: float) -> None:
@@ -372,7 +380,28 @@ class Dispatcher:
             firing.channels.update(names)
         if not names:
             return []
+        self.noted(alert, "repeated" if timer.every else "escalated",
+                   f"{note} to {', '.join(names)}")  # fmt: skip
         return [(names, _item(alert, compose(alert, firing.since, firing.evidence, note)))]
+
+    # ---- the alert history's steps of a delivery (from the channel's loop)
+
+    def _sent(self, name: str) -> Callable[[Item], None]:
+        def sent(item: Item) -> None:
+            for alert in item["alerts"]:
+                self.noted(alert, "sent", f"to {name}")
+
+        return sent
+
+    def _failed(
+        self, name: str, say: Callable[[Item, str, int, bool], None]
+    ) -> Callable[[Item, str, int, bool], None]:
+        def failed(item: Item, error: str, tries: int, first: bool) -> None:
+            say(item, error, tries, first)
+            for alert in item["alerts"]:
+                self.noted(alert, "failed", f"to {name} after {tries} tries: {error}")
+
+        return failed
 
     # ---- the queues
 
@@ -421,9 +450,13 @@ class Dispatcher:
         ]
 
 
-def _item(alert: Mapping[str, Any], message: Message) -> Item:
+def _item(
+    alert: Mapping[str, Any], message: Message, alerts: Sequence[Mapping[str, Any]] = ()
+) -> Item:
+    """A message to queue; `alerts`: those it tells of (a group's), else `alert` alone."""
     return {"host": str(alert.get("host")), "rule": str(alert["rule"]),
-            "level": alert["level"], "message": message}  # fmt: skip
+            "level": alert["level"], "message": message,
+            "alerts": list(alerts) or [alert]}  # fmt: skip
 
 
 def _minutes(seconds: float) -> str:

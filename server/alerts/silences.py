@@ -82,6 +82,8 @@ class Silences:
         self._silences: dict[str, Silence] = {}
         # Told of each change (the pages' `silences` event); called outside the lock.
         self.changed: Callable[[], None] = lambda: None
+        # Each acknowledgement made ({host, rule, by, at}): the alert history's.
+        self.acknowledged_by: Callable[[dict[str, Any]], None] = lambda entry: None
         # A web process's: where its changes go (the core), instead of being kept here.
         self.forward: Callable[[dict[str, Any]], None] | None = None
         self.loop: BackgroundLoop | None = None  # the core's: changes made on web processes
@@ -127,6 +129,7 @@ class Silences:
             self._acks[(host, rule)] = entry
             self._save()
         log.warning("alert %s on host %s acknowledged by %r", rule, host, user)
+        self.acknowledged_by(entry)
         self.changed()
         return dict(entry)
 

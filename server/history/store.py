@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from server.blocking import Signal, run_blocking
+from server.history import alert_log
 from server.history.columns import to_columns
 from server.history.entities import ROW_BYTES, ContainerSeries, as_columns, read_sql
 from server.history.entities import schema as container_schema
@@ -179,6 +180,7 @@ class HistoryStore:
         # that writes them reads the buckets).
         self._tables: deque[tuple[str, float, list[Any]]] = deque(maxlen=MAX_CONTAINER_TABLES)
         self.containers = ContainerSeries()
+        self.alert_log = alert_log.AlertLog()  # the alerts' history, written beside
         self._containers_retained = 0.0
         self._hurry = threading.Event()  # a ticket waits: commit within ack_window
         self._db: sqlite3.Connection | None = None
@@ -242,7 +244,7 @@ class HistoryStore:
             if result != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {result}")
             migrate(db, self.local_host)
-            db.executescript(schema() + container_schema())
+            db.executescript(schema() + container_schema() + alert_log.schema())
         except sqlite3.DatabaseError:
             db.close()
             raise
@@ -315,6 +317,7 @@ class HistoryStore:
             return
         self._write_samples(batch)
         self._write_containers(final)
+        self._write_alert_events()
 
     def _write_samples(self, batch: list[tuple[str, Sample, Ticket | None]]) -> None:
         now = self._clock()
@@ -344,6 +347,29 @@ class HistoryStore:
             self._warn("containers", f"container history refused by the store: {error!r}")
         if trouble is None:
             self.containers.written(due)
+
+    def _write_alert_events(self) -> None:
+        """The alerts' events, in a transaction of their own; kept for the next try
+        while the disk refuses them."""
+        rows = self.alert_log.take()
+        if not rows:
+            return
+        error = run_blocking(self._guarded, alert_log.write, rows)
+        if error is not None and disk_trouble(error) is not None:
+            self.alert_log.give_back(rows)
+        elif error is not None:
+            self._warn("alert_events", f"alert history refused by the store: {error!r}")
+
+    def alert_events(
+        self, host: str, start: float, end: float, rule: str = "", event: str = ""
+    ) -> list[dict[str, Any]]:
+        """A host's alert events in [start, end], newest first (at most 5,000)."""
+        sql, args = alert_log.query(host, start, end, rule, event)
+        try:
+            return alert_log.as_dicts(run_blocking(self._read, sql, args, True))
+        except sqlite3.Error as exc:
+            self._warn("read", f"history store read failed: {exc}")
+            return []
 
     def _write_container_rows(self, db: sqlite3.Connection, due: list[Any]) -> None:
         budget = self.host_budget()
@@ -459,6 +485,7 @@ class HistoryStore:
         db.execute("DELETE FROM raw WHERE ts < ?", (now - self.retention.raw,))
         for step, table in TIER_TABLES.items():
             db.execute(f"DELETE FROM {table} WHERE ts < ?", (now - self.retention.for_step(step),))
+        alert_log.retain(db, now - self.retention.for_step(60))
         if now - self._containers_retained >= CONTAINERS_RETAIN_EVERY:
             oldest = {step: now - self.retention.for_step(step) for step in TIER_TABLES}
             for host, rows in self.containers.retain(db, oldest).items():

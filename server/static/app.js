@@ -8,6 +8,7 @@ import { showServices } from "./services.js";
 import { showSensors, showGpus } from "./sensors.js";
 import { showDiskHealth } from "./drives.js";
 import { ackControl, setUpAlertActions, takeAlertsSnapshot } from "./alertactions.js";
+import { setUpAlertHistory } from "./alerthistory.js";
 
 const interval = parseFloat(document.body.dataset.interval) || 1;
 
@@ -421,6 +422,7 @@ socket.on("history", (payload) => {
 });
 
 setUpAlertActions(socket, showActiveAlerts);
+setUpAlertHistory();
 
 socket.on("alerts", (snapshot) => {
   takeAlertsSnapshot(snapshot);

@@ -24,6 +24,7 @@ from server.alerts.rules import OK
 from server.alerts.silences import Refused, Silences
 from server.blocking import Busy, run_blocking
 from server.fleet.hosts import Host
+from server.history import alert_log
 from server.history.columns import FORMATS
 from server.history.csv_export import history_csv_text
 from server.history.store import MAX_COLUMN_POINTS
@@ -296,6 +297,37 @@ def alerts(host_id: str | None = None) -> ResponseReturnValue:
     if silences is not None:  # `acknowledged` (this host's) and `silences` (every one)
         snapshot.update(silences.snapshot(host.id))
     return jsonify(snapshot)
+
+
+@api.get("/api/alerts/history")
+@api.get("/api/hosts/<host_id>/alerts/history")
+def alert_history(host_id: str | None = None) -> ResponseReturnValue:
+    """A host's alert events (history/alert_log.py), newest first: `start`, `end` (epoch
+    seconds; the last 24 h by default), `rule` (a rule or its family), `event`,
+    `format` json or csv. At most 5,000 events; one of the heavy queries' slots."""
+    host = _host(host_id)
+    args = request.args
+    end = _number("end", args.get("end"), default=time.time())
+    start = _number("start", args.get("start"), default=end - 86400)
+    if start >= end:
+        abort(400, "start must be before end")
+    rule, event, form = args.get("rule", ""), args.get("event", ""), args.get("format", "json")
+    if len(rule) > 200:
+        abort(400, "rule must be at most 200 characters")
+    if event and event not in alert_log.EVENTS:
+        abort(400, f"event must be one of {', '.join(alert_log.EVENTS)}, got {event[:30]!r}")
+    if form not in ("json", "csv"):
+        abort(400, f"format must be json or csv, got {form[:30]!r}")
+    _take_heavy()
+    try:
+        events = _state().store.alert_events(host.id, start, end, rule, event)
+    finally:
+        _heavy.release()
+    if form == "csv":
+        headers = {"Content-Disposition": "attachment; filename=alert-history.csv"}
+        return Response(alert_log.as_csv(events), mimetype="text/csv", headers=headers)
+    return jsonify({"host": host.id, "start": start, "end": end, "events": events,
+                    "complete": len(events) < alert_log.MAX_ANSWER})  # fmt: skip
 
 
 # ---- acknowledgements and silences (server/alerts/silences.py): state-changing calls,

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from server import series
 from server.blocking import Busy
 from server.fleet.hosts import Host
+from server.history import alert_log
 from server.state import current_state
 from server.wire import html_safe_json
 
@@ -109,6 +110,8 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             static=host.static or {"hostname": host.id, "interval": state.config.interval},
             host_id="" if own else host.id,  # "": the page of old, the hub's own host
             history_url=url_for("api.history", host_id=None if own else host.id),
+            alert_history_url=url_for("api.alert_history", host_id=None if own else host.id),
+            alert_events=alert_log.EVENTS,
             fleet=len(state.fleet.hosts) > 1,
             version=state.static.version,
             latest=host.latest,
