@@ -312,3 +312,45 @@ def test_a_container_gone_resolves_its_alerts_after_ticks_of_the_same_list() -> 
     assert containers(18.0, db) == [("container_unhealthy:web", OK)]
     assert containers(19.0, db) == []
     assert not [n for n in engine._rules if n.endswith((":web", ":job"))]
+
+
+CONTAINER = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["web", "db", "job"]),
+        "state": st.sampled_from(["running", "exited", "restarting"]),
+        "exit_code": st.sampled_from([0, 1, None]),
+        "health": st.sampled_from([None, "healthy", "unhealthy"]),
+        "restarts": st.sampled_from([0, 1, 2, 5, 9, None]),
+    }
+)
+TICKS = st.lists(
+    st.tuples(st.sampled_from([1.0, 1.0, 7.0, 301.0]), st.lists(CONTAINER, max_size=3)),
+    max_size=40,
+)
+
+
+@given(ticks=TICKS)
+@settings(max_examples=300, deadline=None)
+def test_skipping_calm_containers_changes_nothing(
+    ticks: list[tuple[float, list[dict[str, Any]]]],
+) -> None:
+    """An engine that skips a container whose facts stayed the same while its rules are
+    settled at 0 answers, tick by tick, as one that judges every container every time
+    (hold times of 10 s and 60 s, restarts rising and ageing out of their window)."""
+    settings = parse_settings({"anomaly": False})
+    quick = AlertEngine(settings, interval=1.0, cores=1)
+    judging = AlertEngine(settings, interval=1.0, cores=1)
+    judging.SKIP_CALM = False
+    ts = 1000.0
+    for step, items in ticks:
+        ts += step
+        named = {c["name"]: c for c in items}  # one row a name, as a sample has
+        part = {"running": 0, "unhealthy": 0, "stopped": 0, "items": list(named.values())}
+        changed = [quick.evaluate({**sample(ts + 0.5 * i), "containers": part})
+                   for i in range(2)]  # fmt: skip
+        wanted = [judging.evaluate({**sample(ts + 0.5 * i), "containers": part})
+                  for i in range(2)]  # fmt: skip
+        assert [[(a["rule"], a["level"]) for a in c] for c in changed] == [
+            [(a["rule"], a["level"]) for a in w] for w in wanted
+        ]
+        assert quick.active.keys() == judging.active.keys()

@@ -23,7 +23,7 @@ which sleeps until the next is due: never in the tick.
 - holds (`holds`: silences, maintenance windows, quiet hours): a firing is held
   back while one says why, and goes out when it ends if it still fires; repeats
   and escalations wait meanwhile.
-Later parts plug in here too: the alert history beside each step (`held`).
+The alert history (history/alert_log.py) is told of each step through `noted`.
 Evidence (alerts/evidence.py) comes through `evidence`.
 """
 

@@ -243,6 +243,8 @@ def _rise(counts: dict[str, deque[tuple[float, int]]], name: str, count: int,
 class AlertEngine:
     """All the rules; evaluate(sample) returns the alerts that changed state."""
 
+    SKIP_CALM = True  # a test judges every container each time, to compare
+
     def __init__(
         self,
         settings: AlertSettings,
@@ -268,6 +270,9 @@ class AlertEngine:
         self.recent: deque[Alert] = deque(maxlen=settings.recent)
         self.over_budget: str | None = None  # set when a sample asked more than the rules hold
         self._restarts: dict[str, deque[tuple[float, int]]] = {}  # container -> (ts, restarts)
+        # Containers whose rules are all ok and settled at 0, by the facts they were judged
+        # on: while a container's facts stay the same, judging it again changes nothing.
+        self._calm: dict[str, tuple[Any, ...]] = {}
         self._unit_restarts: dict[str, deque[tuple[float, int]]] = {}  # unit -> its changes
         # drive -> its bad-sector counts, and when one last rose (None: not seen to rise)
         self._sectors: dict[str, tuple[tuple[Any, ...], float | None]] = {}
@@ -355,9 +360,16 @@ class AlertEngine:
         kinds = [k for k in CONTAINER_RULES if k not in self._off]
         listed = {c["name"]: c for c in part.get("items") or [] if isinstance(c, Mapping)}
         changes: list[Alert | None] = []
-        rules = self._rules
+        rules, calm = self._rules, self._calm
+        if calm.keys() - listed.keys():
+            self._calm = calm = {n: f for n, f in calm.items() if n in listed}
         for name, container in listed.items():
+            facts = (container.get("state"), container.get("exit_code"),
+                     container.get("health"), container.get("restarts"))  # fmt: skip
+            if self.SKIP_CALM and calm.get(name) == facts:
+                continue  # its values are the same 0s, its rules settled: nothing can move
             values = self._container_values(container, now)
+            settled = True
             for kind in kinds:
                 # Found at once each second; made (within the budget) the first time.
                 rule = rules.get(f"{kind}:{name}") or self._item_rule(
@@ -365,6 +377,13 @@ class AlertEngine:
                 )
                 if rule is not None and kind in values:
                     changes.append(rule.evaluate(values[kind], now))
+                    settled = settled and values[kind] == 0.0 and rule._settled(0.0)
+                elif kind in values:
+                    settled = False  # over the budget: judged again when there is room
+            if settled:  # a restart count at 0 rise has no earlier count left to age out
+                calm[name] = facts
+            else:
+                calm.pop(name, None)
         # A container no longer listed (removed, or exited cleanly): its alerts resolve.
         return changes + self._resolve_gone(CONTAINER_RULES, listed, 0.0, now, self._restarts)
 
