@@ -139,7 +139,7 @@ def test_the_email_and_the_chat_carry_the_evidence_and_the_link_opens_that_momen
         wait_until(lambda: relay.messages and chat.bodies, timeout=15, what="the messages")
         mail = relay.text(relay.messages[0]).replace("\r\n", "\n")
         short = chat.bodies[0]["message"]
-        link = re.search(r"http://127\.0\.0\.1:\d+/\?at=(\d+)", mail)
+        link = re.search(r"http://127\.0\.0\.1:\d+/host/[\w.-]+\?at=(\d+)", mail)
         assert link is not None, mail
         at = int(link.group(1))
         assert abs(at - time.time()) < 30

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -61,10 +62,9 @@ class Evidence:
         return sections
 
     def link(self, host_id: str, ts: float) -> str:
-        """The host's page with its charts around `ts` (app.js reads `at`)."""
-        own = host_id == self.fleet.local.id
-        path = "/" if own else f"/host/{host_id}"
-        return f"{self.public_url}{path}?at={int(ts)}"
+        """The host's page with its charts around `ts` (app.js reads `at`). The hub's
+        own host too by its id: `/` may show the fleet."""
+        return f"{self.public_url}/host/{urllib.parse.quote(host_id, safe='')}?at={int(ts)}"
 
     def _log_lines(self, host_id: str) -> list[Section]:
         assert self.firehose is not None
