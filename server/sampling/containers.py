@@ -41,6 +41,7 @@ DETAILS_EVERY = 5  # ticks between looks at a container's byte counters (its rat
 SLOW_EVERY = 30  # ticks between looks at its page cache, memory limit and pids
 NUMBERS = ("cpu_percent", "memory_used", "memory_limit", "pids",
            "rx_bps", "tx_bps", "read_bps", "write_bps")  # fmt: skip
+NO_NUMBERS: dict[str, Any] = dict.fromkeys(NUMBERS)  # never changed: copied into rows
 RATE_FIELDS = {"rx": "rx_bytes", "tx": "tx_bytes", "read": "read_bytes", "write": "write_bytes"}
 PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"
@@ -79,6 +80,8 @@ class Known:
     details: tuple[float, cgroups.Details] | None = None  # (when, ...) of the last look
     rates: dict[str, int | None] = dataclasses.field(default_factory=dict)  # since the one before
     ticks: int = 0
+    # Its row but for CPU and memory: built when its details change, copied each tick.
+    base: dict[str, Any] | None = None
 
 
 def _table(parent: dict[str, Any], key: str) -> dict[str, Any]:
@@ -271,7 +274,7 @@ class Containers(Collector):
             unhealthy += entry.facts["health"] == "unhealthy"
             stopped += state not in SHOWN_STATES
             if state in SHOWN_STATES or (entry.facts["exit_code"] or 0) != 0:
-                items.append({**entry.facts, **self._numbers(entry, now)})
+                items.append(self._row(entry, now))
         self._files.sweep()
         self._detail_files.sweep()
         items.sort(key=lambda c: (-(c["cpu_percent"] or 0), c["name"] or ""))
@@ -284,33 +287,37 @@ class Containers(Collector):
             }
         }
 
-    def _numbers(self, entry: Known, now: float) -> dict[str, Any]:
-        """CPU and memory every tick (two small files, kept open); the network and disk
-        rates every DETAILS_EVERY ticks, over that span (two more files); the page
-        cache, limit and pids every SLOW_EVERY ticks (three more)."""
-        numbers: dict[str, Any] = dict.fromkeys(NUMBERS)
+    def _row(self, entry: Known, now: float) -> dict[str, Any]:
+        """Its facts and numbers. CPU and memory every tick (two small files, kept open);
+        the network and disk rates every DETAILS_EVERY ticks, over that span (two more
+        files); the page cache, limit and pids every SLOW_EVERY ticks (three more). The
+        rest of the row is built when those change, and copied each tick: this runs for
+        each container every second."""
         if entry.paths is None or entry.facts["state"] != "running":
             entry.cpu = entry.details = None
-            return numbers
+            return {**entry.facts, **NO_NUMBERS}
         try:
             cpu_ns, charged = cgroups.usage(entry.paths, self._files.raw)
             # Its first two ticks too: its rates are known from its second tick on.
             if entry.ticks % DETAILS_EVERY == 0 or entry.ticks == 1 or entry.details is None:
                 self._look(entry, now)
         except (OSError, ValueError):
-            return numbers  # it stopped between the list and this tick
+            return {**entry.facts, **NO_NUMBERS}  # it stopped between the list and this tick
         entry.ticks += 1
+        if entry.base is None:
+            entry.base = {**entry.facts, **NO_NUMBERS}
+            if entry.details is not None:
+                more = entry.details[1]
+                entry.base.update(memory_limit=more.memory_limit, pids=more.pids, **entry.rates)
+        row = entry.base.copy()
         if cpu_ns is not None:
             if entry.cpu is not None and now > entry.cpu[0] and cpu_ns >= entry.cpu[1]:
                 share = (cpu_ns - entry.cpu[1]) / 1e9 / (now - entry.cpu[0]) / self._cores
-                numbers["cpu_percent"] = percent(100 * share)
+                row["cpu_percent"] = percent(100 * share)
             entry.cpu = (now, cpu_ns)
-        if entry.details is not None:
-            more = entry.details[1]
-            if charged is not None:
-                numbers["memory_used"] = max(charged - more.cache, 0)
-            numbers.update(memory_limit=more.memory_limit, pids=more.pids, **entry.rates)
-        return numbers
+        if charged is not None and entry.details is not None:
+            row["memory_used"] = max(charged - entry.details[1].cache, 0)
+        return row
 
     def _look(self, entry: Known, now: float) -> None:
         assert entry.paths is not None
@@ -330,6 +337,7 @@ class Containers(Collector):
 
             entry.rates = {f"{k}_bps": per_second(f) for k, f in RATE_FIELDS.items()}
         entry.details = (now, more)
+        entry.base = None  # its limit, pids and rates: the row is built again
 
     def null(self) -> dict[str, Any]:
         return {"containers": None}
