@@ -116,7 +116,9 @@ def test_a_window_holds_a_firing_and_its_repeats_then_they_resume() -> None:
     routes = [{"channels": ["chat"], "repeat_minutes": 1}]
     sent, clock = flow(routes, group_wait=0, channels=("chat",))
     recorded: list[tuple[str, str]] = []
-    sent.held = lambda a, why: recorded.append((a["rule"], why))
+    sent.noted = lambda a, event, why: (
+        recorded.append((a["rule"], why)) if event == "held" else None
+    )
     window = Window(
         ("db-1",), "reboot", start=at(UTC, 2026, 12, 7, 10), end=at(UTC, 2026, 12, 7, 11)
     )
