@@ -17,7 +17,7 @@ from testkit.chromium import Chromium
 from testkit.docker import Docker
 from testkit.serverproc import ServerProcess
 from testkit.system import require_binary, skip_or_fail_under_ci
-from tests.receivers import Receiver
+from tests.receivers import RELAY_PASSWORD, RELAY_USER, MailReceiver, Receiver
 
 
 @pytest.fixture
@@ -113,3 +113,14 @@ def chat() -> Iterator[Receiver]:
         yield receiver
     finally:
         receiver.close()
+
+
+@pytest.fixture
+def relay() -> Iterator[MailReceiver]:
+    """A real SMTP server (aiosmtpd) on loopback that wants a login, standing in for a
+    mail relay."""
+    server = MailReceiver(RELAY_USER, RELAY_PASSWORD)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -74,6 +74,10 @@ class Receiver:
         self.server.server_close()
 
 
+# The mail relay's login: its password must never reach a log.
+RELAY_USER, RELAY_PASSWORD = "dash", "s3cret-Pa55word"
+
+
 class MailReceiver:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that takes one login, AUTH PLAIN or
     LOGIN without TLS, as a relay on a LAN may; it keeps each message it is given."""

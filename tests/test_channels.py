@@ -30,9 +30,9 @@ from testkit.fleet import stand_in_agent
 from testkit.serverproc import ROOT, ServerProcess, run_server_command
 from testkit.sioclient import RecordingClient
 from testkit.wait import wait_until
-from tests.receivers import MailReceiver, Receiver
+from tests.receivers import RELAY_PASSWORD, MailReceiver, Receiver
 
-PASSWORD = "s3cret-Pa55word"  # the mail relay's: it must never reach a log
+PASSWORD = RELAY_PASSWORD  # the mail relay's: it must never reach a log
 
 
 def alert(
@@ -80,15 +80,6 @@ def receivers() -> Iterator[dict[str, Receiver]]:
     finally:
         for receiver in made.values():
             receiver.close()
-
-
-@pytest.fixture
-def relay() -> Iterator[MailReceiver]:
-    server = MailReceiver("dash", PASSWORD)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def dispatcher(channels: dict[str, Any], routes: Any = None, default: Any = None) -> Dispatcher:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from testkit.config import write_toml
 from testkit.serverproc import ServerProcess
 from testkit.wait import wait_until
 from tests.receivers import MailReceiver, Receiver
-from tests.test_channels import PASSWORD, json_url, mail_url
+from tests.test_channels import json_url, mail_url
 
 SAMPLE = {
     "ts": 1_800_000_000.0,
@@ -102,15 +101,6 @@ def test_a_log_read_that_hangs_is_left_out_after_its_deadline_and_not_started_ag
     said = [r.getMessage() for r in caplog.records]
     assert any("took over 0.2 s" in m for m in said)
     assert any("has not returned" in m for m in said)
-
-
-@pytest.fixture
-def relay() -> Iterator[MailReceiver]:
-    server = MailReceiver("dash", PASSWORD)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.e2e
