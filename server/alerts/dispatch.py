@@ -16,7 +16,7 @@ and escalation"):
   firing are not sent as new: a later change of one is;
 - repeat: a route's `repeat_minutes` sends an alert that went out again while it fires;
 - escalation: a route's `escalate_after_minutes` sends a warning still firing (and
-  not acknowledged: `acknowledged`, a later part's) to its `escalate_to` channels.
+  not acknowledged: `acknowledged`, alerts/silences.py's) to its `escalate_to` channels.
 The group windows and the timers run in one small loop of the dispatcher's own,
 which sleeps until the next is due: never in the tick.
 
@@ -123,7 +123,7 @@ class Dispatcher:
         # Evidence for the full message (alerts/evidence.py: the item, top processes, log
         # lines, a link). Called with each change before the lock is taken.
         self.evidence: Callable[[Mapping[str, Any]], Evidence] = lambda alert: ()
-        # Whether an alert was acknowledged (a later part): no more repeats nor escalation.
+        # Whether an alert was acknowledged (alerts/silences.py): no more repeats nor escalation.
         self.acknowledged: Callable[[str, str], bool] = lambda host, rule: False
         # Told of each step of an alert's notification (the alert history's): "held"
         # (kept from the channels, and why: "inhibited by host_down"), "grouped",
