@@ -323,13 +323,12 @@ def test_acknowledge_and_silence_on_the_page(tmp_path: Path, browser: Chromium) 
     try:
         server.start()
         browser.navigate(server.url + "/")
-        browser.wait_for("document.querySelector('#alerts-active button.ack-button') !== null",
-                         timeout=20)  # fmt: skip
-        label = browser.evaluate(
-            "document.querySelector('#alerts-active button.ack-button').getAttribute('aria-label')"
-        )
+        # In the HTML the alert's button is disabled; app.js's, once live, acknowledges.
+        button = "document.querySelector('#alerts-active button.ack-button:not(:disabled)')"
+        browser.wait_for(f"{button} !== null", timeout=20)
+        label = browser.evaluate(f"{button}.getAttribute('aria-label')")
         assert label == "Acknowledge memory"
-        browser.evaluate("document.querySelector('#alerts-active button.ack-button').click()")
+        browser.evaluate(f"{button}.click()")
         browser.wait_for("(document.querySelector('#alerts-active .ack') || {}).textContent"
                          "?.includes('acknowledged by anonymous')", timeout=10)  # fmt: skip
         alerts = requests.get(server.url + "/api/alerts", timeout=5).json()
