@@ -152,10 +152,9 @@ def usage(
 
 
 def _int(data: bytes | None) -> int | None:
-    try:
-        return None if data is None else int(data)
-    except ValueError:
-        return None  # also "max" (v2: no limit)
+    """A file's one number; None for anything else, "max" (v2: no limit) too."""
+    digits = None if data is None else data.strip()
+    return int(digits) if digits and digits.isdigit() else None
 
 
 def _decoded(data: bytes | None) -> str | None:

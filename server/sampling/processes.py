@@ -16,6 +16,7 @@ process that sets its title ("sshd: alice [priv]", "postgres: user db
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ import psutil
 
 from server.sampling import host
 from server.sampling.collector import Collector
-from server.sampling.openfiles import OpenFiles
+from server.sampling.openfiles import OpenFiles, read_once
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -43,7 +44,7 @@ class Reading(NamedTuple):
 def proc_readings(proc_root: str = "/proc", files: OpenFiles | None = None) -> Iterator[Reading]:
     """Every process's reading from /proc/<pid>/stat; one gone or hidden meanwhile is
     left out. `files`: the stat files kept open between scans (then swept once a scan)."""
-    read = (files if files is not None else OpenFiles(limit=0)).raw
+    read = files.raw if files is not None else functools.partial(read_once, size=4096)
     for entry in os.listdir(proc_root):
         if not entry.isdigit():
             continue
