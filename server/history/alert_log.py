@@ -18,7 +18,7 @@ import io
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 EVENTS = ("fired", "cleared", "grouped", "held", "escalated", "repeated", "acknowledged",
@@ -122,7 +122,7 @@ def query(
     return sql + f" ORDER BY ts DESC LIMIT {MAX_ANSWER}", tuple(args)
 
 
-def as_dicts(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def as_dicts(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
 

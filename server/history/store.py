@@ -365,11 +365,7 @@ class HistoryStore:
     ) -> list[dict[str, Any]]:
         """A host's alert events in [start, end], newest first (at most 5,000)."""
         sql, args = alert_log.query(host, start, end, rule, event)
-        try:
-            return alert_log.as_dicts(run_blocking(self._read, sql, args, True))
-        except sqlite3.Error as exc:
-            self._warn("read", f"history store read failed: {exc}")
-            return []
+        return alert_log.as_dicts(self.read(sql, *args))
 
     def _write_container_rows(self, db: sqlite3.Connection, due: list[Any]) -> None:
         budget = self.host_budget()
