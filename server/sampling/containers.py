@@ -75,8 +75,10 @@ class Known:
     facts: dict[str, Any]  # name, image, state, health, restarts, exit_code, started_at, ...
     pid: int
     paths: cgroups.Paths | None
+    files: cgroups.TickFiles | None  # the tick's two files (paths' cpu and memory)
     signature: tuple[Any, ...]  # what shows a change (signature_of)
     cpu: tuple[float, int] | None = None  # (when, CPU ns) of the last tick
+    charged: int | None = None  # memory bytes charged, page cache included, when last read
     details: tuple[float, cgroups.Details] | None = None  # (when, ...) of the last look
     rates: dict[str, int | None] = dataclasses.field(default_factory=dict)  # since the one before
     ticks: int = 0
@@ -140,7 +142,9 @@ class Containers(Collector):
         self._proc = proc
         self._cgroup_root = cgroup_root
         self._known: dict[str, Known] = {}
-        self._files = OpenFiles(limit=2 * MAX_ITEMS)  # the tick's: CPU and memory
+        # The tick's (CPU, and memory on the ticks a container runs), kept open while
+        # they are read at least every DETAILS_EVERY ticks.
+        self._files = OpenFiles(2 * MAX_ITEMS, idle=2 * DETAILS_EVERY, size=4096)
         # The byte counters' (network, block), read every DETAILS_EVERY ticks: kept
         # open too, from a smaller share of the open-file limit.
         self._detail_files = OpenFiles(2 * MAX_ITEMS, share=8, idle=2 * DETAILS_EVERY)
@@ -244,9 +248,11 @@ class Containers(Collector):
                     paths = cgroups.find_paths(pid, self._proc, self._cgroup_root)
                 except (OSError, ValueError):
                     paths = None  # it ended since
-            entry = Known(facts_of(item, inspected), pid, paths, signature)
+            files = None if paths is None else cgroups.tick_files(paths)
+            entry = Known(facts_of(item, inspected), pid, paths, files, signature)
             if old is not None and old.pid == pid:  # the same process: its counters go on
                 entry.cpu, entry.details, entry.rates = old.cpu, old.details, old.rates
+                entry.charged = old.charged
                 entry.ticks = old.ticks
             known[container_id] = entry
         with self._lock:
@@ -293,30 +299,40 @@ class Containers(Collector):
         files); the page cache, limit and pids every SLOW_EVERY ticks (three more). The
         rest of the row is built when those change, and copied each tick: this runs for
         each container every second."""
-        if entry.paths is None or entry.facts["state"] != "running":
-            entry.cpu = entry.details = None
+        if entry.files is None or entry.facts["state"] != "running":
+            entry.cpu = entry.details = entry.charged = None
             return {**entry.facts, **NO_NUMBERS}
+        ticks = entry.ticks
+        before = entry.cpu
         try:
-            cpu_ns, charged = cgroups.usage(entry.paths, self._files.raw)
+            cpu_ns = cgroups.cpu_used(entry.files, self._files.raw)
             # Its first two ticks too: its rates are known from its second tick on.
-            if entry.ticks % DETAILS_EVERY == 0 or entry.ticks == 1 or entry.details is None:
+            looks = ticks % DETAILS_EVERY == 0 or ticks == 1 or entry.details is None
+            if looks:
                 self._look(entry, now)
+            # A container that used no CPU since the last tick has charged next to no
+            # memory: what moves it meanwhile is the kernel's (reclaim, socket buffers
+            # filled on receive). Its memory is read on the ticks it runs and every
+            # DETAILS_EVERY ticks: most containers idle most seconds.
+            if looks or entry.charged is None or before is None or cpu_ns != before[1]:
+                entry.charged = cgroups.memory_charged(entry.files, self._files.raw)
         except (OSError, ValueError):
             return {**entry.facts, **NO_NUMBERS}  # it stopped between the list and this tick
-        entry.ticks += 1
-        if entry.base is None:
-            entry.base = {**entry.facts, **NO_NUMBERS}
+        entry.ticks = ticks + 1
+        base = entry.base
+        if base is None:
+            base = entry.base = {**entry.facts, **NO_NUMBERS}
             if entry.details is not None:
                 more = entry.details[1]
-                entry.base.update(memory_limit=more.memory_limit, pids=more.pids, **entry.rates)
-        row = entry.base.copy()
+                base.update(memory_limit=more.memory_limit, pids=more.pids, **entry.rates)
+        row = base.copy()
         if cpu_ns is not None:
-            if entry.cpu is not None and now > entry.cpu[0] and cpu_ns >= entry.cpu[1]:
-                share = (cpu_ns - entry.cpu[1]) / 1e9 / (now - entry.cpu[0]) / self._cores
-                row["cpu_percent"] = percent(100 * share)
+            if before is not None and now > before[0] and cpu_ns >= before[1]:
+                share = (cpu_ns - before[1]) / 1e9 / (now - before[0]) / self._cores
+                row["cpu_percent"] = round(min(max(100 * share, 0.0), 100.0), 1)  # percent()
             entry.cpu = (now, cpu_ns)
-        if charged is not None and entry.details is not None:
-            row["memory_used"] = max(charged - entry.details[1].cache, 0)
+        if entry.charged is not None and entry.details is not None:
+            row["memory_used"] = max(entry.charged - entry.details[1].cache, 0)
         return row
 
     def _look(self, entry: Known, now: float) -> None:
@@ -324,20 +340,25 @@ class Containers(Collector):
         slow = None
         if entry.details is not None and entry.ticks % SLOW_EVERY not in (0, 1):
             slow = entry.details[1]  # its first two ticks read them all
-        more = cgroups.details(entry.paths, entry.pid, self._proc, slow, self._detail_files.text)
+        more = cgroups.details(entry.paths, entry.pid, self._proc, slow, self._detail_files.raw)
         if entry.details is not None:
             then, before = entry.details
             elapsed = now - then
-
-            def per_second(field: str) -> int | None:
-                after_value, before_value = getattr(more, field), getattr(before, field)
-                if after_value is None or before_value is None or after_value < before_value:
-                    return None
-                return round((after_value - before_value) / elapsed) if elapsed > 0 else None
-
-            entry.rates = {f"{k}_bps": per_second(f) for k, f in RATE_FIELDS.items()}
+            entry.rates = {
+                "rx_bps": _per_second(more.rx_bytes, before.rx_bytes, elapsed),
+                "tx_bps": _per_second(more.tx_bytes, before.tx_bytes, elapsed),
+                "read_bps": _per_second(more.read_bytes, before.read_bytes, elapsed),
+                "write_bps": _per_second(more.write_bytes, before.write_bytes, elapsed),
+            }
         entry.details = (now, more)
         entry.base = None  # its limit, pids and rates: the row is built again
 
     def null(self) -> dict[str, Any]:
         return {"containers": None}
+
+
+def _per_second(after: int | None, before: int | None, elapsed: float) -> int | None:
+    """A counter's rate over `elapsed` seconds; None where it was not read or went back."""
+    if after is None or before is None or after < before or elapsed <= 0:
+        return None
+    return round((after - before) / elapsed)

@@ -57,7 +57,7 @@ def proc_readings(proc_root: str = "/proc", files: OpenFiles | None = None) -> I
         # "pid (comm) state ...": comm may hold spaces and parentheses, so it
         # ends at the last ')'.
         opening, closing = raw.find(b"("), raw.rfind(b")")
-        fields = raw[closing + 2 :].split()
+        fields = raw[closing + 2 :].split(None, 22)  # rss is field 21: the rest stays whole
         if len(fields) < 22 or fields[0] == b"Z":
             continue  # a zombie has no memory and no more CPU to show
         yield Reading(
