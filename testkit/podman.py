@@ -124,13 +124,14 @@ class Podman:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _kill_conmons(self) -> None:
-        """conmon daemonizes (its own session, parent 1): one that outlived its container
-        is found by its command line, which names this instance's directories."""
+        """conmon daemonizes (its own session, parent 1), and runs `podman container
+        cleanup` when its container exits: one that outlived the service is found by its
+        command line, which names this instance's directories."""
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                if (entry / "comm").read_text().strip() != "conmon":
+                if (entry / "comm").read_text().strip() not in ("conmon", "podman"):
                     continue
                 if str(self.root).encode() in (entry / "cmdline").read_bytes():
                     os.kill(int(entry.name), signal.SIGKILL)

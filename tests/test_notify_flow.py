@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from server.alerts.dispatch import Dispatcher
 from server.alerts.messages import Message
 from server.alerts.routes import parse_notify
 from server.fleet.tokens import AgentTokens
 from testkit.config import write_toml
-from testkit.fleet import stand_in_agent
+from testkit.chromium import Chromium
+from testkit.fleet import AgentProcess, stand_in_agent
 from testkit.serverproc import ServerProcess
 from testkit.wait import wait_until
 from tests.receivers import Receiver
@@ -326,30 +328,48 @@ def test_a_warning_goes_to_the_chat_then_escalates_to_the_pager(
 
 
 @pytest.mark.e2e
-def test_a_host_that_goes_down_sends_its_host_down_alone(
-    tmp_path: Path, chat_and_pager: tuple[Receiver, Receiver]
+@pytest.mark.browser
+def test_a_killed_agent_sends_its_host_down_alone_and_the_page_folds_the_rest(
+    tmp_path: Path, chat_and_pager: tuple[Receiver, Receiver], browser: Chromium
 ) -> None:
-    """db-1 over three rules, then its agent stops reporting while they wait in their
-    group (a window longer than the hub takes to call it down): the pager gets the
-    host_down alone, the three are held back, and said so in the log; the repeats of
-    what went out before stay quiet while it is down."""
+    """A real agent on db-1 over two rules that this machine exceeds, killed (SIGKILL)
+    while its alerts wait in their group (a window longer than the hub takes to call it
+    down): the pager gets the host_down alone, the others are held back and said so in
+    the log, the repeats of what went out before stay quiet while it is down, and
+    db-1's page folds the held-back alerts under their cause."""
     chat, pager = chat_and_pager
-    server = hub(tmp_path, chat, pager, alerts=RULES, notify_group_wait=20, notify_default=[],
+    tiny = {"warning": 0.1, "critical": 0.2, **HOSTS}  # any machine's memory and root fs
+    server = hub(tmp_path, chat, pager, alerts={"memory": tiny, "disk": tiny},
+                 notify_group_wait=20, notify_default=[],
                  notify_route=[{"hosts": ["db-1"], "channels": ["pager"],
                                 "repeat_minutes": 0.05}])  # fmt: skip
     token = AgentTokens(str(server.data_dir)).add("db-1")
+    agent = AgentProcess(tmp_path, "db-1", token, server.url)
     try:
         server.start()
-        with stand_in_agent(server.url, token, BUSY):
-            wait_until(
-                lambda: _firing(server) >= 3,
-                timeout=30,
-                what="db-1's three alerts",
-            )
+        agent.start()
+        wait_until(lambda: _firing(server, ("memory", "disk:/")) == 2, timeout=30,
+                   what="db-1's memory and disk alerts")  # fmt: skip
+        agent.kill()
         # The agent is gone: the hub calls db-1 down after 10 s.
         wait_until(lambda: pager.bodies, timeout=25, what="the host_down")
-        time.sleep(8)  # the group's window ends meanwhile; its repeats would come
+        active = requests.get(server.url + "/api/hosts/db-1/alerts", timeout=5).json()["active"]
+        held = sorted(a["rule"] for a in active if a["rule"] != "host_down")
+        assert "memory" in held and "disk:/" in held, active
+        browser.navigate(server.url + "/host/db-1")
+        summary = "document.querySelector('#alerts-active > li > details.held > summary')"
+        browser.wait_for(f"({summary} || {{}}).textContent === "
+                         f"'{len(held)} held back by host_down'", timeout=15)  # fmt: skip
+        shown = browser.evaluate(
+            "[...document.querySelectorAll('#alerts-active > li')].map(li => "
+            "[li.firstChild.textContent, [...li.querySelectorAll('details.held li')].length])"
+        )
+        assert len(shown) == 1 and "host_down critical" in shown[0][0], shown
+        assert shown[0][1] == len(held), shown
+        assert browser.console_errors() == []
+        time.sleep(5)  # the group's window ends meanwhile; its repeats would come
     finally:
+        agent.kill()
         server.stop()
     titles = [b["title"] for b in pager.bodies]
     assert titles[0] == "CRITICAL host_down on db-1", titles
@@ -357,15 +377,15 @@ def test_a_host_that_goes_down_sends_its_host_down_alone(
     assert len(titles) >= 2
     assert chat.bodies == []
     log = (tmp_path / "logs" / "dashboard.log").read_text()
-    for rule in ("cpu", "memory", "load"):
+    for rule in ("memory", "disk:/"):
         assert f"notification of alert {rule} critical on host db-1 held back: " \
                "inhibited by host_down" in log, log  # fmt: skip
 
 
-def _firing(server: ServerProcess) -> int:
+def _firing(server: ServerProcess, rules: tuple[str, ...]) -> int:
     log = Path(server.log_dir / "dashboard.log")
     text = log.read_text() if log.exists() else ""
-    return sum(f"alert {r} CRITICAL" in text and "db-1" in text for r in ("cpu", "memory", "load"))
+    return sum(f"alert {r} CRITICAL" in text and "db-1" in text for r in rules)
 
 
 def test_a_hold_keeps_a_firing_and_its_repeats_back_until_it_ends() -> None:

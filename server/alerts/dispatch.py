@@ -130,7 +130,7 @@ class Dispatcher:
         # "repeated", "escalated" (under the dispatcher's lock), "sent" and "failed"
         # (from a channel's loop). (alert, event, detail); it only appends.
         self.noted: Callable[[Mapping[str, Any], str, str], None] = lambda a, e, d: None
-        self.inhibited = 0  # firings held back by a host_down (or any other hold)
+        self.inhibited = 0  # firings held back by a host_down or any other hold (/metrics)
         # What else holds a firing back from the channels (a silence, a maintenance
         # window, quiet hours): each says why, or None. Asked in the tick for a new
         # firing, and by the timers before a repeat or an escalation (which then wait).

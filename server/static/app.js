@@ -25,6 +25,7 @@ const page = {
   at: alertMoment(), // ?at=EPOCH, a notification's link: the hour around it, not live
   uptimeBase: null, // [uptime seconds, performance.now() when received]
   activeAlerts: {}, // rule -> its alert, as `alerts` and `alert` say
+  heldOpen: false, // whether the alerts held back by host_down are shown
   lastMessageAt: 0, // performance.now() at the last `history` or `metrics`
   disconnectedAt: null, // performance.now() when the socket went down; null while up
 };
@@ -278,13 +279,36 @@ function paintAlertCards() {
   }
 }
 
+// While a host's host_down fires, the server holds its other alerts back from the
+// channels (server/alerts/dispatch.py): here they fold under it, one click away.
+function heldBack(held) {
+  const details = document.createElement("details");
+  details.className = "held";
+  details.open = page.heldOpen;
+  details.addEventListener("toggle", () => { page.heldOpen = details.open; });
+  const summary = document.createElement("summary");
+  summary.textContent = held.length + " held back by host_down";
+  const list = document.createElement("ul");
+  list.className = "alert-list";
+  for (const a of held) {
+    const li = alertItem(a);
+    li.append(" ", ackControl(a));
+    list.appendChild(li);
+  }
+  details.append(summary, list);
+  return details;
+}
+
 function showActiveAlerts() {
   const list = $("alerts-active");
   list.textContent = "";
   const items = Object.values(page.activeAlerts).sort((a, b) => (a.level === b.level ? b.ts - a.ts : a.level === "critical" ? -1 : 1));
-  for (const a of items) {
+  const down = items.find((a) => a.rule === "host_down");
+  const held = down ? items.filter((a) => a !== down) : [];
+  for (const a of down ? [down] : items) {
     const li = alertItem(a);
     li.append(" ", ackControl(a));
+    if (held.length) li.appendChild(heldBack(held));
     list.appendChild(li);
   }
   $("alerts-none").hidden = items.length > 0;

@@ -388,6 +388,9 @@ class DashboardCollector(Collector):
         f.counter("dashboard_history_store_dropped_samples",
                   "Samples given up: past the memory bound while the disk refused, or unstorable.",
                   store.dropped)  # fmt: skip
+        f.counter("dashboard_alert_history_dropped_events",
+                  "Alert history events given up: past the memory bound while the disk refused.",
+                  store.alert_log.dropped)  # fmt: skip
         for name, (at, _allowed) in state.loops().items():
             f.gauge(
                 "dashboard_loop_last_run_age_seconds",
@@ -414,9 +417,13 @@ class DashboardCollector(Collector):
 
 
 def _notify_families(f: _Families, state: DashboardState) -> None:
-    """Each [notify.NAME] channel: its messages by outcome, and whether it delivers."""
+    """Firings held back, and each [notify.NAME] channel: its messages by outcome, and
+    whether it delivers."""
     if state.notifications is None:
         return
+    f.counter("dashboard_notify_held",
+              "Firings held back from the channels: by their host's host_down, a silence, "
+              "a maintenance window or quiet hours.", state.notifications.inhibited)  # fmt: skip
     for channel, stats in state.notifications.stats().items():
         for outcome in ("delivered", "failed", "dropped"):
             f.counter(
