@@ -16,8 +16,8 @@ from server.alerts.dispatch import Dispatcher
 from server.alerts.messages import Message
 from server.alerts.routes import parse_notify
 from server.fleet.tokens import AgentTokens
-from testkit.config import write_toml
 from testkit.chromium import Chromium
+from testkit.config import write_toml
 from testkit.fleet import AgentProcess, stand_in_agent
 from testkit.serverproc import ServerProcess
 from testkit.wait import wait_until

@@ -154,7 +154,9 @@ def tick_files(paths: Paths) -> TickFiles:
     )
 
 
-def cpu_used(files: TickFiles, read: Callable[[str | None], bytes | None] = read_once) -> int | None:
+def cpu_used(
+    files: TickFiles, read: Callable[[str | None], bytes | None] = read_once
+) -> int | None:
     """CPU ns the container has used, all cores, since it started. `read`: an
     OpenFiles' raw, in the tick; the bytes are parsed as they come (this runs for
     each container every second)."""

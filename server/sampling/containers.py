@@ -26,7 +26,7 @@ from typing import Any
 
 from server.loops import BackgroundLoop
 from server.sampling import cgroups
-from server.sampling.collector import Collector, percent
+from server.sampling.collector import Collector
 from server.sampling.engine import Engine, EngineError
 from server.sampling.openfiles import OpenFiles
 
