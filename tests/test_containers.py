@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from server.sampling import cgroups
-from server.sampling.containers import _epoch, facts_of, signature_of
-from server.sampling.engine import find_socket
+from server.sampling.containers import DETAILS_EVERY, Containers, _epoch, facts_of, signature_of
+from server.sampling.engine import Engine, find_socket
 from testkit.chromium import Chromium
 from testkit.docker import IMAGE, Docker
 from testkit.serverproc import ServerProcess
@@ -234,7 +234,9 @@ V2_FILES = {
 }
 
 
-def test_cgroup_v2_files_read_as_a_container_reading(tmp_path: Path) -> None:
+def v2_container(tmp_path: Path) -> Path:
+    """The captured v2 files under tmp_path/cgroup, and /proc/42 (its first process)
+    under tmp_path/proc: its cgroup directory."""
     scope = "/system.slice/docker-0123abcd.scope"
     directory = tmp_path / "cgroup" / scope.lstrip("/")
     directory.mkdir(parents=True)
@@ -249,6 +251,11 @@ def test_cgroup_v2_files_read_as_a_container_reading(tmp_path: Path) -> None:
         "    lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n"
         "  eth0: 5000 10 0 0 0 0 0 0 7000 12 0 0 0 0 0 0\n"
     )
+    return directory
+
+
+def test_cgroup_v2_files_read_as_a_container_reading(tmp_path: Path) -> None:
+    directory = v2_container(tmp_path)
     paths = cgroups.find_paths(42, str(tmp_path / "proc"), str(tmp_path / "cgroup"))
     assert paths.v2 == str(directory)
     reading = cgroups.read(paths, 42, str(tmp_path / "proc"))
@@ -258,6 +265,54 @@ def test_cgroup_v2_files_read_as_a_container_reading(tmp_path: Path) -> None:
     )  # fmt: skip
     (directory / "memory.max").write_text("max\n")
     assert cgroups.read(paths, 42, str(tmp_path / "proc")).memory_limit is None
+
+
+class OneContainer(Engine):
+    """An engine that lists one running container, `web`, whose first process is 42."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(str(tmp_path / "no.sock"))
+
+    def containers(self, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        return [{"Id": "0123abcd", "Names": ["/web"], "Image": "web:1", "State": "running",
+                 "Status": "Up 2 minutes", "Labels": {}}]  # fmt: skip
+
+    def inspect(self, container_id: str) -> dict[str, Any]:
+        return {"State": {"Status": "running", "Pid": 42, "ExitCode": 0}, "RestartCount": 0}
+
+
+def test_a_containers_memory_is_read_on_the_ticks_it_ran_and_every_few(tmp_path: Path) -> None:
+    """A container that used no CPU since the last tick has charged next to no memory:
+    its memory.current is read again on a tick it ran, and every DETAILS_EVERY ticks."""
+    directory = v2_container(tmp_path)
+    collector = Containers(OneContainer(tmp_path), cores=2, proc=str(tmp_path / "proc"),
+                           cgroup_root=str(tmp_path / "cgroup"))  # fmt: skip
+    collector.refresh()
+    collector.listed.set()
+
+    def tick() -> tuple[float | None, int | None]:
+        (row,) = collector.collect()["containers"]["items"]
+        return row["cpu_percent"], row["memory_used"]
+
+    def charge(more: int) -> None:
+        (directory / "memory.current").write_text(f"{8839168 + more}\n")
+
+    cache = 4096000  # memory.stat's inactive_file: not counted as used
+    try:
+        assert tick() == (None, 8839168 - cache)  # tick 0: every file
+        charge(1 * MiB)
+        assert tick() == (0.0, 8839168 + MiB - cache)  # tick 1: every file (its rates)
+        charge(2 * MiB)
+        assert tick() == (0.0, 8839168 + MiB - cache)  # tick 2: no CPU since, not read
+        (directory / "cpu.stat").write_text("usage_usec 5200000\n")
+        cpu, memory = tick()  # tick 3: it ran
+        assert cpu is not None and cpu > 0 and memory == 8839168 + 2 * MiB - cache
+        charge(3 * MiB)
+        assert tick() == (0.0, 8839168 + 2 * MiB - cache)  # tick 4: idle again
+        assert DETAILS_EVERY == 5
+        assert tick() == (0.0, 8839168 + 3 * MiB - cache)  # tick 5: read every 5 ticks
+    finally:
+        collector.stop()
 
 
 def test_a_container_is_inspected_again_on_a_change_not_as_its_uptime_moves() -> None:
