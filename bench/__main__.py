@@ -129,20 +129,14 @@ class Bench:
         if not self.skip_glances:
             glances_binary = glances.install(ROOT / "bench" / ".glances-venv", "web,containers")
         ours: dict[int, list[tuple[float, float]]] = {}
-        page: dict[int, list[float]] = {}  # navigation to full charts, with 0 and 50
         try:
             running = 0
             for count in (0, 20, 50, 100):
                 while running < count:
                     docker.run(f"idle-{running}", IMAGE, "sleep", "1000000")
                     running += 1
-                if count in (0, 50):  # the page's budgets with a full Containers panel
-                    page[count] = self.page_with_containers(docker.socket, count)
-                    if count == 50 and page[0] and page[50]:
-                        self.add("containers", "ratio page load 50 containers / none",
-                                 [statistics.median(page[50]) / statistics.median(page[0])],
-                                 "x", "target <= 1.15")  # fmt: skip
-                if count == 50:
+                if count == 50:  # the page's budgets with a full Containers panel
+                    self.page_with_containers(docker.socket, count)
                     continue
                 # 0 and 100 make the figure "added by 100 containers", a difference of
                 # two small numbers: each the median of `repeat` windows, not one.
@@ -179,21 +173,32 @@ class Bench:
         finally:
             docker.stop()
 
-    def page_with_containers(self, socket_path: str, count: int) -> list[float]:
+    def page_with_containers(self, socket_path: str, count: int) -> None:
         """Navigation to full charts, and each live update's main-thread time, with
-        `count` containers in the page's panel (the same budgets as section 5)."""
+        `count` containers in the page's panel (the same budgets as section 5), each load
+        after one of the same page without containers (`containers = "off"`): the ratio
+        of the two is the cost of the panel, whatever the machine's pace that day."""
         data = self.full_history(f"containers-page-{count}")
+        bare_data = self.full_history("containers-page-none")
         server = self.server("--async-mode", "eventlet", "--containers", socket_path,
                              data_dir=data)  # fmt: skip
+        bare = self.server("--async-mode", "eventlet", "--containers", "off", data_dir=bare_data)
         try:
             time.sleep(3)  # the list read: the panel full from the first render
-            page = self.charts_full_ms(server.url, "containers", f"page with {count} containers")
-            if page:
-                self.add("containers", f"page with {count} containers: navigation to full "
-                         "charts", page, "ms", "target <= 150 ms")  # fmt: skip
-            return page
+            name, without = f"page with {count} containers", "page without containers"
+            times = self.charts_full_ms(server.url, "containers", name, {without: bare.url})
+            page, bare_page = times.get(name), times.get(without)
+            if page and bare_page:
+                self.add("containers", f"{name}: navigation to full charts", page, "ms",
+                         "target <= 150 ms")  # fmt: skip
+                self.add("containers", f"{without}: navigation to full charts", bare_page,
+                         "ms", "target <= 150 ms")  # fmt: skip
+                self.add("containers", f"ratio page load {count} containers / none",
+                         [statistics.median(page) / statistics.median(bare_page)], "x",
+                         "target <= 1.15")  # fmt: skip
         finally:
             server.stop()
+            bare.stop()
 
     def agent_with_containers(self, socket_path: str) -> tuple[float, float]:
         """A real agent reading the containers at `socket_path`, reporting to a hub."""
@@ -726,7 +731,7 @@ class Bench:
                     "connect", f"`history` payload in {form}", [s / 1024 for s in sizes], "KiB",
                     "target <= 120 KB" if form == "columns" else "",
                 )  # fmt: skip
-            page = self.charts_full_ms(server.url)
+            page = self.charts_full_ms(server.url).get("page")
             if page:
                 self.add(
                     "connect",
@@ -758,44 +763,60 @@ class Bench:
         store.stop()
         return data
 
-    def charts_full_ms(self, url: str, section: str = "connect", name: str = "page") -> list[float]:
+    def charts_full_ms(
+        self,
+        url: str,
+        section: str = "connect",
+        name: str = "page",
+        others: dict[str, str] | None = None,
+    ) -> dict[str, list[float]]:
+        """Navigation start to full charts on `url`'s page (`name`), each load a fresh
+        browser, and the main-thread time of its live updates after. `others` (name ->
+        url): pages loaded in turn with it, one load of each after the other, so that
+        what the machine does meanwhile falls on all of them; their times by name."""
         from testkit.chromium import Chromium, find_chromium
 
         binary = find_chromium()
         if binary is None:
             print("  (no chromium: page timing skipped)")
-            return []
-        results: list[float] = []
-        updates: list[float] = []
+            return {}
+        pages = {name: url, **(others or {})}
+        results: dict[str, list[float]] = {name: [] for name in pages}
+        updates: dict[str, list[float]] = {name: [] for name in pages}
         # A page load on two shared cores varies by ±25 %: the median of many
         # (each a fresh browser and profile, so nothing is cached) is the figure.
         # Load 0 is not counted: the first browser started in a run reads its
         # binary from disk, where a user's browser is running already.
         loads = 9 if self.quick else 15
         for load in range(1 + loads + self.repeat):
-            time.sleep(1)  # the last browser's processes gone: one load at a time
-            browser = Chromium(binary)
-            try:
-                browser.navigate(url + "/")
-                browser.wait_for(
-                    # 900 less the seconds the server took to start (a gap in its history)
-                    "window.__dashboardPlots && window.__dashboardPlots.cpu.data[0].length >= 880",
-                    timeout=30,
-                )
-                if 1 <= load <= loads:
-                    # performance.now() counts from the navigation's start.
-                    results.append(float(browser.evaluate("window.__chartsFullAt || 0")))
-                elif load > loads:
-                    time.sleep(6)  # a few live updates on full charts
-                    updates += [float(v) for v in browser.evaluate("window.__updateMs")]
-            finally:
-                browser.close()
-        if updates:
-            self.add(
-                section, f"{name}: main-thread time per live update (900 points)", updates, "ms",
-                "target <= 2 ms",
-            )  # fmt: skip
-        return [r for r in results if r > 0]
+            for page_name, page_url in pages.items():
+                time.sleep(1)  # the last browser's processes gone: one load at a time
+                browser = Chromium(binary)
+                try:
+                    browser.navigate(page_url + "/")
+                    browser.wait_for(
+                        # 900 less the seconds the server took to start (a gap in its history)
+                        "window.__dashboardPlots && "
+                        "window.__dashboardPlots.cpu.data[0].length >= 880",
+                        timeout=30,
+                    )
+                    if 1 <= load <= loads:
+                        # performance.now() counts from the navigation's start.
+                        at = float(browser.evaluate("window.__chartsFullAt || 0"))
+                        results[page_name].append(at)
+                    elif load > loads:
+                        time.sleep(6)  # a few live updates on full charts
+                        shown = browser.evaluate("window.__updateMs")
+                        updates[page_name] += [float(v) for v in shown]
+                finally:
+                    browser.close()
+        for page_name, times in updates.items():
+            if times:
+                self.add(
+                    section, f"{page_name}: main-thread time per live update (900 points)",
+                    times, "ms", "target <= 2 ms",
+                )  # fmt: skip
+        return {page_name: [r for r in times if r > 0] for page_name, times in results.items()}
 
     # firehose
     def firehose_cost(self) -> None:

@@ -79,7 +79,7 @@ class AgentProcess:
 
 
 def connect_as_agent(
-    hub_url: str, token: str, ca_file: str | None = None
+    hub_url: str, token: str, ca_file: str | None = None, **auth: Any
 ) -> tuple[socketio.Client, list[str]]:
     """One connect to the hub's `/agent` namespace with `token`, as an agent makes it
     (https://hub/agents: the /agents/socket.io/ path): the client, connected or not,
@@ -93,7 +93,7 @@ def connect_as_agent(
     with contextlib.suppress(socketio.exceptions.ConnectionError):
         client.connect(
             f"{parsed.scheme}://{parsed.netloc}",
-            auth={"token": token},
+            auth={"token": token, **auth},  # `auth`: more of the connect's (its protocol)
             namespaces=["/agent"],
             transports=["websocket"],
             socketio_path=f"{prefix}/socket.io" if prefix else "socket.io",

@@ -21,6 +21,7 @@ import pytest
 import requests
 import socketio
 
+import server
 from server.fleet.tokens import AgentTokens
 from testkit.auth import basic_auth_headers, password_hash
 from testkit.chromium import Chromium
@@ -186,6 +187,11 @@ def test_an_agent_page_has_its_own_static_history_and_metrics(fleet: Fleet) -> N
     history = fleet.get("/api/hosts/agent-04/history?seconds=60").json()["samples"]
     assert len(history) >= 3 and all(s["host"] == "agent-04" for s in history)
     assert fleet.get("/api/hosts/nobody/static").status_code == 404
+    # Each agent said its version at connect; the hub's own host has no agent.
+    listed = {h["id"]: h for h in fleet.get("/api/hosts").json()["hosts"]}
+    assert listed["agent-04"]["agent_version"] == server.__version__ != "0+unknown"
+    assert listed["agent-04"]["agent_outdated"] is False
+    assert [h["agent_version"] for i, h in listed.items() if i not in fleet.agents] == [None]
     # The old paths still mean the hub's own host.
     assert fleet.get("/api/static").json()["host"] not in fleet.agents
     text = fleet.get("/metrics").text
@@ -367,7 +373,11 @@ def test_bad_agents_are_refused_and_the_fleet_goes_on(fleet: Fleet) -> None:
         # A valid token whose payload claims another host, malformed samples,
         # an oversized message, and a flood.
         token = fleet.tokens.add("mallory")
-        client = wait_until_the_hub_takes(fleet.hub.url, token)
+        client = wait_until_the_hub_takes(fleet.hub.url, token)  # no protocol: speaks 1
+        # An agent newer than the hub's link protocol is told which side to upgrade.
+        future, errors = connect_as_agent(fleet.hub.url, token, protocol=99, version="9.0")
+        assert not future.connected and "this agent (9.0) speaks link protocol 99" in errors[0]
+        assert "upgrade the hub, or install the hub's version of the agent" in errors[0]
         claim = client.call("samples", [sample("agent-02")], namespace="/agent", timeout=5)
         assert "host" in claim["error"]
         for bad in ("not a list", [{"ts": "soon"}], [{"ts": time.time(), "evil": 1}]):

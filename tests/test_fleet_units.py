@@ -13,16 +13,18 @@ from typing import Any
 
 import pytest
 
+import server
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import AlertEngine
 from server.alerts.settings import parse_settings
 from server.alerts.webhooks import WebhookSender
 from server.app import create_app
 from server.config import Config
+from server.fleet import hosts
 from server.fleet.agent import Link
-from server.fleet.hosts import Fleet, Host
-from server.fleet.hub import sample_problem
-from server.fleet.protocol import MAX_MESSAGE
+from server.fleet.hosts import Fleet, Host, is_older
+from server.fleet.hub import protocol_refusal, sample_problem
+from server.fleet.protocol import MAX_MESSAGE, OLDEST_PROTOCOL, PROTOCOL
 from server.fleet.tokens import AgentTokens
 from server.state import current_state
 from server.wire import compact_json
@@ -321,3 +323,42 @@ def test_a_replay_of_big_samples_comes_in_batches_that_fit_one_message() -> None
         sent += [s["seq"] for s in batch]
         link._answered(batch, {"ts": batch[-1]["ts"], "seq": batch[-1]["seq"]})
     assert sent == list(range(1, 61))  # all of them, in order, each once
+
+
+# ---------------------------------------------------------------- versions and protocol
+
+
+def test_an_agent_older_than_its_hub_says_so_on_its_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hosts, "__version__", "0.3.0")
+    assert is_older("0.2.0", "0.3.0") and is_older("0.2.9", "0.10.0")
+    assert not is_older("0.3.0", "0.3.0") and not is_older("0.4.0.dev1+g1a2b", "0.3.0")
+    assert not is_older("0+unknown", "0.3.0") and not is_older("nightly", "0.3.0")
+    host = make_host(Clock())
+    assert host.agent_version is None and "agent_note" not in host.tile()
+    host.static = {"version": "0.2.0"}
+    assert host.tile()["agent_note"] == "agent 0.2.0, older than the hub (0.3.0)"
+    host.static = {"version": "0.3.0"}
+    assert host.agent_version == "0.3.0" and "agent_note" not in host.tile()
+
+
+@pytest.mark.parametrize(
+    ("auth", "refusal"),
+    [
+        ({"token": "t"}, None),  # 0.2.0 and before: no protocol, speaks 1
+        ({"token": "t", "protocol": PROTOCOL, "version": "0.3.0"}, None),
+        ({"token": "t", "protocol": PROTOCOL + 1, "version": "9.0.0"},
+         f"this agent (9.0.0) speaks link protocol {PROTOCOL + 1} and this hub "
+         f"({server.__version__}) at most {PROTOCOL}: upgrade the hub, or install the "
+         "hub's version of the agent"),
+        ({"token": "t", "protocol": OLDEST_PROTOCOL - 1},
+         f"this agent (version unknown) speaks link protocol {OLDEST_PROTOCOL - 1} and this "
+         f"hub ({server.__version__}) {OLDEST_PROTOCOL} or later: upgrade the agent to the "
+         "hub's version"),
+        ({"token": "t", "protocol": "1"}, "the agent's link protocol must be a whole number"),
+        ({"token": "t", "protocol": True}, "the agent's link protocol must be a whole number"),
+    ],
+)  # fmt: skip
+def test_the_hub_speaks_the_link_protocols_it_knows(
+    auth: dict[str, Any], refusal: str | None
+) -> None:
+    assert protocol_refusal(auth) == refusal

@@ -42,6 +42,7 @@ from server.fleet.protocol import (
     MAX_CONTAINER_BYTES,
     NAMESPACE,
     NEWEST_ONLY,
+    PROTOCOL,
 )
 from server.logs import LogThrottle
 from server.loops import DONE, BackgroundLoop
@@ -190,7 +191,7 @@ class Link:
         try:
             self.sio.connect(
                 self.url,
-                auth={"token": self.token},
+                auth={"token": self.token, "protocol": PROTOCOL, "version": __version__},
                 transports=["websocket"],
                 namespaces=[NAMESPACE],
                 socketio_path=self.socketio_path,

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from typing import Any
 
+from server import __version__
 from server.alerts.notify import AlertNotifier
 from server.alerts.rules import CRITICAL, HOST_DOWN, OK, AlertEngine
 from server.fleet.clock import LinkClock, describe
@@ -205,6 +206,9 @@ class Host:
         note = self.clock_note()
         if note:  # only then: a tile goes out every second (bytes per host count)
             tile["clock_note"] = note
+        older = self.agent_note()
+        if older:
+            tile["agent_note"] = older
         troubles = self.troubles()
         if troubles:  # over a budget, or refused: why, on its tile
             tile["trouble"] = troubles
@@ -220,10 +224,40 @@ class Host:
         return [f"{kind}: {text}" for kind, (text, at) in list(self._trouble.items())
                 if now - at < TROUBLE_SHOWN]  # fmt: skip
 
+    @property
+    def agent_version(self) -> str | None:
+        """The version its agent said at connect (its static's), if it has said."""
+        version = (self.static or {}).get("version")
+        return version if isinstance(version, str) else None
+
+    def agent_note(self) -> str | None:
+        """ "agent 0.1.0, older than the hub (0.2.0)" where its agent is older, else None."""
+        version = self.agent_version
+        if version is None or not is_older(version, __version__):
+            return None
+        return f"agent {version}, older than the hub ({__version__})"
+
     def clock_note(self) -> str | None:
         """ "clock 10 min ahead" when its clock is off by more than clock_warn, else None."""
         offset = self.clock.offset
         return describe(offset) if offset is not None and abs(offset) > self.clock_warn else None
+
+
+def release(version: str) -> tuple[int, ...] | None:
+    """A version's release numbers (`0.2.0` of `0.2.0.dev3+g1a2b`); None for fewer than
+    two (`0+unknown`: a checkout run without being installed)."""
+    parts = []
+    for part in version.split("+")[0].split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts) if len(parts) >= 2 else None
+
+
+def is_older(version: str, than: str) -> bool:
+    """Whether `version`'s release is before `than`'s; False where either has none."""
+    mine, theirs = release(version), release(than)
+    return mine is not None and theirs is not None and mine < theirs
 
 
 class Fleet:

@@ -25,11 +25,12 @@ from typing import Any
 
 import socketio
 
+from server import __version__
 from server.firehose.relay import Firehose
 from server.fleet import schema
 from server.fleet.clock import LinkClock
 from server.fleet.hosts import Fleet, Host
-from server.fleet.protocol import MAX_BATCH, NAMESPACE
+from server.fleet.protocol import MAX_BATCH, NAMESPACE, OLDEST_PROTOCOL, PROTOCOL
 from server.fleet.tokens import AgentTokens
 from server.history.store import Ticket
 from server.logs import LogThrottle
@@ -58,6 +59,25 @@ def sample_problem(
     ts = to_hub(data) if to_hub else data["ts"]
     if not now - OLDEST <= ts <= now + 300:
         return "ts is in the future or older than 8 days (on the hub's clock)"
+    return None
+
+
+def protocol_refusal(auth: Any) -> str | None:
+    """Why an agent's link protocol (its connect's `protocol`) is not one this hub
+    speaks, saying which side to upgrade; None where it is. An agent that names none
+    is of 0.2.0 or before, and speaks 1."""
+    given = auth if isinstance(auth, dict) else {}
+    protocol = given.get("protocol", 1)
+    agent = f"this agent ({str(given.get('version') or 'version unknown')[:40]})"
+    hub = f"this hub ({__version__})"
+    if not isinstance(protocol, int) or isinstance(protocol, bool):
+        return "the agent's link protocol must be a whole number"
+    if protocol > PROTOCOL:
+        return (f"{agent} speaks link protocol {protocol} and {hub} at most {PROTOCOL}: "
+                "upgrade the hub, or install the hub's version of the agent")  # fmt: skip
+    if protocol < OLDEST_PROTOCOL:
+        return (f"{agent} speaks link protocol {protocol} and {hub} {OLDEST_PROTOCOL} or "
+                "later: upgrade the agent to the hub's version")  # fmt: skip
     return None
 
 
@@ -117,6 +137,11 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             raise socketio.exceptions.ConnectionRefusedError(
                 f"agent name {host_id!r} is the hub's own host; add the agent under another name"
             )
+        refusal = protocol_refusal(auth)  # told only to an agent with a token
+        if refusal is not None:
+            self._warn(host_id, "protocol", f"refused: {refusal}")
+            self.fleet.ensure(host_id).note_trouble("refused", refusal)
+            raise socketio.exceptions.ConnectionRefusedError(refusal)
         if not self._host_connects.take(host_id):
             self._warn(host_id, "connects", "refused: connects too often")
             self.fleet.ensure(host_id).note_trouble("refused", "connects too often")

@@ -1,6 +1,13 @@
 """What the agent and the hub agree on, in a module that imports nothing heavy."""
 
 NAMESPACE = "/agent"
+# The link's version: what an agent sends (its connect's auth, its messages) and how
+# the hub answers. It goes up only when a hub could misread what an agent of the
+# version before sends, or the other way round; a hub speaks OLDEST_PROTOCOL to
+# PROTOCOL, and refuses the rest at connect, saying what to upgrade. An agent that
+# sends none (0.2.0 and before) speaks 1.
+PROTOCOL = 1
+OLDEST_PROTOCOL = 1
 MAX_BATCH = 60  # samples in one `samples` message (a replay comes in batches)
 MAX_MESSAGE = 96 * 1024  # bytes of one message (Engine.IO closes a link past it)
 # The newest sample's container table is trimmed (least busy rows first) to this.

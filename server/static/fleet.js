@@ -67,11 +67,12 @@ function makeTile(id) {
   spark.append(line);
   const age = el("span", "tile-age");
   const clock = el("span", "tile-clock"); // "clock 10 min ahead", as the hub measured it
+  const agent = el("span", "tile-clock"); // "agent 0.1.0, older than the hub (0.2.0)"
   const trouble = el("span", "tile-trouble"); // over a budget, or refused: why
   const containers = el("span", "tile-containers"); // where the host's containers are sampled
   const services = el("span", "tile-services"); // where the host's systemd units are read
-  a.append(head, body, spark, age, containers, services, clock, trouble);
-  return { el: a, name, state, arcs, ringText, ring, bars, line, age, containers, services, clock, trouble };
+  a.append(head, body, spark, age, containers, services, clock, agent, trouble);
+  return { el: a, name, state, arcs, ringText, ring, bars, line, age, containers, services, clock, agent, trouble };
 }
 
 function drawSpark(t, points) {
@@ -117,6 +118,8 @@ function update(t, h) {
   t.services.classList.toggle("bad", Boolean(failed));
   t.clock.hidden = !h.clock_note;
   t.clock.textContent = h.clock_note || "";
+  t.agent.hidden = !h.agent_note;
+  t.agent.textContent = h.agent_note || "";
   t.trouble.hidden = !h.trouble;
   t.trouble.textContent = (h.trouble || []).join("; ");
 }

@@ -45,10 +45,13 @@ def _host(host_id: str | None) -> Host:
 
 @api.get("/api/hosts")
 def hosts() -> ResponseReturnValue:
-    """Every host, worst first: id, name, state, last sample age, and its tile."""
+    """Every host, worst first: id, name, state, last sample age, its agent's version,
+    and its tile."""
     fleet = _state().fleet
     tiles = fleet.summary()["hosts"]
-    offsets = {h.id: h.clock.offset for h in list(fleet.hosts.values())}
+    known = list(fleet.hosts.values())
+    offsets = {h.id: h.clock.offset for h in known}
+    agents = {h.id: h.agent_version for h in known if h is not fleet.local}
     return jsonify(
         {
             "hosts": [
@@ -58,6 +61,10 @@ def hosts() -> ResponseReturnValue:
                     "state": t["state"],
                     "last_sample_age": t["age"],
                     "clock_offset": _rounded(offsets.get(t["id"]), 3),
+                    # Its agent's version (null: the hub's own host, or not said yet),
+                    # and whether it is older than this hub's.
+                    "agent_version": agents.get(t["id"]),
+                    "agent_outdated": "agent_note" in t,
                     "summary": t,
                 }
                 for t in tiles
