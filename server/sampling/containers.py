@@ -42,7 +42,6 @@ SLOW_EVERY = 30  # ticks between looks at its page cache, memory limit and pids
 NUMBERS = ("cpu_percent", "memory_used", "memory_limit", "pids",
            "rx_bps", "tx_bps", "read_bps", "write_bps")  # fmt: skip
 NO_NUMBERS: dict[str, Any] = dict.fromkeys(NUMBERS)  # never changed: copied into rows
-RATE_FIELDS = {"rx": "rx_bytes", "tx": "tx_bytes", "read": "read_bytes", "write": "write_bytes"}
 PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"
 SHOWN_STATES = ("running", "restarting", "paused")
@@ -294,11 +293,11 @@ class Containers(Collector):
         }
 
     def _row(self, entry: Known, now: float) -> dict[str, Any]:
-        """Its facts and numbers. CPU and memory every tick (two small files, kept open);
-        the network and disk rates every DETAILS_EVERY ticks, over that span (two more
-        files); the page cache, limit and pids every SLOW_EVERY ticks (three more). The
-        rest of the row is built when those change, and copied each tick: this runs for
-        each container every second."""
+        """Its facts and numbers. CPU every tick, memory on the ticks it ran (two small
+        files, kept open); the network and disk rates every DETAILS_EVERY ticks, over
+        that span (two more files); the page cache, limit and pids every SLOW_EVERY ticks
+        (three more). The rest of the row is built when those change, and copied each
+        tick: this runs for each container every second."""
         if entry.files is None or entry.facts["state"] != "running":
             entry.cpu = entry.details = entry.charged = None
             return {**entry.facts, **NO_NUMBERS}
