@@ -220,6 +220,9 @@ class Config:
         "", _url, "as an agent: the hub's URL (normally its Nginx), https:// verified"
     )
     hub_token: str = setting("", _token, "as an agent: its token (python -m server add-agent)")
+    hub_token_file: str = setting(
+        "", _text, "as an agent: a file holding its token, readable by its owner only (0600)"
+    )
     hub_ca_file: str = setting("", _text, "as an agent: a CA file to verify an https hub with")
     agent_buffer_seconds: int = setting(
         900, integer(10, 86400), "as an agent: seconds of samples kept while the hub is away"
@@ -425,6 +428,11 @@ def load(
                 f"setting {name!r} (from {source}) must be {exc}, got {shown}"
             ) from None
     config = Config(**values)
+    if config.hub_token_file:
+        if config.hub_token:
+            raise ConfigError("setting 'hub_token_file': give an agent its token or the token's "
+                              "file, not both")  # fmt: skip
+        config = dataclasses.replace(config, hub_token=read_token_file(config.hub_token_file))
     if config.notify_quiet_weekdays and not config.notify_quiet_hours:
         raise ConfigError(
             "setting 'notify_quiet_weekdays' needs notify_quiet_hours: the hours on those days"
@@ -440,6 +448,24 @@ def load(
             "and a message_queue needs role core or web"
         )
     return config
+
+
+def read_token_file(path: str) -> str:
+    """An agent's token from its file: kept from every other user (a unit's
+    LoadCredential= copy is 0400 and the service's), as the token is the host."""
+    try:
+        mode = os.stat(path).st_mode
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise ConfigError(f"setting 'hub_token_file': cannot read {path!r}: {why}") from None
+    if mode & 0o077:
+        raise ConfigError(f"setting 'hub_token_file': {path!r} can be read by other users "
+                          f"(mode {mode & 0o777:04o}); make it 0600")  # fmt: skip
+    try:
+        return _token(text)
+    except ValueError as exc:
+        raise ConfigError(f"setting 'hub_token_file': {path!r} must hold {exc}") from None
 
 
 def _users(table: Any, path: str) -> dict[str, str]:

@@ -151,3 +151,30 @@ def test_a_full_hash_and_a_proxy_with_a_login_are_accepted() -> None:
     config = load(["--proxy-hops", "1", "--password-hash", GOOD_HASH], environ={})
     assert config.proxy_hops == 1 and config.password_hash == GOOD_HASH
     assert load(["--proxy-hops", "1", "--allow-anonymous", "true"], environ={}).proxy_hops == 1
+
+
+def test_an_agents_token_comes_from_a_file_only_its_owner_reads(tmp_path: Path) -> None:
+    token = "t" * 43
+    path = tmp_path / "token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    config = load(["--hub-token-file", str(path)], environ={})
+    assert config.hub_token == token
+    path.chmod(0o400)  # as systemd's LoadCredential= copy
+    assert load([], environ={"DASHBOARD_HUB_TOKEN_FILE": str(path)}).hub_token == token
+    refusals = {
+        "0644": "can be read by other users (mode 0644); make it 0600",
+        "short": "must hold a token from `python -m server add-agent NAME` on the hub",
+        "absent": "cannot read",
+        "both": "give an agent its token or the token's file, not both",
+    }
+    for case, refusal in refusals.items():
+        path.chmod(0o644 if case == "0644" else 0o600)
+        path.write_text("short" if case == "short" else token)
+        given = str(tmp_path / "none") if case == "absent" else str(path)
+        env = {"DASHBOARD_HUB_TOKEN": token} if case == "both" else {}
+        with pytest.raises(ConfigError) as caught:
+            load(["--hub-token-file", given], environ=env)
+        message = str(caught.value)
+        assert message.startswith("setting 'hub_token_file': ") and refusal in message, message
+        assert "\n" not in message and token not in message

@@ -307,7 +307,8 @@ def run(config: Config) -> int:
     """The agent's main loop; returns at SIGTERM or SIGINT."""
     if not config.hub_url or not config.hub_token:
         raise ConfigError(
-            "setting 'hub_url'/'hub_token': an agent needs both (the token from add-agent)"
+            "setting 'hub_url'/'hub_token': an agent needs both (the token from add-agent, "
+            "or its file: hub_token_file)"
         )
     static = StaticData.collect(
         interval=config.interval, history_seconds=config.history_seconds, version=__version__
