@@ -22,7 +22,7 @@ from testkit.fleet import AgentProcess, stand_in_agent
 from testkit.serverproc import ServerProcess
 from testkit.wait import wait_until
 from tests.receivers import Receiver
-from tests.test_channels import alert, documented, json_url, refusal
+from tests.test_channels import alert, documented, families, json_url, refusal
 
 
 class Clock:
@@ -357,6 +357,9 @@ def test_a_killed_agent_sends_its_host_down_alone_and_the_page_folds_the_rest(
         active = requests.get(server.url + "/api/hosts/db-1/alerts", timeout=5).json()["active"]
         held = sorted(a["rule"] for a in active if a["rule"] != "host_down")
         assert "memory" in held and "disk:/" in held, active
+        scraped = families(server.url)  # counted in /metrics: each held back, none dropped
+        assert scraped["dashboard_notify_held"].samples[0].value >= len(held)
+        assert scraped["dashboard_alert_history_dropped_events"].samples[0].value == 0
         browser.navigate(server.url + "/host/db-1")
         summary = "document.querySelector('#alerts-active > li > details.held > summary')"
         browser.wait_for(f"({summary} || {{}}).textContent === "

@@ -23,16 +23,16 @@ def test_open_files_are_read_again_kept_while_read_and_closed_after(tmp_path: Pa
     assert kept.limit == 2
     for tick in range(7):
         if tick % 3 == 0:  # every third tick, as the byte counters are read
-            assert [kept.text(str(f)) for f in files] == ["0\n", "1\n", "2\n"]
+            assert [kept.raw(str(f)) for f in files] == [b"0\n", b"1\n", b"2\n"]
             assert len(kept) == 2  # the third opened and closed as before
         kept.sweep()
         assert len(kept) == 2  # not read for up to `idle` ticks: still open
     files[0].write_text("changed\n")
-    assert kept.text(str(files[0])) == "changed\n"  # read from its start: what it says now
+    assert kept.raw(str(files[0])) == b"changed\n"  # read from its start: what it says now
     for _ in range(7):
         kept.sweep()
     assert len(kept) == 0  # no longer read: nothing left open
-    assert kept.text(str(tmp_path / "gone")) is None
+    assert kept.raw(str(tmp_path / "gone")) is None
     assert len(kept) == 0
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft != resource.RLIM_INFINITY:  # a share of the open-file limit at most

@@ -62,10 +62,6 @@ class OpenFiles:
         self._read_at[path] = self._sweeps
         return data
 
-    def text(self, path: str | None) -> str | None:
-        data = self.raw(path)
-        return None if data is None else data.decode("ascii", "replace")
-
     def sweep(self) -> None:
         self._sweeps += 1
         if self._sweeps % self.idle == 0:  # a look every `idle` rounds is enough
