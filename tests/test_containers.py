@@ -151,14 +151,14 @@ def test_containers_are_seen_on_the_socket_in_metrics_and_on_the_page(
 
         burned = wait_until(lambda: kept("burn"), timeout=30, what="burn's history")
         assert burned["step"] == 10 and all(ts % 10 == 0 for ts in burned["ts"])
-        cpu = wait_until(
+        burn_max = wait_until(
             lambda: busiest("burn", "cpu_percent_max"), timeout=30, what="burn's CPU", interval=1
         )
-        assert cpu > 0.5 * HALF_A_CORE
-        memory = wait_until(
+        assert burn_max > 0.5 * HALF_A_CORE
+        fill_max = wait_until(
             lambda: busiest("fill", "memory_used_max"), timeout=30, what="fill's memory", interval=1
         )
-        assert memory > 32 * MiB
+        assert fill_max > 32 * MiB
         for name in ("sick", "crash", "loop"):  # every listed container has its series
             wait_until(functools.partial(kept, name), timeout=30, what=f"{name}'s history")
         crashed = kept("crash")
