@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-fast lint bench audit screenshot system-deps settings-table clean
+# This version's wheel, served by the hub to new agents (/agent/install.sh).
+AGENT_WHEEL := data/agent/host_dashboard-$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-py3-none-any.whl
+
+.PHONY: help run agent-wheel test test-fast lint bench audit screenshot system-deps settings-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,8 +18,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## serve the dashboard at http://127.0.0.1:5000/
+run: $(STAMP) $(AGENT_WHEEL)  ## serve the dashboard at http://127.0.0.1:5000/
 	$(PY) -m server
+
+agent-wheel: $(AGENT_WHEEL)  ## build the wheel the hub serves to new agents, into data/agent/
+
+$(AGENT_WHEEL): $(STAMP) pyproject.toml $(shell find server -name '*.py' -o -name '*.sh' -o -name '*.html' -o -name '*.js' -o -name '*.css' | grep -v __pycache__)
+	rm -f data/agent/host_dashboard-*.whl
+	$(PY) -m pip wheel --quiet --no-deps -w data/agent .
 
 system-deps:  ## install the Debian packages the tests drive (chromium, nginx, ...)
 	./scripts/system-deps.sh

@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args[0] if args and args[0] in COMMANDS else None
     named = command in NAMED and len(args) > 1 and not args[1].startswith("-")
     names = args[1:2] if named else []
+    shown = _install_options(args) if command in NAMED else {}
     try:
         config = load(args[(1 if command else 0) + len(names) :])
         if command == "agent":
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is not None:
         from server.fleet.tokens import agents_command
 
-        return agents_command(command, names, config)
+        return agents_command(command, names, config, **shown)
     if config.private_files:
         _make_private(config)
     if config.async_mode == "eventlet":
@@ -102,6 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 COMMANDS = ("agent", "add-agent", "list-agents", "remove-agent")
 NAMED = ("add-agent", "remove-agent")
+
+
+def _install_options(args: list[str]) -> dict[str, Any]:
+    """add-agent's --print-install and the CA path the new machine knows the hub by
+    (--ca-file PATH): taken out of `args`, which go on to the settings."""
+    options: dict[str, Any] = {"print_install": "--print-install" in args}
+    while "--print-install" in args:
+        args.remove("--print-install")
+    if "--ca-file" in args:
+        at = args.index("--ca-file")
+        options["ca_file"] = args[at + 1] if at + 1 < len(args) else ""
+        del args[at : at + 2]
+    return options
 
 
 def _agent(config: Config) -> int:

@@ -39,6 +39,7 @@ from server.alerts.windows import holds_of
 from server.config import Config
 from server.data import DynamicData, OwnUsage, StaticData
 from server.firehose.relay import Firehose, local_feed
+from server.fleet import install
 from server.fleet.hosts import Fleet, Host
 from server.fleet.hub import AgentLink
 from server.fleet.protocol import MAX_MESSAGE
@@ -438,5 +439,6 @@ def build_web(app: Flask, socketio: SocketIO, state: DashboardState) -> None:
     app.register_blueprint(api.api)
     app.register_blueprint(metrics_export.metrics_export)
     app.register_blueprint(pages.pages)
+    app.register_blueprint(install.agent_files)
     pages.register_errors(app)
     events.register(socketio, state)

@@ -224,6 +224,12 @@ class Config:
         "", _text, "as an agent: a file holding its token, readable by its owner only (0600)"
     )
     hub_ca_file: str = setting("", _text, "as an agent: a CA file to verify an https hub with")
+    agent_wheel_dir: str = setting(
+        "",
+        _text,
+        "a folder holding this version's wheel, served to new agents under /agent/"
+        " (make agent-wheel; empty: DATA_DIR/agent)",
+    )
     agent_buffer_seconds: int = setting(
         900, integer(10, 86400), "as an agent: seconds of samples kept while the hub is away"
     )
@@ -294,6 +300,10 @@ class Config:
     notify: NotifySettings = dataclasses.field(default_factory=NotifySettings)
     # Only from the file: [[maintenance]] windows (server/alerts/windows.py).
     maintenance: tuple[Window, ...] = ()
+
+    @property
+    def agent_wheels(self) -> str:
+        return self.agent_wheel_dir or os.path.join(self.data_dir, "agent")
 
     @property
     def history_file(self) -> str:

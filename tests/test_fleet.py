@@ -354,6 +354,38 @@ def test_a_hub_outage_is_replayed_without_gaps_or_duplicates(fleet: Fleet) -> No
         watcher.close()
 
 
+def test_an_agent_restarted_while_the_hub_is_away_sends_what_it_kept(fleet: Fleet) -> None:
+    """An upgrade or a restart while the hub is away: the stopping agent keeps what the
+    hub has not acknowledged, and the next process sends it first. The history has the
+    samples of the outage from before the restart, and only the restart's own gap."""
+    name = "agent-01"
+    agent = fleet.agents[name]
+    wait_until(lambda: stored_up_to(fleet, time.time() - 3.5), timeout=20, interval=0.5,
+               what="the samples from before the outage stored")  # fmt: skip
+    began = time.time()
+    fleet.hub.stop()
+    try:
+        time.sleep(10)  # ten samples only in the agent's buffer
+        agent.stop()  # SIGTERM, as systemctl restart sends it
+        stopped = time.time()
+        assert "kept" in agent.log() and "samples the hub has not acknowledged" in agent.log()
+        agent.start()
+        time.sleep(3)
+    finally:
+        fleet.hub.start()
+    ended = time.time()
+    wait_until(lambda: stored_up_to(fleet, ended + 5), timeout=60, interval=0.5,
+               what="the samples past the outage stored")  # fmt: skip
+    stamps = history_rows(fleet, name, began - 5, ended + 5)
+    assert len(stamps) == len(set(stamps)), "duplicates"
+    kept = [ts for ts in stamps if began < ts < stopped]
+    assert len(kept) >= stopped - began - 2, f"{len(kept)} samples of the {stopped - began:.0f} s"
+    gaps = [(a, b - a) for a, b in itertools.pairwise(stamps) if b - a > 2.0]
+    assert len(gaps) <= 1, f"gaps: {gaps}"  # the restart's: down, then its first sample
+    assert all(stopped - 3 <= at <= stopped + 1 and gap <= 6 for at, gap in gaps), gaps
+    assert "sending first the" in agent.log()
+
+
 def sample(host: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"ts": time.time(), "seq": 1, "cpu": {"percent": 1.0}}
     if host:

@@ -177,6 +177,42 @@ def test_the_agent_buffer_is_bounded_and_says_what_it_dropped(
     assert [s["ts"] for s in link.buffer] == [float(i) for i in range(9, 15)]
 
 
+def test_a_stopping_agent_keeps_its_buffer_for_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the hub has not acknowledged goes to data_dir at stop and first at the next
+    start, with its numbers (the hub's store keeps a sample once by its number), and
+    the next numbers go on from them. After a reboot `mono` means nothing: left out."""
+    from server.fleet import agent
+
+    config = Config(hub_url="http://127.0.0.1:9", hub_token="t" * 43, interval=1.0)
+    path = str(tmp_path / agent.BUFFER_FILE)
+    old = Link(config, {"hostname": "x"})
+    for i in range(6):
+        old.add("metrics", {"ts": 1000.0 + i, "seq": 99, "containers": {"items": []}})
+    assert [s["seq"] for s in old.buffer] == [1, 2, 3, 4, 5, 6]  # the link's own numbers
+    assert old._answered(list(old.buffer)[:2], {"ts": 1001.0, "seq": 2}) == 0
+    old.save(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+    new = Link(config, {"hostname": "x"})
+    new.restore(path)
+    new.add("metrics", {"ts": 1006.0, "seq": 1})
+    assert [(s["ts"], s["seq"]) for s in new.buffer] == [(1002.0 + i, 3 + i) for i in range(5)]
+    assert all("mono" in s and "containers" not in s for s in new.buffer)  # of the moment
+    assert not os.path.exists(path)  # sent once, not again at the start after
+
+    new.save(path)
+    monkeypatch.setattr(agent, "boot_id", lambda: "another boot")
+    rebooted = Link(config, {"hostname": "x"})
+    rebooted.restore(path)
+    assert [s["seq"] for s in rebooted.buffer] == [3, 4, 5, 6, 7]
+    assert not any("mono" in s for s in rebooted.buffer)  # placed by `ts` instead
+    path_of_garbage = tmp_path / "bad.json"
+    path_of_garbage.write_text("[1, {")
+    Link(config, {"hostname": "x"}).restore(str(path_of_garbage))  # logged, not raised
+
+
 def test_a_refused_batch_is_kept_and_sent_again_or_dropped_by_its_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -43,8 +43,12 @@ from server.private import write_private_json
 login_pages = Blueprint("guard", __name__)
 
 # Paths open without a login: health for load balancers, the login page and
-# the static files it needs (nothing there is about the host).
-OPEN_ENDPOINTS = {"api.healthz", "guard.login", "guard.logout", "static"}
+# the static files it needs (nothing there is about the host), and a new agent's
+# install (server/fleet/install.py: the project's code, and a check that answers
+# a token's holder only).
+OPEN_ENDPOINTS = {"api.healthz", "guard.login", "guard.logout", "static",
+                  "agent_files.install_script", "agent_files.wheel",
+                  "agent_files.check"}  # fmt: skip
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -6,7 +6,9 @@ connect, and each sample as it is taken. Samples wait in a bounded buffer
 until the hub acknowledges them, which it does once they are committed to
 its store; after a reconnect every unacknowledged one goes again, oldest
 first, so the hub's history has no gap (the hub keeps each sample once).
-Past `agent_buffer_seconds` the oldest go, and how many is logged.
+Past `agent_buffer_seconds` the oldest go, and how many is logged. At a stop
+(SIGTERM: an upgrade, a restart) what is not acknowledged is kept in
+`data_dir`, and the next process sends it first: none of it is lost.
 
 A refused batch is sent again after a backoff when the hub says the reason
 passes (its disk is full, it is busy, the rate), and dropped and counted
@@ -19,8 +21,10 @@ places samples on its own timeline (server/fleet/clock.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import random
 import signal
 import threading
@@ -46,11 +50,13 @@ from server.fleet.protocol import (
 )
 from server.logs import LogThrottle
 from server.loops import DONE, BackgroundLoop
+from server.private import write_private_json
 from server.wire import compact_json
 from server.worker import Sampler
 
 log = logging.getLogger("dashboard.agent")
 
+BUFFER_FILE = "agent-buffer.json"  # in data_dir: what a stopped agent had not sent
 RETRY_FIRST = 1.0  # seconds before a refused batch goes again; doubles to RETRY_MAX
 RETRY_MAX = 15.0
 
@@ -96,6 +102,7 @@ class Link:
             maxlen=max(1, math.ceil(config.agent_buffer_seconds / config.interval))
         )
         self.acked = 0  # seq of the newest sample the hub has kept (seqs start at 1)
+        self.seq = 0  # the link numbers its samples: a kept buffer's come first
         self.sent = 0  # seq of the newest sample sent since the last connect
         self.dropped = 0
         self.refused: dict[str, int] = {}  # reason -> batches refused since start
@@ -138,17 +145,67 @@ class Link:
 
     def add(self, event: str, sample: Sample) -> None:
         """The Sampler's broadcast: keep the sample and wake the sender."""
-        sample = {k: v for k, v in sample.items() if k != "server"}
+        # The link numbers its samples (`seq`): a kept buffer's numbers go on.
+        sample = {k: v for k, v in sample.items() if k not in ("server", "seq")}
         sample["mono"] = round(time.monotonic(), 3)  # the hub's timeline is placed by it
-        with self._lock:
-            if len(self.buffer) == self.buffer.maxlen:
-                self.dropped += 1
-            self.buffer.append(sample)
+        self._keep(sample)
         if self.dropped:
             self._lines.log("dropped", logging.WARNING,
                             "hub unreachable for longer than the buffer holds: "
                             "%d oldest samples dropped", self.dropped)  # fmt: skip
         self._wake.set()
+
+    def _keep(self, sample: Sample) -> None:
+        with self._lock:
+            if len(self.buffer) == self.buffer.maxlen:
+                self.dropped += 1
+            if "seq" in sample:  # a kept one: its number, as the hub may have it
+                self.seq = max(self.seq, sample["seq"])
+            else:
+                self.seq += 1
+                sample = {**sample, "seq": self.seq}
+            self.buffer.append(sample)
+
+    def save(self, path: str) -> None:
+        """At stop, once the link is down: the samples the hub has not acknowledged, for
+        the next process to send first (an upgrade or a restart loses none), and the
+        count it goes on from. The same numbers again: the hub's store knows a sample it
+        has by its number (and keeps it once), and a new number is never an old one's."""
+        with self._lock:
+            kept = [{k: v for k, v in s.items() if k not in NEWEST_ONLY_KEYS}
+                    for s in self.buffer]  # fmt: skip
+            seq = self.seq
+        try:
+            write_private_json(path, {"boot_id": boot_id(), "seq": seq, "samples": kept})
+        except OSError as exc:
+            log.error("could not keep %d samples the hub has not acknowledged: %s", len(kept), exc)
+            return
+        if kept:
+            log.info("kept %d samples the hub has not acknowledged in %s", len(kept), path)
+
+    def restore(self, path: str) -> None:
+        """Before the first sample: what the last process kept, to go first. Placed by
+        `mono` where this host has not rebooted since (the same monotonic clock)."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            os.remove(path)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.error("could not read the samples the last agent kept in %s: %s", path, exc)
+            return
+        data = data if isinstance(data, dict) else {}
+        listed = data.get("samples")
+        samples = [s for s in (listed if isinstance(listed, list) else [])
+                   if isinstance(s, dict) and isinstance(s.get("seq"), int)]  # fmt: skip
+        same_boot = bool(boot_id()) and data.get("boot_id") == boot_id()
+        for sample in sorted(samples, key=lambda s: s["seq"])[-(self.buffer.maxlen or 1) :]:
+            self._keep(sample if same_boot else {k: v for k, v in sample.items() if k != "mono"})
+        if isinstance(data.get("seq"), int):
+            self.seq = max(self.seq, data["seq"])
+        if samples:
+            log.info("sending first the %d samples the last agent kept", len(samples))
 
     # ---- the link
 
@@ -303,6 +360,15 @@ class Link:
             loop.stop(timeout=2.0)
 
 
+def boot_id() -> str:
+    """This boot's id (Linux): a monotonic time means nothing in another boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
 def run(config: Config) -> int:
     """The agent's main loop; returns at SIGTERM or SIGINT."""
     if not config.hub_url or not config.hub_token:
@@ -316,6 +382,8 @@ def run(config: Config) -> int:
     # The hub names this host by its token: the static goes without a name of its own.
     static_dict = {k: v for k, v in static.as_dict().items() if k != "host"}
     link = Link(config, static_dict)
+    kept = os.path.join(config.data_dir, BUFFER_FILE)
+    link.restore(kept)
     if link.feed is not None:
         static_dict["log_sources"] = link.feed.names
     sampler = Sampler(
@@ -339,4 +407,5 @@ def run(config: Config) -> int:
     log.info("agent stopping")
     sampler.stop()
     link.stop()
+    link.save(kept)
     return 0

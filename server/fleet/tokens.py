@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from server.config import Config, ConfigError
+from server.fleet.oneline import install_line, uninstall_line, wheel_name
 from server.private import write_private_json
 
 NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would let a newline end it
@@ -90,8 +91,15 @@ class AgentTokens:
         write_private_json(self.path, self._names)
 
 
-def agents_command(command: str, args: Sequence[str], config: Config) -> int:
-    """`add-agent NAME`, `list-agents`, `remove-agent NAME` on the hub's data_dir."""
+def agents_command(
+    command: str,
+    args: Sequence[str],
+    config: Config,
+    print_install: bool = False,
+    ca_file: str = "",
+) -> int:
+    """`add-agent NAME [--print-install [--ca-file PATH]]`, `list-agents`,
+    `remove-agent NAME` on the hub's data_dir."""
     tokens = AgentTokens(config.data_dir)
     try:
         if command == "list-agents":
@@ -102,7 +110,14 @@ def agents_command(command: str, args: Sequence[str], config: Config) -> int:
             print(f"python -m server {command}: give one agent NAME", file=sys.stderr)
             return 2
         if command == "add-agent":
+            if print_install:
+                install_problem(config)
             token = tokens.add(args[0])
+            if print_install:
+                print(install_line(config.public_url, token, ca_file))
+                print(f"agent {args[0]!r} added: run that line as root on the new machine"
+                      " (its token is in it, shown once)", file=sys.stderr)  # fmt: skip
+                return 0
             print(token)
             print(
                 f"agent {args[0]!r} added: this token is shown once; on the agent set "
@@ -112,7 +127,24 @@ def agents_command(command: str, args: Sequence[str], config: Config) -> int:
             return 0
         tokens.remove(args[0])
         print(f"agent {args[0]!r} removed: its token is refused from now on", file=sys.stderr)
+        if config.public_url:
+            print("to stop the agent and remove it from its machine, run there as root:",
+                  file=sys.stderr)  # fmt: skip
+            print(uninstall_line(config.public_url, ca_file))
         return 0
     except ValueError as exc:
         print(f"python -m server {command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def install_problem(config: Config) -> None:
+    """Raise ValueError where this hub cannot serve the one-line install."""
+    if not config.public_url:
+        raise ValueError(
+            "setting 'public_url' is empty: the install line needs the hub's address as"
+            " the new machine reaches it (https://hub.example.net)"
+        )
+    wheel = os.path.join(config.agent_wheels, wheel_name())
+    if not os.path.isfile(wheel):
+        raise ValueError(f"setting 'agent_wheel_dir': no {wheel_name()} in"
+                         f" {config.agent_wheels}: build it with `make agent-wheel`")  # fmt: skip
