@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from testkit.serverproc import ROOT
+from testkit.system import require_binary
 from testkit.wait import wait_until
 
 MODULE = ROOT / "deploy" / "puppet" / "modules" / "dashboard"
@@ -140,3 +141,20 @@ class NginxProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def make_ca_and_cert(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA, and a certificate it signed for localhost and 127.0.0.1."""
+    openssl = require_binary("openssl")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=folder)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", "site.key", "-out", "site.csr")  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "site.crt")  # fmt: skip
+    return folder / "ca.crt", folder / "site.crt", folder / "site.key"

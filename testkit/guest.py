@@ -60,6 +60,9 @@ class Guest:
         bundle = Path("/etc/ssl/certs/ca-certificates.crt")
         if bundle.exists():
             shutil.copy(bundle, self.rootfs / "etc/ssl/certs/ca-certificates.crt")
+        hosts = self.rootfs / "etc/hosts"  # as Debian's installer writes it; debootstrap does not
+        if not hosts.exists():
+            hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
         (self.rootfs / "etc/pip.conf").write_text(
             "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"
         )

@@ -4,7 +4,6 @@ WebSocket over https/wss with a client that verifies against that CA."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,29 +11,18 @@ import pytest
 import requests
 import socketio
 
-from testkit.deploytools import SITE_TEMPLATE, NginxProcess, checkout_site, render_epp
+from testkit.deploytools import (
+    SITE_TEMPLATE,
+    NginxProcess,
+    checkout_site,
+    make_ca_and_cert,
+    render_epp,
+)
 from testkit.serverproc import ServerProcess, free_port
 from testkit.system import require_binary
 from testkit.wait import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def make_ca_and_cert(folder: Path) -> tuple[Path, Path, Path]:
-    """A test CA, and a certificate it signed for localhost and 127.0.0.1."""
-    openssl = require_binary("openssl")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=folder)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
-        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", "site.key", "-out", "site.csr")  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "site.crt")  # fmt: skip
-    return folder / "ca.crt", folder / "site.crt", folder / "site.key"
 
 
 class Secure:

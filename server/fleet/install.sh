@@ -45,7 +45,7 @@ try:
     if what == "wheel":
         data = ask("/agent/" + sys.argv[4]).read()
         if hashlib.sha256(data).hexdigest() != sys.argv[5]:
-            sys.exit("the wheel from the hub does not match the digest in this script")
+            sys.exit("dashboard-agent: error: the wheel from the hub does not match the digest in this script")
         open(sys.argv[6], "wb").write(data)
     else:
         token = sys.stdin.read().strip()
@@ -56,12 +56,12 @@ except urllib.error.HTTPError as exc:
     except ValueError:
         why = None
     if what == "wheel":
-        sys.exit(f"the hub did not give its wheel: {why or exc}")
+        sys.exit(f"dashboard-agent: error: the hub did not give its wheel: {why or exc}")
     print(json.dumps({"status": exc.code, "error": why or str(exc)}))
     sys.exit(3)
 except (OSError, ValueError) as exc:
     reason = getattr(exc, "reason", None) or exc
-    sys.exit(f"the hub at {hub} does not answer: {reason}")
+    sys.exit(f"dashboard-agent: error: the hub at {hub} does not answer: {reason}")
 '
 
 hub_says() {  # hub_says check|wheel ARGS...; the token (for check) on stdin
