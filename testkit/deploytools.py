@@ -133,9 +133,10 @@ class NginxProcess:
 
         wait_until(listening, timeout=15, interval=0.1, what="nginx listening")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish requests, then exit
+            # SIGQUIT: finish requests, then exit; SIGTERM: close every connection now.
+            self.proc.send_signal(signal.SIGQUIT if graceful else signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:

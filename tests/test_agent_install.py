@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,8 +44,7 @@ GUEST_CA = "/root/hub-ca.pem"
 # What the agent leaves on its machine: --uninstall removes every one.
 AGENT_PATHS = ("/etc/systemd/system/dashboard-agent.service", "/opt/dashboard-agent",
                "/etc/dashboard-agent", "/var/lib/dashboard-agent",
-               "/var/lib/private/dashboard-agent", "/var/log/dashboard-agent",
-               "/var/log/private/dashboard-agent")  # fmt: skip
+               "/var/log/dashboard-agent")  # fmt: skip
 
 
 class Site:
@@ -55,6 +55,17 @@ class Site:
         self.public_url = public_url
         self.wheels = wheels
         self.guest = guest
+        self.nginx: NginxProcess | None = None
+        self.nginx_args: tuple[str, Path, str, int] | None = None
+        self.line = ""  # the one line the operator was shown
+
+    def serve(self, site_text: str | None = None) -> None:
+        """(Re)start the hub's Nginx, with its site or `site_text` in its place."""
+        assert self.nginx_args is not None
+        if self.nginx is not None:
+            self.nginx.stop(graceful=False)  # its WebSockets closed, not waited for
+        binary, folder, text, port = self.nginx_args
+        self.nginx = NginxProcess(binary, folder, site_text or text, port)
 
     def hub_command(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`python -m server ...` on the hub's data, as its operator runs it."""
@@ -96,24 +107,29 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     public_url = f"https://localhost:{tls_port}"
     hub = ServerProcess(work / "hub" / "logs", "--proxy-hops", "1", "--allow-anonymous", "true",
                         "--agent-wheel-dir", str(wheels), "--public-url", public_url)  # fmt: skip
-    nginx: NginxProcess | None = None
+    site = Site(hub, public_url, wheels, guest)
     try:
         hub.start()
         site_text = render_epp(puppet, SITE_TEMPLATE, checkout_site(
             f"127.0.0.1:{http_port}", hub.port, tls_cert=str(cert), tls_key=str(key),
             tls_listen=f"127.0.0.1:{tls_port}"))  # fmt: skip
-        nginx = NginxProcess(nginx_binary, work / "nginx", site_text, tls_port)
+        site.nginx_args = (nginx_binary, work / "nginx", site_text, tls_port)
+        site.serve()
         guest.boot(GUEST_HOSTNAME)
         # curl, as on most machines; python3-venv comes later: its absence is a case.
         guest.run("apt-get update -q && apt-get install -y -q --no-install-recommends curl",
                   env={"DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
         shutil.copy(ca, f"{guest.rootfs}{GUEST_CA}")
-        yield Site(hub, public_url, wheels, guest)
+        yield site
     finally:
         guest.stop()
-        if nginx is not None:
-            nginx.stop()
+        if site.nginx is not None:
+            site.nginx.stop()
         hub.stop()
+
+
+def agent_log(site: Site) -> str:
+    return Path(f"{site.guest.rootfs}/var/log/dashboard-agent/dashboard.log").read_text()
 
 
 def install_line(site: Site) -> str:
@@ -167,7 +183,7 @@ def test_what_the_machine_lacks_or_the_hub_refuses_is_said_and_nothing_is_left(
 
 def test_the_one_line_installs_a_hardened_agent_the_hub_shows_live(site: Site) -> None:
     site.hub_command("remove-agent", NAME)  # the cases before made it: made again
-    line = install_line(site)
+    line = site.line = install_line(site)
     started = time.monotonic()
     installed = site.guest.run(line, check=False)
     took = time.monotonic() - started
@@ -186,15 +202,19 @@ def test_the_one_line_installs_a_hardened_agent_the_hub_shows_live(site: Site) -
     assert host["agent_outdated"] is False
 
     guest = site.guest
-    asked = "DynamicUser ProtectSystem NoNewPrivileges ProtectHome CapabilityBoundingSet"
+    asked = "User ProtectSystem NoNewPrivileges ProtectHome CapabilityBoundingSet"
     shown = guest.run("systemctl show dashboard-agent" + " -p ".join(["", *asked.split()])).stdout
-    assert "DynamicUser=yes" in shown and "ProtectSystem=strict" in shown
+    assert "User=dashboard-agent" in shown and "ProtectSystem=strict" in shown
     assert "NoNewPrivileges=yes" in shown and "ProtectHome=read-only" in shown
     assert "CapabilityBoundingSet=\n" in shown  # none at all
     pid = site.main_pid()
-    uid = int(guest.run(f"stat -c %u /proc/{pid}").stdout)
-    assert 61184 <= uid <= 65519, uid  # systemd's dynamic users' range: not root
-    assert guest.run("systemctl show -p UID --value dashboard-agent").stdout.strip() == str(uid)
+    assert guest.run(f"stat -c %U /proc/{pid}").stdout.strip() == "dashboard-agent"
+    # Every part of a sample read as that user: none null for want of access.
+    sample = requests.get(f"{site.hub.url}/api/hosts/{NAME}/metrics", timeout=5).json()
+    unread = [k for k in ("cpu", "memory", "disks", "net", "services", "addresses")
+              if k in sample and sample[k] is None]  # fmt: skip
+    assert unread == [], unread
+    assert "cannot read" not in agent_log(site), agent_log(site)
     token = Path(f"{guest.rootfs}/etc/dashboard-agent/token").stat()
     assert token.st_mode & 0o777 == 0o600 and token.st_uid == 0
     size = guest.run("du -sm /opt/dashboard-agent | cut -f1").stdout.strip()
@@ -231,6 +251,79 @@ def test_a_killed_agent_is_restarted_and_its_history_has_only_that_gap(site: Sit
     assert len(gaps) == 1, gaps  # the kill's, and none beside it
     at, gap = gaps[0]
     assert killed - 2 <= at <= killed + 1 and gap <= 10, gaps  # RestartSec 2, and a start
+
+
+def test_an_older_agent_is_upgraded_by_the_one_line_and_its_buffer_replayed(
+    site: Site, tmp_path: Path
+) -> None:
+    """The agent of the parent commit (stamped 0.1.99: older than the hub) runs on the
+    guest, its link to the hub cut at Nginx so that its samples wait in its buffer. The
+    same one line upgrades it: the old agent keeps its buffer at its stop, the new one
+    sends it first once the link is back, and no sample taken is lost."""
+    git = require_binary("git")
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    archive = subprocess.run([git, "-C", str(ROOT), "archive", "HEAD~1"], capture_output=True,
+                             timeout=60, check=False)  # fmt: skip
+    if archive.returncode != 0:
+        skip_or_fail_under_ci(f"no parent commit to build: {archive.stderr.decode()[:200]}")
+    subprocess.run(["tar", "-x", "-C", str(parent)], input=archive.stdout, check=True)
+    project = parent / "pyproject.toml"
+    project.write_text(re.sub(r'(?m)^version = ".*"$', 'version = "0.1.99"', project.read_text()))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
+                    str(tmp_path), str(parent)], check=True, timeout=600)  # fmt: skip
+    old = next(tmp_path.glob("host_dashboard-0.1.99-*.whl"))
+    guest = site.guest
+    shutil.copy(old, f"{guest.rootfs}/root/{old.name}")
+    guest.run(f"/opt/dashboard-agent/venv/bin/pip install --quiet --no-deps --force-reinstall"
+              f" /root/{old.name} && systemctl restart dashboard-agent")  # fmt: skip
+
+    def older() -> dict[str, Any] | None:
+        host = site.hosts()[NAME]
+        return host if host["agent_version"] == "0.1.99" else None
+
+    outdated = wait_until(older, timeout=30, what="the older agent at the hub")
+    assert outdated["agent_outdated"] is True
+
+    assert site.nginx_args is not None
+    blocked = site.nginx_args[2].replace(
+        "location /agents/socket.io/ {", "location /agents/socket.io/ {\n        return 503;"
+    )
+    assert blocked != site.nginx_args[2]
+    log = Path(f"{guest.rootfs}/var/log/dashboard-agent/dashboard.log")
+    mark = len(log.read_text())  # the lines before are of the restarts before
+
+    def since() -> str:
+        return log.read_text()[mark:]
+
+    site.serve(blocked)  # the link cut; the install's paths still served
+    began = time.time()
+    try:
+        time.sleep(8)
+        upgrade: list[subprocess.CompletedProcess[str]] = []
+        runner = threading.Thread(target=lambda: upgrade.append(guest.run(site.line, check=False)))
+        runner.start()
+        wait_until(lambda: "samples the hub has not acknowledged" in since(), timeout=120,
+                   interval=0.5, what="the old agent keeping its buffer at its stop")  # fmt: skip
+        swapped = time.time()
+    finally:
+        site.serve()
+    runner.join(120)
+    assert upgrade and upgrade[0].returncode == 0, upgrade
+    assert f"the hub reports this host, {NAME}: live" in upgrade[0].stderr
+    kept = re.search(r"kept (\d+) samples the hub has not acknowledged", since())
+    assert kept and int(kept.group(1)) >= 8, since()
+    assert f"sending first the {kept.group(1)} samples the last agent kept" in since()
+    host = site.hosts()[NAME]
+    assert host["agent_version"] == "0.2.0" and host["agent_outdated"] is False
+
+    time.sleep(7)  # the store commits every 5 s
+    stamps = [s["ts"] for s in samples_between(site.hub.url, began - 5, time.time(), host=NAME)]
+    assert len(stamps) == len(set(stamps)), "duplicates"
+    gaps = [(a, b - a) for a, b in itertools.pairwise(stamps) if b - a > 2.0]
+    # One gap, the old process's stop to the new one's first sample; none while cut off.
+    assert len(gaps) <= 1 and all(swapped - 3 <= at <= swapped + 1 for at, _ in gaps), gaps
+    assert all(gap <= 10 for _, gap in gaps), gaps
 
 
 def test_uninstall_leaves_no_unit_user_or_files(site: Site) -> None:

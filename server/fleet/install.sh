@@ -11,9 +11,9 @@
 #   --allow-http     accept a hub served over plain http (the token travels in clear)
 #
 # What it makes: a virtual environment under /opt/dashboard-agent with the hub's
-# own wheel, the token in /etc/dashboard-agent/token (0600), and a hardened unit,
-# dashboard-agent.service, that runs as a dynamic user with read-only access to
-# the system. Then it waits until the hub has this host's samples, and says so.
+# own wheel, the token in /etc/dashboard-agent/token (0600), a system user of its
+# own, and a hardened unit, dashboard-agent.service, with read-only access to the
+# system. Then it waits until the hub has this host's samples, and says so.
 set -eu
 
 HUB=@HUB@
@@ -183,8 +183,10 @@ StateDirectory=$NAME
 LogsDirectory=$NAME
 Restart=always
 RestartSec=2
-# Reads the system, writes only its own state and logs.
-DynamicUser=yes
+# Reads the system, writes only its own state and logs. A user of its own, not a
+# dynamic one: D-Bus (the services' states, through systemctl) must know its name.
+User=$NAME
+Group=$NAME
 $groups_line
 UMask=0077
 NoNewPrivileges=yes
@@ -192,6 +194,7 @@ CapabilityBoundingSet=
 ProtectSystem=strict
 ProtectHome=read-only
 PrivateTmp=yes
+RemoveIPC=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
@@ -200,7 +203,8 @@ ProtectHostname=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+# AF_NETLINK: the interfaces' addresses (getifaddrs); AF_UNIX: D-Bus, Docker.
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
 LockPersonality=yes
 SystemCallArchitectures=native
 
@@ -233,7 +237,9 @@ install_agent() {
     mkdir -p "$CONF"
     chmod 700 "$CONF"
     printf '%s\n' "$TOKEN" | put "$CONF/token" 600
-    umask 022  # the venv and the CA: read by the service's dynamic user
+    umask 022  # the venv and the CA: read by the service's user
+    getent passwd "$NAME" >/dev/null || useradd --system --user-group --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin "$NAME"
     mkdir -p "$PREFIX"
     [ -z "$CA_FILE" ] || [ "$CA_FILE" = "$PREFIX/hub-ca.pem" ] ||
         put "$PREFIX/hub-ca.pem" 644 <"$CA_FILE"
@@ -299,9 +305,9 @@ uninstall() {
     rm -f "$UNIT"
     systemctl daemon-reload
     systemctl reset-failed "$NAME" 2>/dev/null || true
-    # DynamicUser keeps its state and logs under private/, reached by a symlink.
-    rm -rf "$PREFIX" "$CONF" "/var/lib/$NAME" "/var/lib/private/$NAME" \
-        "/var/log/$NAME" "/var/log/private/$NAME"
+    ! getent passwd "$NAME" >/dev/null || userdel "$NAME"
+    ! getent group "$NAME" >/dev/null || groupdel "$NAME"
+    rm -rf "$PREFIX" "$CONF" "/var/lib/$NAME" "/var/log/$NAME"
     say "removed: the agent, its unit, token and files. On the hub, remove-agent revokes its token."
 }
 
