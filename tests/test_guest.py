@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,52 @@ def test_the_demo_comes_up_as_vagrant_would_bring_it(demo: Demo) -> None:
     assert log.exists() and "serving" in log.read_text()
     # Applied again: nothing to change.
     assert demo.apply() == 0, demo.last
+
+
+def test_the_agent_class_reports_to_the_hub_and_a_second_apply_changes_nothing(
+    demo: Demo,
+) -> None:
+    """dashboard::agent beside the hub on the guest: the same agent as the one-line install
+    (its user, its hardened unit, its token in a 0600 file), live at the hub, healing alike."""
+    wait_served(demo)
+    guest = demo.guest
+    # The hub class built this version's wheel: its Nginx serves the one-line install.
+    script = demo.get("/agent/install.sh")
+    assert script.status_code == 200 and "WHEEL_SHA256=" in script.text
+    token = guest.run(
+        "cd / && runuser -u dashboard -- /opt/dashboard/.venv/bin/python -m server"
+        " add-agent puppet-1 --config /etc/dashboard/dashboard.toml"
+    ).stdout.strip()
+    (guest.rootfs / "root/agent.pp").write_text(
+        f"class {{ 'dashboard::agent':\n  hub_url => 'http://localhost:{demo.port}/agents',\n"
+        f"  token   => Sensitive('{token}'),\n}}\n"
+    )
+
+    def apply() -> subprocess.CompletedProcess[str]:
+        return guest.run("puppet apply --detailed-exitcodes --color=false --modulepath"
+                         " /vagrant/deploy/puppet/modules /root/agent.pp", check=False)  # fmt: skip
+
+    first = apply()
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert token not in first.stdout + first.stderr  # Sensitive: never in Puppet's output
+
+    def live() -> dict[str, Any] | None:
+        hosts = {h["id"]: h for h in demo.get("/api/hosts").json()["hosts"]}
+        return hosts["puppet-1"] if hosts.get("puppet-1", {}).get("state") == "ok" else None
+
+    host = wait_until(live, timeout=30, interval=0.5, what="the agent's tile at the guest's hub")
+    assert host["agent_version"] == demo.get("/api/static").json()["version"]
+    pid = guest.run("systemctl show -p MainPID --value dashboard-agent").stdout.strip()
+    assert guest.run(f"stat -c %U /proc/{pid}").stdout.strip() == "dashboard-agent"
+    token_file = (guest.rootfs / "etc/dashboard-agent/token").stat()
+    assert token_file.st_mode & 0o777 == 0o600 and token_file.st_uid == 0
+    assert (
+        "ProtectSystem=strict"
+        in guest.run("systemctl show -p ProtectSystem dashboard-agent").stdout
+    )
+    second = apply()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert guest.run("systemctl show -p MainPID --value dashboard-agent").stdout.strip() == pid
 
 
 # Two units of the test's own in the guest (removed at its end).

@@ -70,7 +70,9 @@ class dashboard (
     default => 'core',
   }
 
-  package { ['python3', 'python3-venv', 'nginx']:
+  include dashboard::python
+
+  package { 'nginx':
     ensure => installed,
   }
 
@@ -133,6 +135,17 @@ class dashboard (
     unless   => "${imports} && test \"$(cat ${marker} 2>/dev/null)\" = \"$(${source_hash})\"",
     provider => shell,
     require  => [File[$install_dir], Exec['dashboard-venv']],
+    timeout  => 900,
+  }
+
+  # This version's wheel, served to new agents at /agent/install.sh (agent_wheel_dir):
+  # built again whenever the install was, by the same marker.
+  $wheels = "${data_dir}/agent"
+  exec { 'dashboard-agent-wheel':
+    command  => "/bin/rm -rf ${wheels} && ${venv}/bin/pip wheel --quiet --no-deps -w ${wheels} ${install_dir} && cp ${marker} ${wheels}/.built-from",
+    unless   => "test -f ${wheels}/.built-from && cmp -s ${marker} ${wheels}/.built-from",
+    provider => shell,
+    require  => [Exec['dashboard-install'], File[$data_dir]],
     timeout  => 900,
   }
 
