@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from testkit.serverproc import ROOT
@@ -159,3 +160,10 @@ def make_ca_and_cert(folder: Path) -> tuple[Path, Path, Path]:
     run("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "site.crt")  # fmt: skip
     return folder / "ca.crt", folder / "site.crt", folder / "site.key"
+
+
+def build_agent_wheel(folder: Path) -> Path:
+    """This checkout's wheel in `folder`, as `make agent-wheel` builds it for the hub."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
+                    str(folder), str(ROOT)], check=True, timeout=600)  # fmt: skip
+    return next(folder.glob("host_dashboard-*.whl"))

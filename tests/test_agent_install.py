@@ -26,6 +26,7 @@ import requests
 from testkit.deploytools import (
     SITE_TEMPLATE,
     NginxProcess,
+    build_agent_wheel,
     checkout_site,
     make_ca_and_cert,
     render_epp,
@@ -101,8 +102,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("agent-hub")
     ca, cert, key = make_ca_and_cert(work)
     wheels = work / "wheels"  # as `make agent-wheel` builds it
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
-                    str(wheels), str(ROOT)], check=True, timeout=600)  # fmt: skip
+    build_agent_wheel(wheels)
     http_port, tls_port = free_port(), free_port()
     public_url = f"https://localhost:{tls_port}"
     hub = ServerProcess(work / "hub" / "logs", "--proxy-hops", "1", "--allow-anonymous", "true",

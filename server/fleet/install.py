@@ -15,6 +15,7 @@ check answers only to a token's holder about that token's own host.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shlex
 import threading
@@ -25,14 +26,16 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from server import __version__
+from server.access.login import foreign_origin
 from server.blocking import run_blocking
 from server.config import Config
-from server.fleet.oneline import wheel_name
-from server.fleet.tokens import AgentTokens
+from server.fleet.oneline import install_line, wheel_name
+from server.fleet.tokens import NAME, AgentTokens, wheel_problem
 from server.ratelimit import TokenBucket
 from server.state import current_state
 
 agent_files = Blueprint("agent_files", __name__)
+log = logging.getLogger("dashboard.fleet")
 
 # A new machine asks a few times (download, check, wait for its samples): per address.
 _asks = TokenBucket(burst=30, rate=1.0)
@@ -81,6 +84,19 @@ def script_text(hub: str, link: str, digest: str) -> str:
 
 def _base(config: Config) -> str:
     return config.public_url or request.url_root.rstrip("/")
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def can_add_hosts() -> bool:
+    """Whether this request's user may add a host: a login, never a page open to all
+    (a token lets a machine into the fleet)."""
+    login = current_state().access.login
+    return login.credentials.required and login.user(request) is not None
 
 
 def _too_fast() -> Response | None:
@@ -170,3 +186,38 @@ def check() -> ResponseReturnValue:
         agent_version=host.agent_version if host is not None else None,
         hub_version=__version__,
     )
+
+
+@agent_files.post("/api/agents")
+def add_agent() -> ResponseReturnValue:
+    """{"name", "ca_file"?}: a new agent's token, made for the page's Add host, and the
+    one line that installs it (the token in it, shown once). 201, or a JSON error."""
+    state = current_state()
+    if foreign_origin():
+        return _error(403, "cross-origin request refused")
+    if not can_add_hosts():
+        return _error(403, "adding a host needs a login (password_hash or [users]): a page"
+                           " open to all may not let machines into the fleet")  # fmt: skip
+    body: Any = request.get_json(silent=True) if (request.content_length or 0) <= 1024 else None
+    name = body.get("name") if isinstance(body, dict) else None
+    ca_file = body.get("ca_file") or "" if isinstance(body, dict) else ""
+    if not isinstance(name, str) or not NAME.match(name):
+        return _error(400, "name: letters, digits, '.', '_' or '-', at most 64")
+    if not isinstance(ca_file, str) or len(ca_file) > 300 or (ca_file and ca_file[0] != "/"):
+        return _error(400, "ca_file: the CA's path on the new machine, from /")
+    if name == state.fleet.local.id:
+        return _error(400, f"{name!r} is the hub's own host: give the new one another name")
+    config = state.config
+
+    def add() -> str:
+        wheel_problem(config)
+        return AgentTokens(config.data_dir).add(name)
+
+    try:
+        token = run_blocking(add)
+    except ValueError as exc:
+        status = 503 if "agent_wheel_dir" in str(exc) else 409
+        return _error(status, str(exc))
+    log.info("agent %r added from the page by %s", name, state.access.login.user(request))
+    line = install_line(_base(config), token, ca_file)
+    return jsonify(name=name, line=line), 201

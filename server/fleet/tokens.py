@@ -138,13 +138,21 @@ def agents_command(
 
 
 def install_problem(config: Config) -> None:
-    """Raise ValueError where this hub cannot serve the one-line install."""
+    """Raise ValueError where this hub cannot serve the one-line install to another
+    machine from the command line (a page has its own address to go by)."""
     if not config.public_url:
         raise ValueError(
             "setting 'public_url' is empty: the install line needs the hub's address as"
             " the new machine reaches it (https://hub.example.net)"
         )
+    wheel_problem(config)
+
+
+def wheel_problem(config: Config) -> None:
+    """Raise ValueError where `agent_wheel_dir` holds no wheel of this version."""
     wheel = os.path.join(config.agent_wheels, wheel_name())
     if not os.path.isfile(wheel):
-        raise ValueError(f"setting 'agent_wheel_dir': no {wheel_name()} in"
-                         f" {config.agent_wheels}: build it with `make agent-wheel`")  # fmt: skip
+        raise ValueError(
+            f"setting 'agent_wheel_dir': no {wheel_name()} in {config.agent_wheels}:"
+            " build it with `make agent-wheel`"
+        )

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from server import series
 from server.blocking import Busy
 from server.fleet.hosts import Host
+from server.fleet.install import can_add_hosts
 from server.history import alert_log
 from server.state import current_state
 from server.wire import html_safe_json
@@ -69,6 +70,7 @@ def index() -> ResponseReturnValue:
                 kiosk=_kiosk(),
                 cycle=_cycle(),
                 firehose=state.firehose is not None,
+                can_add_hosts=can_add_hosts() and not _kiosk(),
             )
         )
     return _host_page(state.fleet.local, own=True)
@@ -128,6 +130,8 @@ def _host_page(host: Host, own: bool) -> ResponseReturnValue:
             firehose=state.firehose is not None,
             store_error=state.store.failure,
             clock_note=None if own else host.clock_note(),
+            # The hub's own page too: a fleet of one is where the second host is added.
+            can_add_hosts=own and can_add_hosts() and not _kiosk(),
         )
     )
 
