@@ -59,15 +59,16 @@ class dashboard::agent (
   }
 
   # Read by systemd (LoadCredential), handed to the agent alone: never in the unit.
+  $token_content = $token ? {
+    undef   => undef,
+    default => Sensitive("${token.unwrap}\n"),
+  }
   file { '/etc/dashboard-agent/token':
     ensure  => file,
     owner   => 'root',
     group   => 'root',
     mode    => '0600',
-    content => $token ? {
-      undef   => undef,
-      default => Sensitive("${token.unwrap}\n"),
-    },
+    content => $token_content,
     source  => $token_file,
     notify  => Service['dashboard-agent'],
   }

@@ -142,7 +142,10 @@ class dashboard (
   # built again whenever the install was, by the same marker.
   $wheels = "${data_dir}/agent"
   exec { 'dashboard-agent-wheel':
-    command  => "/bin/rm -rf ${wheels} && ${venv}/bin/pip wheel --quiet --no-deps -w ${wheels} ${install_dir} && cp ${marker} ${wheels}/.built-from",
+    command  => [
+      "/bin/rm -rf ${wheels} && ${venv}/bin/pip wheel --quiet --no-deps -w ${wheels} ${install_dir}",
+      "&& cp ${marker} ${wheels}/.built-from",
+    ].join(' '),
     unless   => "test -f ${wheels}/.built-from && cmp -s ${marker} ${wheels}/.built-from",
     provider => shell,
     require  => [Exec['dashboard-install'], File[$data_dir]],
