@@ -25,7 +25,9 @@ agent-wheel: $(AGENT_WHEEL)  ## build the wheel the hub serves to new agents, in
 
 $(AGENT_WHEEL): $(STAMP) pyproject.toml $(shell find server -name '*.py' -o -name '*.sh' -o -name '*.html' -o -name '*.js' -o -name '*.css' | grep -v __pycache__)
 	rm -f data/agent/host_dashboard-*.whl
-	$(PY) -m pip wheel --quiet --no-deps -w data/agent .
+	# From a copy: setuptools leaves its build/ beside what it builds.
+	tmp=$$(mktemp -d) && cp -r pyproject.toml README.md server $$tmp/ \
+		&& $(PY) -m pip wheel --quiet --no-deps -w data/agent $$tmp; status=$$?; rm -rf $$tmp; exit $$status
 
 system-deps:  ## install the Debian packages the tests drive (chromium, nginx, ...)
 	./scripts/system-deps.sh

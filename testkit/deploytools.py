@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from testkit.serverproc import ROOT
@@ -162,8 +164,17 @@ def make_ca_and_cert(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "ca.crt", folder / "site.crt", folder / "site.key"
 
 
-def build_agent_wheel(folder: Path) -> Path:
-    """This checkout's wheel in `folder`, as `make agent-wheel` builds it for the hub."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
-                    str(folder), str(ROOT)], check=True, timeout=600)  # fmt: skip
+def build_agent_wheel(folder: Path, source: Path = ROOT) -> Path:
+    """The wheel of `source` (this checkout) in `folder`, as `make agent-wheel` builds it
+    for the hub: from a copy, as setuptools leaves its build/ beside what it builds."""
+    with tempfile.TemporaryDirectory(prefix="wheel-") as work:
+        copy = Path(work) / "src"
+        copy.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (source / name).exists():
+                shutil.copy(source / name, copy / name)
+        shutil.copytree(source / "server", copy / "server",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
+                        str(folder), str(copy)], check=True, timeout=600)  # fmt: skip
     return next(folder.glob("host_dashboard-*.whl"))

@@ -270,9 +270,7 @@ def test_an_older_agent_is_upgraded_by_the_one_line_and_its_buffer_replayed(
     subprocess.run(["tar", "-x", "-C", str(parent)], input=archive.stdout, check=True)
     project = parent / "pyproject.toml"
     project.write_text(re.sub(r'(?m)^version = ".*"$', 'version = "0.1.99"', project.read_text()))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
-                    str(tmp_path), str(parent)], check=True, timeout=600)  # fmt: skip
-    old = next(tmp_path.glob("host_dashboard-0.1.99-*.whl"))
+    old = build_agent_wheel(tmp_path / "old", parent)
     guest = site.guest
     shutil.copy(old, f"{guest.rootfs}/root/{old.name}")
     guest.run(f"/opt/dashboard-agent/venv/bin/pip install --quiet --no-deps --force-reinstall"

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -474,3 +475,52 @@ def test_an_agent_refused_at_start_asks_again_and_joins_once_known(
         fleet.tokens.reload()
         with contextlib.suppress(ValueError):
             fleet.tokens.remove("late")
+
+
+def test_a_removed_agent_goes_without_a_host_down_and_its_page_says_so(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """remove-agent: the link closed, the token refused, the tile gone with no host_down
+    raised, and the host's open page says it was removed."""
+    fleet.tokens.reload()
+    agent = AgentProcess(tmp_path, "leaving", fleet.tokens.add("leaving"), fleet.hub.url).start()
+    browser = Chromium(require_binary("chromium", "chromium-browser"))
+    try:
+        wait_until(lambda: any(h["id"] == "leaving" and h["state"] == "ok"
+                               for h in fleet.get("/api/hosts").json()["hosts"]),
+                   timeout=60, what="the agent reporting")  # fmt: skip
+        browser.navigate(fleet.hub.url + "/login")
+        browser.wait_for("!!document.querySelector('input[name=password]')")
+        browser.evaluate(
+            f"document.querySelector('input[name=password]').value = {json.dumps(PASSWORD)};"
+            "document.querySelector('form').submit()"
+        )
+        browser.wait_for("document.readyState === 'complete' && !!document.body.dataset.hosts")
+        browser.navigate(fleet.hub.url + "/host/leaving")
+        browser.wait_for("document.body.dataset.status === 'live'")
+        assert browser.evaluate("document.getElementById('removed-banner').hidden") is True
+        removed = time.time()
+        fleet.tokens.remove("leaving")
+        banner = browser.wait_for(
+            "(b => !b.hidden && b.textContent)(document.getElementById('removed-banner'))",
+            timeout=20,
+        )
+        assert "removed from the fleet" in banner and "history stays" in banner
+        assert "leaving" not in {h["id"] for h in fleet.get("/api/hosts").json()["hosts"]}
+        wait_until(lambda: "refused this agent" in agent.log(), timeout=60,
+                   what="the agent's token refused")  # fmt: skip
+        time.sleep(2)  # a host_down would have been raised by now (down after 10 s closed)
+        assert not [b for b in fleet.receiver.bodies
+                    if b.get("host") == "leaving" and b.get("rule") == "host_down"]  # fmt: skip
+        # Its history stays in the store until it ages out (no page shows it any more).
+        database = sqlite3.connect(f"file:{fleet.hub.data_dir}/history.sqlite3?mode=ro", uri=True)
+        try:
+            kept = database.execute(
+                "SELECT count(*) FROM raw WHERE host = 'leaving' AND ts < ?", (removed,)
+            ).fetchone()[0]
+        finally:
+            database.close()
+        assert kept >= 5, kept
+    finally:
+        browser.close()
+        agent.stop()

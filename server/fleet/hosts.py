@@ -291,10 +291,17 @@ class Fleet:
             return host
 
     def forget(self, host_id: str) -> None:
-        """An agent removed from the hub: no tile, no alerts."""
-        if host_id != self.local.id:
-            with self._lock:
-                self.hosts.pop(host_id, None)
+        """An agent removed from the hub: no tile, no alerts (not a `host_down`); its
+        pages hear `host_state` `removed`, once. Its history stays until it ages out."""
+        if host_id == self.local.id:
+            return
+        with self._lock:
+            host = self.hosts.pop(host_id, None)
+        if host is not None:
+            change = {"host": host_id, "state": "removed", "previous": host.state,
+                      "ts": time.time()}  # fmt: skip
+            self._emit("host_state", change, "fleet")
+            self._emit("host_state", change, f"host:{host_id}")
 
     def judge(self) -> None:
         """Each host's state; a change is a `host_state` event, down or back an alert."""

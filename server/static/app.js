@@ -412,6 +412,10 @@ socket.on("connect", () => {
   setStatus("live", "live");
 });
 socket.on("shutdown", () => setStatus("reconnecting", "restarting"));
+// An agent removed at the hub (remove-agent): said once; nothing more comes for it.
+socket.on("host_state", (change) => {
+  if (hostId && change.host === hostId && change.state === "removed") $("removed-banner").hidden = false;
+});
 socket.on("disconnect", () => {
   page.disconnectedAt = performance.now();
   setStatus("reconnecting", "reconnecting");

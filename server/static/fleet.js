@@ -198,6 +198,13 @@ socket.on("connect", () => setStatus("live", "live"));
 socket.on("disconnect", () => setStatus("reconnecting", "reconnecting"));
 socket.on("connect_error", () => setStatus("reconnecting", "reconnecting"));
 socket.on("fleet", render);
+// An agent removed at the hub: its tile goes with the next `fleet`; say why.
+socket.on("host_state", (change) => {
+  if (change.state !== "removed") return;
+  const note = $("removed-note");
+  note.textContent = `${change.host} was removed from the fleet; its history stays at the hub until it ages out.`;
+  note.hidden = false;
+});
 exposeForTests("__fleet", () => page.lastFleet);
 
 // ---------------------------------------------------------------- wall mode

@@ -93,7 +93,7 @@ class dashboard::agent (
     owner   => 'root',
     group   => 'root',
     ignore  => ['.git', '.venv', '.vagrant', '.ci', '.cache', '.mypy_cache', '.ruff_cache', '.pytest_cache',
-    '.hypothesis', 'node_modules', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs', '__pycache__', '*.pyc', '*.egg-info'],
+    '.hypothesis', 'node_modules', 'build', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs', '__pycache__', '*.pyc', '*.egg-info'],
   }
 
   exec { 'dashboard-agent-venv':

@@ -109,7 +109,7 @@ class dashboard (
     group   => 'root',
     # The app, its packaging and the error page; not the tests or the VM's state.
     ignore  => ['.git', '.venv', '.vagrant', '.ci', '.cache', '.mypy_cache', '.ruff_cache', '.pytest_cache',
-    '.hypothesis', 'node_modules', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs', '__pycache__', '*.pyc', '*.egg-info'],
+    '.hypothesis', 'node_modules', 'build', 'logs', 'data', 'tests', 'testkit', 'bench', 'docs', '__pycache__', '*.pyc', '*.egg-info'],
   }
 
   exec { 'dashboard-venv':
