@@ -133,6 +133,8 @@ class Link:
         self.sio.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
         self.sio.on("firehose_watch", self._on_firehose_watch, namespace=NAMESPACE)
         self.sio.on("clock", self._on_clock, namespace=NAMESPACE)
+        self.sio.on("bye", self._on_bye, namespace=NAMESPACE)
+        self._bye: str | None = None
         # Log lines only while a page at the hub watches them (the hub says which).
         self.feed = local_feed(config) if config.firehose else None
         self._firehose_wanted: set[str] = set()
@@ -277,7 +279,16 @@ class Link:
         # at connect: the hub asks at once, and its ask can be handled before our
         # connect handler (samples then went without `mono` until the next ask, 30 s).
         self._hub_places = False
+        if reason == self.sio.reason.SERVER_DISCONNECT:  # the client does not reconnect
+            log.error("the hub closed the link: %s", self._bye or "no reason given")
+            return
         log.warning("lost the hub (%s); buffering and reconnecting", reason)
+
+    def _on_bye(self, data: Any = None) -> None:
+        """Why the hub is about to close this link: this agent removed, or another agent
+        with the same token connected. Said when the link closes; no reconnect helps."""
+        message = data.get("message") if isinstance(data, dict) else None
+        self._bye = str(message)[:300] if message else None
 
     def _on_connect_error(self, data: Any = None) -> None:
         message = data.get("message") if isinstance(data, dict) else str(data)

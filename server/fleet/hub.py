@@ -149,7 +149,8 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
         for old, other in list(self.hosts_by_sid.items()):
             if other == host_id:  # the agent came back before its old link timed out
                 self.hosts_by_sid.pop(old, None)
-                self.disconnect(old)
+                self._bye(old, f"another agent with this token connected (from {address}):"
+                               " each machine needs a token of its own")  # fmt: skip
         self.hosts_by_sid[sid] = host_id
         host = self.fleet.ensure(host_id)
         host.link(True)
@@ -280,6 +281,11 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             if other == host_id:
                 self.emit("firehose_watch", {"sources": sources}, to=sid)
 
+    def _bye(self, sid: str, message: str) -> None:
+        """Close an agent's link, first telling it why (`bye`): it logs the reason."""
+        self.emit("bye", {"message": message}, to=sid)
+        self.disconnect(sid)
+
     def _host(self, sid: str) -> Host | None:
         host_id = self.hosts_by_sid.get(sid)
         return self.fleet.get(host_id) if host_id else None
@@ -291,7 +297,8 @@ class AgentLink(socketio.Namespace):  # type: ignore[misc]
             if host_id not in names:
                 log.warning("agent %s removed: its link is closed", host_id)
                 self.hosts_by_sid.pop(sid, None)
-                self.disconnect(sid)
+                self._bye(sid, f"this agent ({host_id}) was removed at the hub: its token is"
+                               " revoked; uninstall it (install.sh --uninstall)")  # fmt: skip
         for host_id in list(self.fleet.hosts):
             if host_id != self.fleet.local.id and host_id not in names:
                 self.fleet.forget(host_id)
