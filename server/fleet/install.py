@@ -102,9 +102,7 @@ def can_add_hosts() -> bool:
 def _too_fast() -> Response | None:
     if _asks.take(str(request.remote_addr)):
         return None
-    response = jsonify(error="too many requests from this address: slow down")
-    response.status_code = 429
-    return response
+    return _error(429, "too many requests from this address: slow down")
 
 
 _wheels: dict[str, Wheel] = {}  # by folder: one per process
@@ -114,24 +112,26 @@ def _wheel(config: Config) -> Wheel:
     return _wheels.setdefault(config.agent_wheels, Wheel(config.agent_wheels))
 
 
-def _no_wheel(config: Config) -> Response:
-    response = jsonify(
-        error=f"this hub has no agent wheel of its version ({wheel_name()} in"
-        f" {config.agent_wheels}): build it with `make agent-wheel` or the Puppet hub class"
-    )
-    response.status_code = 503
-    return response
-
-
-@agent_files.get("/agent/install.sh")
-def install_script() -> ResponseReturnValue:
-    config = current_state().config
+def _served_wheel(config: Config) -> tuple[bytes, str] | Response:
+    """This version's wheel and digest; or the answer to give: too many requests from
+    this address (429), or no wheel to serve (503)."""
     refused = _too_fast()
     if refused is not None:
         return refused
     found = run_blocking(_wheel(config).read)
     if found is None:
-        return _no_wheel(config)
+        return _error(503, f"this hub has no agent wheel of its version ({wheel_name()} in"
+                           f" {config.agent_wheels}): build it with `make agent-wheel` or"
+                           " the Puppet hub class")  # fmt: skip
+    return found
+
+
+@agent_files.get("/agent/install.sh")
+def install_script() -> ResponseReturnValue:
+    config = current_state().config
+    found = _served_wheel(config)
+    if isinstance(found, Response):
+        return found
     base = _base(config)
     body = script_text(base, link_url(config, base), found[1])
     return Response(body, mimetype="text/x-shellscript", headers={"Cache-Control": "no-store"})
@@ -139,17 +139,11 @@ def install_script() -> ResponseReturnValue:
 
 @agent_files.get("/agent/<name>")
 def wheel(name: str) -> ResponseReturnValue:
-    config = current_state().config
     if name != wheel_name():
-        response = jsonify(error=f"this hub serves {wheel_name()} only")
-        response.status_code = 404
-        return response
-    refused = _too_fast()
-    if refused is not None:
-        return refused
-    found = run_blocking(_wheel(config).read)
-    if found is None:
-        return _no_wheel(config)
+        return _error(404, f"this hub serves {wheel_name()} only")
+    found = _served_wheel(current_state().config)
+    if isinstance(found, Response):
+        return found
     return Response(found[0], mimetype="application/octet-stream")
 
 
@@ -164,19 +158,16 @@ def check() -> ResponseReturnValue:
     body: Any = request.get_json(silent=True) if (request.content_length or 0) <= 1024 else None
     token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str):
-        response = jsonify(error='a JSON body {"token": "..."} of at most 1 KiB')
-        response.status_code = 400
-        return response
+        return _error(400, 'a JSON body {"token": "..."} of at most 1 KiB')
     name = state.link.tokens.host_of(token)
     if name is None:  # added since the tick last read the file: read it afresh
         name = run_blocking(lambda: AgentTokens(state.config.data_dir).host_of(token))
     if name is None or name == state.fleet.local.id:
-        response = jsonify(
-            error="the hub does not know this token: it is wrong, or was removed"
-            " (remove-agent); make one with the hub's Add host or add-agent NAME"
+        return _error(
+            403,
+            "the hub does not know this token: it is wrong, or was removed (remove-agent);"
+            " make one with the hub's Add host or add-agent NAME",
         )
-        response.status_code = 403
-        return response
     host = state.fleet.get(name)
     age = host.last_sample_age() if host is not None else None
     return jsonify(
