@@ -138,27 +138,39 @@ def test_the_agent_class_reports_to_the_hub_and_a_second_apply_changes_nothing(
         return guest.run("puppet apply --detailed-exitcodes --color=false --modulepath"
                          " /vagrant/deploy/puppet/modules /root/agent.pp", check=False)  # fmt: skip
 
-    first = apply()
-    assert first.returncode == 2, first.stdout + first.stderr
-    assert token not in first.stdout + first.stderr  # Sensitive: never in Puppet's output
+    try:
+        first = apply()
+        assert first.returncode == 2, first.stdout + first.stderr
+        assert token not in first.stdout + first.stderr  # Sensitive: never in Puppet's output
 
-    def live() -> dict[str, Any] | None:
-        hosts = {h["id"]: h for h in demo.get("/api/hosts").json()["hosts"]}
-        return hosts["puppet-1"] if hosts.get("puppet-1", {}).get("state") == "ok" else None
+        def live() -> dict[str, Any] | None:
+            hosts = {h["id"]: h for h in demo.get("/api/hosts").json()["hosts"]}
+            return hosts["puppet-1"] if hosts.get("puppet-1", {}).get("state") == "ok" else None
 
-    host = wait_until(live, timeout=30, interval=0.5, what="the agent's tile at the guest's hub")
-    assert host["agent_version"] == demo.get("/api/static").json()["version"]
-    pid = guest.run("systemctl show -p MainPID --value dashboard-agent").stdout.strip()
-    assert guest.run(f"stat -c %U /proc/{pid}").stdout.strip() == "dashboard-agent"
-    token_file = (guest.rootfs / "etc/dashboard-agent/token").stat()
-    assert token_file.st_mode & 0o777 == 0o600 and token_file.st_uid == 0
-    assert (
-        "ProtectSystem=strict"
-        in guest.run("systemctl show -p ProtectSystem dashboard-agent").stdout
-    )
-    second = apply()
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert guest.run("systemctl show -p MainPID --value dashboard-agent").stdout.strip() == pid
+        host = wait_until(
+            live, timeout=30, interval=0.5, what="the agent's tile at the guest's hub"
+        )
+        assert host["agent_version"] == demo.get("/api/static").json()["version"]
+        pid = guest.run("systemctl show -p MainPID --value dashboard-agent").stdout.strip()
+        assert guest.run(f"stat -c %U /proc/{pid}").stdout.strip() == "dashboard-agent"
+        token_file = (guest.rootfs / "etc/dashboard-agent/token").stat()
+        assert token_file.st_mode & 0o777 == 0o600 and token_file.st_uid == 0
+        assert (
+            "ProtectSystem=strict"
+            in guest.run("systemctl show -p ProtectSystem dashboard-agent").stdout
+        )
+        second = apply()
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert guest.run("systemctl show -p MainPID --value dashboard-agent").stdout.strip() == pid
+    finally:  # a fleet of one again, for the tests after: the hub's own page at /
+        guest.run("systemctl disable --now dashboard-agent; rm -f"
+                  " /etc/systemd/system/dashboard-agent.service; systemctl daemon-reload",
+                  check=False)  # fmt: skip
+        guest.run("cd / && runuser -u dashboard -- /opt/dashboard/.venv/bin/python -m server"
+                  " remove-agent puppet-1 --config /etc/dashboard/dashboard.toml",
+                  check=False)  # fmt: skip
+        wait_until(lambda: len(demo.get("/api/hosts").json()["hosts"]) == 1, timeout=30,
+                   interval=0.5, what="the removed agent gone from the hub")  # fmt: skip
 
 
 # Two units of the test's own in the guest (removed at its end).
