@@ -73,8 +73,12 @@ def link_url(config: Config, base: str) -> str:
     return f"{base}/agents" if config.proxy_hops else base
 
 
+# Read once, at import: not a file read on the event loop per request.
+SCRIPT = (resources.files("server.fleet") / "install.sh").read_text(encoding="utf-8")
+
+
 def script_text(hub: str, link: str, digest: str) -> str:
-    text = (resources.files("server.fleet") / "install.sh").read_text(encoding="utf-8")
+    text = SCRIPT
     values = {"HUB": hub, "LINK": link, "VERSION": __version__, "WHEEL": wheel_name(),
               "WHEEL_SHA256": digest}  # fmt: skip
     for key, value in values.items():
@@ -200,15 +204,14 @@ def add_agent() -> ResponseReturnValue:
         return _error(400, f"{name!r} is the hub's own host: give the new one another name")
     config = state.config
 
-    def add() -> str:
-        wheel_problem(config)
-        return AgentTokens(config.data_dir).add(name)
-
     try:
-        token = run_blocking(add)
+        run_blocking(wheel_problem, config)
     except ValueError as exc:
-        status = 503 if "agent_wheel_dir" in str(exc) else 409
-        return _error(status, str(exc))
+        return _error(503, str(exc))
+    try:
+        token = run_blocking(lambda: AgentTokens(config.data_dir).add(name))  # reads the file
+    except ValueError as exc:  # the name is taken
+        return _error(409, str(exc))
     log.info("agent %r added from the page by %s", name, state.access.login.user(request))
     line = install_line(_base(config), token, ca_file)
     return jsonify(name=name, line=line), 201
