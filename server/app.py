@@ -176,6 +176,7 @@ def build_static(config: Config) -> StaticData:
         history_seconds=config.history_seconds,
         version=__version__,
         levels=page_levels(config.alerts),
+        host_root=config.host_root,
     )
     return dataclasses.replace(static, host=host_id_of(static.hostname))
 

@@ -49,6 +49,13 @@ def _engine_socket(raw: Any) -> str:
     return text
 
 
+def _host_root(raw: Any) -> str:
+    text = _text(raw)
+    if not text.startswith("/") or not os.path.isdir(text):
+        raise ValueError("the absolute path of a directory: where the host's / is mounted")
+    return os.path.normpath(text)
+
+
 def _text(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("a non-empty string")
@@ -148,6 +155,12 @@ class Config:
         "auto",
         _engine_socket,
         "auto (Docker's or Podman's usual socket, if there), off, or an engine's socket path",
+    )
+    host_root: str = setting(
+        "/",
+        _host_root,
+        "where the host's / is mounted when this runs in a container (/host): its"
+        " filesystems and OS name are read there (docs/container.md)",
     )
     services: str = setting(
         "auto",

@@ -60,9 +60,10 @@ class StaticData:
         history_seconds: int,
         version: str,
         levels: dict[str, dict[str, float]] | None = None,
+        host_root: str = "/",
     ) -> StaticData:
         return cls(
-            **host.facts(),
+            **host.facts(host_root),
             interval=interval,
             history_seconds=history_seconds,
             version=version,
@@ -85,12 +86,13 @@ class DynamicData:
         services: str = "off",
         smart: str = "off",
         smart_every: float = 300.0,
+        host_root: str = "/",
     ) -> None:
         self.collectors: list[Collector] = [
             Cpu(),
             Memory(),
             Swap(),
-            Disks(table_every=mount_table_every),
+            Disks(table_every=mount_table_every, root=host_root),
             DiskIO(devices_every=mount_table_every),
             Net(),
             Load(),
@@ -132,6 +134,7 @@ class DynamicData:
             services=config.services,
             smart=config.smart,
             smart_every=config.smart_every,
+            host_root=config.host_root,
         )
 
     def sample(self) -> dict[str, Any]:

@@ -54,6 +54,8 @@ def test_priority_file_then_env_then_flags(tmp_path: Path) -> None:
         (["--data-dir", " "], {}, "data_dir", "is empty"),
         (["--history-path", ""], {}, "history_path", "is empty"),
         (["--top-processes", "-1"], {}, "top_processes", "an integer from 0"),
+        (["--host-root", "host"], {}, "host_root", "the absolute path of a directory"),
+        ([], {"DASHBOARD_HOST_ROOT": "/no/such/dir"}, "host_root", "the absolute path of a"),
     ],
 )
 def test_bad_values_name_the_setting(

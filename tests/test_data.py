@@ -15,7 +15,8 @@ from server.data import DynamicData, StaticData
 from server.sampling import counters, processes
 from server.sampling.collector import Collector, FailureLog
 from server.sampling.counters import counter_rate, parse_diskstats, parse_net_dev, whole_disks
-from server.sampling.mounts import is_real_filesystem
+from server.sampling.host import distribution
+from server.sampling.mounts import Filesystem, is_real_filesystem, real_filesystems
 from server.sampling.processes import ProcessTable
 from tests.contract import SAMPLE_KEYS as CONTRACT_SAMPLE_KEYS
 from tests.contract import check_static
@@ -163,6 +164,46 @@ def test_real_filesystems(mount: str, device: str, fstype: str, real: bool) -> N
 
 
 Part = namedtuple("Part", "device mountpoint fstype opts")
+
+
+def test_in_a_container_the_filesystems_are_the_hosts_under_its_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An agent's container with the host's / bound at /host (recursively, as Docker
+    # binds): its own table has its own root and the host's mounts under /host.
+    table = [
+        Part("overlay", "/", "overlay", "rw"),
+        Part("/dev/sda1", "/etc/hosts", "ext4", "rw"),
+        Part("/dev/sda1", "/host", "ext4", "ro"),
+        Part("/dev/sdb1", "/host/srv", "xfs", "ro"),
+        Part("tmpfs", "/host/run", "tmpfs", "ro"),
+        Part("/dev/sdc1", "/hostile", "ext4", "rw"),  # beside /host, not under it
+    ]
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: table)
+    assert real_filesystems("/host") == [
+        Filesystem("/", "/dev/sda1", "ext4", "/host"),
+        Filesystem("/srv", "/dev/sdb1", "xfs", "/host/srv"),
+    ]
+    # Not in a container: the table as it is, each path its own.
+    assert [(fs.mount, fs.path) for fs in real_filesystems()] == [
+        ("/", "/"),
+        ("/host", "/host"),
+        ("/hostile", "/hostile"),
+        ("/host/srv", "/host/srv"),
+    ]
+
+
+def test_the_os_is_named_by_the_os_release_under_the_hosts_root(tmp_path: Any) -> None:
+    (tmp_path / "etc").mkdir()
+    assert distribution(str(tmp_path)) is None
+    (tmp_path / "usr/lib").mkdir(parents=True)
+    (tmp_path / "usr/lib/os-release").write_text('NAME="Debian GNU/Linux"\n')
+    assert distribution(str(tmp_path)) == "Debian GNU/Linux"
+    (tmp_path / "etc/os-release").write_text(
+        "# a comment\nNAME=Debian\nBROKEN='unclosed\n"
+        "PRETTY_NAME='Debian GNU/Linux 12 (bookworm)'\n"
+    )
+    assert distribution(str(tmp_path)) == "Debian GNU/Linux 12 (bookworm)"
 
 
 def test_disk_io_counts_each_byte_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:

@@ -388,7 +388,10 @@ def run(config: Config) -> int:
             "or its file: hub_token_file)"
         )
     static = StaticData.collect(
-        interval=config.interval, history_seconds=config.history_seconds, version=__version__
+        interval=config.interval,
+        history_seconds=config.history_seconds,
+        version=__version__,
+        host_root=config.host_root,
     )
     # The hub names this host by its token: the static goes without a name of its own.
     static_dict = {k: v for k, v in static.as_dict().items() if k != "host"}

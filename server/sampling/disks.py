@@ -22,8 +22,9 @@ class Disks(Collector):
     name = "disks"
     waits = True  # begin() asks the prober, read() takes its answers
 
-    def __init__(self, table_every: int = 10) -> None:
+    def __init__(self, table_every: int = 10, root: str = "/") -> None:
         super().__init__()
+        self._root = root  # where the host's / is: "/", or its mount in a container
         self._table_every = max(table_every, 1)
         self._ticks = 0
         self._filesystems: list[Filesystem] | None = None
@@ -35,12 +36,12 @@ class Disks(Collector):
         self._ticks += 1
         if self._filesystems is None or self._ticks % self._table_every == 0:
             try:
-                self._filesystems, self._table_error = real_filesystems(), None
+                self._filesystems, self._table_error = real_filesystems(self._root), None
             except READ_ERRORS as exc:
                 self._filesystems, self._table_error = None, exc
         if self._filesystems is not None:
             # The prober reads them while this thread reads the rest.
-            self._mounts.ask([fs.mount for fs in self._filesystems])
+            self._mounts.ask([fs.path for fs in self._filesystems])
 
     def read(self) -> dict[str, Any]:
         if self._table_error is not None:
@@ -49,7 +50,7 @@ class Disks(Collector):
         usage = self._mounts.usage()
         disks = []
         for fs in self._filesystems:
-            value, answering = usage.get(fs.mount, (None, False))
+            value, answering = usage.get(fs.path, (None, False))
             # A read that raised is logged once (FailureLog); it did answer, with an error.
             value = self._per_disk.read(f"disk {fs.mount}", functools.partial(_value_of, value))
             if value in (GONE, NOT_A_DIRECTORY):

@@ -3,7 +3,9 @@ memory and swap sizes, addresses and boot time."""
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 import socket
 from typing import Any
 
@@ -12,8 +14,9 @@ import psutil
 from server.sampling.collector import FailureLog
 
 
-def facts() -> dict[str, Any]:
-    """The host's static facts, as StaticData's fields; what cannot be read is None."""
+def facts(root: str = "/") -> dict[str, Any]:
+    """The host's static facts, as StaticData's fields; what cannot be read is None.
+    `root`: where the host's / is (in a container, its mount: the OS is the host's)."""
     reader = FailureLog()
     return {
         "hostname": socket.gethostname(),
@@ -21,7 +24,7 @@ def facts() -> dict[str, Any]:
         "os": {
             "system": platform.system(),
             "release": platform.release(),
-            "distribution": distribution(),
+            "distribution": distribution(root),
             "machine": platform.machine(),
         },
         "cpu": {
@@ -44,12 +47,31 @@ def boot_time() -> float:
     return psutil.boot_time()
 
 
-def distribution() -> str | None:
-    try:
-        release = platform.freedesktop_os_release()
-    except OSError:
-        return None
-    return release.get("PRETTY_NAME") or release.get("NAME")
+def distribution(root: str = "/") -> str | None:
+    """os-release's name of the system whose / is `root` (the two paths systemd reads)."""
+    for name in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
+                release = parse_os_release(handle.read())
+        except OSError:
+            continue
+        return release.get("PRETTY_NAME") or release.get("NAME")
+    return None
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """KEY=value lines, the value in shell quoting; a line that is not one is skipped."""
+    fields = {}
+    for line in text.splitlines():
+        key, equals, value = line.strip().partition("=")
+        if not equals or not key.isidentifier():
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:  # an unclosed quote
+            continue
+        fields[key] = " ".join(words)
+    return fields
 
 
 def cpu_model() -> str | None:

@@ -73,9 +73,10 @@ POLL_SECONDS = 0.001  # how often a tick looks for the prober's answer while it 
 
 
 class Filesystem(NamedTuple):
-    mount: str
+    mount: str  # as the host names it
     device: str
     fstype: str
+    path: str  # where this process reads it: `mount`, or under the host's root in a container
 
 
 def is_real_filesystem(mount: str, device: str, fstype: str) -> bool:
@@ -86,18 +87,33 @@ def is_real_filesystem(mount: str, device: str, fstype: str) -> bool:
     return not (device.startswith("/dev/loop") or mount.startswith("/snap/"))
 
 
-def real_filesystems() -> list[Filesystem]:
-    """The mount table's storage, each device once (a bind mount of it again is left out)."""
+def real_filesystems(root: str = "/") -> list[Filesystem]:
+    """The mount table's storage, each device once (a bind mount of it again is left out).
+
+    In a container with the host's / bound at `root` (recursively, as Docker binds),
+    this process's own table holds the host's mounts under `root`: those are the
+    host's, named by their path on the host; the container's own are left out.
+    """
     found = []
     seen_devices: set[str] = set()
     for part in sorted(psutil.disk_partitions(all=True), key=lambda p: len(p.mountpoint)):
-        if not is_real_filesystem(part.mountpoint, part.device, part.fstype):
+        mount = host_path(part.mountpoint, root)
+        if mount is None or not is_real_filesystem(mount, part.device, part.fstype):
             continue
-        if part.device in seen_devices and part.mountpoint != "/":
+        if part.device in seen_devices and mount != "/":
             continue
         seen_devices.add(part.device)
-        found.append(Filesystem(part.mountpoint, part.device, part.fstype))
+        found.append(Filesystem(mount, part.device, part.fstype, part.mountpoint))
     return found
+
+
+def host_path(path: str, root: str) -> str | None:
+    """`path` as the host names it, if it is the host's (under `root`); None if not."""
+    if root == "/":
+        return path
+    if path == root:
+        return "/"
+    return path[len(root) :] if path.startswith(root + "/") else None
 
 
 def probe(mount: str) -> Any:
