@@ -51,7 +51,7 @@ $(ESLINT): tools/eslint/package-lock.json
 	touch $(ESLINT)
 
 test: $(STAMP) system-deps $(AXE) lint  ## lint, type-check and run every test
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30  # the slowest, to keep the whole under 45 minutes
 
 test-fast: $(STAMP) lint  ## lint, type-check, unit and in-process tests (no subprocesses, no browser)
 	$(PY) -m pytest -m "not e2e and not browser"

@@ -15,6 +15,7 @@ logged once, when it starts failing.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,10 @@ class DynamicData:
             from server.sampling.engine import Engine
 
             cores = psutil.cpu_count(logical=True) or 1
-            self.collectors.append(Containers(Engine(socket_path), cores))
+            # In a container, the host's cgroups are under its root: a container's own
+            # /sys/fs/cgroup holds only its own cgroup where the host has cgroup v1.
+            cgroups = os.path.join(host_root, "sys/fs/cgroup")
+            self.collectors.append(Containers(Engine(socket_path), cores, cgroup_root=cgroups))
         # systemd's units: only where systemd runs (`services` setting), read off the
         # loop every few seconds (server/sampling/services.py).
         units = systemd_units.find(services)

@@ -43,8 +43,20 @@ def busybox_rootfs(busybox: str, image: Path) -> Path:
     return image
 
 
+def mounts_under(folder: Path) -> list[str]:
+    """The mount points in this process's mount table that are `folder` or inside it."""
+    prefix = str(folder)
+    with open("/proc/self/mountinfo", encoding="utf-8") as table:
+        points = [line.split()[4] for line in table]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
 class Docker:
-    def __init__(self, dockerd: str, docker: str, busybox: str) -> None:
+    def __init__(
+        self, dockerd: str, docker: str, busybox: str, data_tmpfs_mib: int | None = None
+    ) -> None:
+        """`data_tmpfs_mib`: its data root on a tmpfs of that size, so that a container's
+        root filesystem is not the host's (the image test tells the two apart)."""
         self.dockerd = dockerd
         self.docker = docker
         self.busybox = busybox
@@ -53,8 +65,14 @@ class Docker:
         self.socket = str(self.root / "docker.sock")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.root / "dockerd.log"
+        self.data_tmpfs_mib = data_tmpfs_mib
 
     def start(self) -> Docker:
+        if self.data_tmpfs_mib:
+            data = self.root / "data"
+            data.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.data_tmpfs_mib}m",
+                            "dashtest-docker", str(data)], check=True, timeout=30)  # fmt: skip
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -82,9 +100,14 @@ class Docker:
     def env(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}"}
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.docker, *args], env=self.env, check=check,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run([self.docker, *args], env=self.env, check=check,
+                                  capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        except subprocess.CalledProcessError as exc:  # what docker said, in the test's report
+            raise AssertionError(f"docker {' '.join(args)}: {exc.stderr[-3000:]}") from None
 
     def run(self, name: str, *options_and_command: str) -> str:
         """`docker run -d --network none --name NAME ...`: the container's id."""
@@ -106,4 +129,8 @@ class Docker:
             # Its containerd and shims, if any outlived it (same session).
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        # What is still mounted under its root (the data tmpfs; the host network's netns
+        # file dockerd binds for a --network host container), lazily, innermost first.
+        for mount in sorted(mounts_under(self.root), key=len, reverse=True):
+            subprocess.run(["umount", "--lazy", mount], check=False, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -31,6 +31,7 @@ from testkit.deploytools import (
     make_ca_and_cert,
     render_epp,
 )
+from testkit.fleet import wait_until_the_hub_takes
 from testkit.guest import Guest
 from testkit.history import samples_between
 from testkit.serverproc import ROOT, ServerProcess, free_port
@@ -179,6 +180,16 @@ def test_what_the_machine_lacks_or_the_hub_refuses_is_said_and_nothing_is_left(
     assert f"the hub at {closed} does not answer" in silent.stderr, silent.stderr
     assert site.left_behind() == []
     assert "agent_outdated" not in site.hosts().get(NAME, {})  # it never connected
+
+    # A used token: another machine's agent holds it (a stand-in, from this machine).
+    other = wait_until_the_hub_takes(site.hub.url, token.group(1))
+    try:
+        used = guest.run(line, check=False)
+    finally:
+        other.disconnect()
+    assert used.returncode == 1
+    assert f"this token is in use: host {NAME}'s agent is connected" in used.stderr, used.stderr
+    assert site.left_behind() == []
 
 
 def test_the_one_line_installs_a_hardened_agent_the_hub_shows_live(site: Site) -> None:

@@ -154,6 +154,15 @@ ask_the_hub() {
         esac
     fi
     HOST=$(printf %s "$ANSWER" | field host)
+    # A token is one machine's: while another machine's agent is connected with it, this
+    # one would take its place at the hub. This machine's own agent (a repair, an upgrade)
+    # has the same token in its file.
+    if [ "$(printf %s "$ANSWER" | field connected)" = True ] &&
+        ! { [ -f "$CONF/token" ] && [ "$(cat "$CONF/token")" = "$TOKEN" ]; }; then
+        die "this token is in use: host $HOST's agent is connected to the hub now, from another
+machine. Make a token for this machine (the hub's Add host, or add-agent NAME), or
+remove-agent $HOST on the hub first. Nothing was installed or changed."
+    fi
     say "the hub at $HUB knows this token: host $HOST"
 }
 

@@ -19,7 +19,7 @@ def facts(root: str = "/") -> dict[str, Any]:
     `root`: where the host's / is (in a container, its mount: the OS is the host's)."""
     reader = FailureLog()
     return {
-        "hostname": socket.gethostname(),
+        "hostname": hostname(root),
         "fqdn": socket.getfqdn(),
         "os": {
             "system": platform.system(),
@@ -37,6 +37,20 @@ def facts(root: str = "/") -> dict[str, Any]:
         "addresses": reader.read("addresses", addresses) or [],
         "boot_time": reader.read("boot_time", boot_time),
     }
+
+
+def hostname(root: str = "/") -> str:
+    """This machine's name; in a container (`root` not /), the host's, from its /etc/hostname
+    (a container's own is its id, unless it shares the host's network)."""
+    if root != "/":
+        try:
+            with open(os.path.join(root, "etc/hostname"), encoding="utf-8") as handle:
+                name = handle.read().strip()
+        except (OSError, UnicodeDecodeError):
+            name = ""
+        if name and len(name) <= 253 and name.isprintable():
+            return name
+    return socket.gethostname()
 
 
 def memory_total() -> int:
