@@ -53,7 +53,7 @@ def mounts_under(folder: Path) -> list[str]:
 
 class Docker:
     def __init__(
-        self, dockerd: str, docker: str, busybox: str, data_tmpfs_mib: int | None = None
+        self, dockerd: str, docker: str, busybox: str, *, data_tmpfs_mib: int | None = None
     ) -> None:
         """`data_tmpfs_mib`: its data root on a tmpfs of that size, so that a container's
         root filesystem is not the host's (the image test tells the two apart)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections import namedtuple
 from typing import Any
@@ -15,7 +16,7 @@ from server.data import DynamicData, StaticData
 from server.sampling import counters, processes
 from server.sampling.collector import Collector, FailureLog
 from server.sampling.counters import counter_rate, parse_diskstats, parse_net_dev, whole_disks
-from server.sampling.host import distribution
+from server.sampling.host import distribution, hostname
 from server.sampling.mounts import Filesystem, is_real_filesystem, real_filesystems
 from server.sampling.processes import ProcessTable
 from tests.contract import SAMPLE_KEYS as CONTRACT_SAMPLE_KEYS
@@ -200,10 +201,13 @@ def test_the_os_is_named_by_the_os_release_under_the_hosts_root(tmp_path: Any) -
     (tmp_path / "usr/lib/os-release").write_text('NAME="Debian GNU/Linux"\n')
     assert distribution(str(tmp_path)) == "Debian GNU/Linux"
     (tmp_path / "etc/os-release").write_text(
-        "# a comment\nNAME=Debian\nBROKEN='unclosed\n"
-        "PRETTY_NAME='Debian GNU/Linux 12 (bookworm)'\n"
+        "# a comment\nNAME=Debian\nBROKEN='unclosed\nPRETTY_NAME='Debian GNU/Linux 12 (bookworm)'\n"
     )
     assert distribution(str(tmp_path)) == "Debian GNU/Linux 12 (bookworm)"
+    # The host's name too, from its /etc/hostname; without one, this machine's.
+    assert hostname(str(tmp_path)) == socket.gethostname()
+    (tmp_path / "etc/hostname").write_text("web-1\n")
+    assert hostname(str(tmp_path)) == "web-1"
 
 
 def test_disk_io_counts_each_byte_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
