@@ -53,7 +53,7 @@ def _host_root(raw: Any) -> str:
     text = _text(raw)
     if not text.startswith("/") or not os.path.isdir(text):
         raise ValueError("the absolute path of a directory: where the host's / is mounted")
-    return os.path.normpath(text)
+    return "/" + os.path.normpath(text).lstrip("/")  # normpath keeps a leading "//"
 
 
 def _text(raw: Any) -> str:
