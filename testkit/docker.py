@@ -43,11 +43,17 @@ def busybox_rootfs(busybox: str, image: Path) -> Path:
     return image
 
 
+def mount_table() -> list[list[str]]:
+    """This process's mount table (/proc/self/mountinfo), a list of fields a mount: the
+    fifth is its mount point, those from the seventh to "-" its propagation."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as table:
+        return [line.split() for line in table]
+
+
 def mounts_under(folder: Path) -> list[str]:
     """The mount points in this process's mount table that are `folder` or inside it."""
     prefix = str(folder)
-    with open("/proc/self/mountinfo", encoding="utf-8") as table:
-        points = [line.split()[4] for line in table]
+    points = [fields[4] for fields in mount_table()]
     return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
 

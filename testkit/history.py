@@ -24,16 +24,24 @@ def stored_samples(data_dir: Path, host: str) -> list[tuple[float, int]]:
     return [(float(ts), int(seq)) for ts, seq in rows]
 
 
-def sequence_problem(rows: list[tuple[float, int]], interval: float = 1.0) -> str | None:
-    """What is wrong with a host's stored samples, or None: seqs one by one from the
-    first (no hole, no duplicate), times strictly in order about an interval apart."""
-    seqs = [seq for _ts, seq in rows]
+def numbering_problem(seqs: list[int]) -> str | None:
+    """What is wrong with a host's stored sample numbers, in time order, or None: one by
+    one from the first, no hole, no duplicate."""
     if not seqs:
         return "nothing stored"
     if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
         missing = sorted(set(range(seqs[0], max(seqs) + 1)) - set(seqs))
         doubled = len(seqs) - len(set(seqs))
         return f"missing seqs {missing[:20]} ({len(missing)}), {doubled} duplicates"
+    return None
+
+
+def sequence_problem(rows: list[tuple[float, int]], interval: float = 1.0) -> str | None:
+    """What is wrong with a host's stored samples, or None: seqs one by one from the
+    first (no hole, no duplicate), times strictly in order about an interval apart."""
+    problem = numbering_problem([seq for _ts, seq in rows])
+    if problem is not None:
+        return problem
     for (t0, s0), (t1, s1) in itertools.pairwise(rows):
         if not 0.5 * interval < t1 - t0 < 2.5 * interval:
             return f"seq {s0} at {t0} then seq {s1} at {t1}"

@@ -24,7 +24,7 @@ import requests
 
 from server import __version__
 from testkit.docker import IMAGE as BUSYBOX
-from testkit.docker import Docker
+from testkit.docker import Docker, mount_table
 from testkit.guest import rootfs_tar
 from testkit.serverproc import ROOT, free_port
 from testkit.system import require_binary, skip_or_fail_under_ci
@@ -45,12 +45,8 @@ AGENT_FLAGS = ("--network", "host", "--pid", "host", "--cgroupns", "host", "--re
 def root_is_shared() -> bool:
     """Whether / propagates mounts (rslave needs it; a systemd host's is, this sandbox's
     may not be)."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as table:
-        for line in table:
-            fields = line.split()
-            if fields[4] == "/":
-                return any(f.startswith("shared:") for f in fields[6 : fields.index("-")])
-    return False
+    root = next((fields for fields in mount_table() if fields[4] == "/"), None)
+    return root is not None and any(f.startswith("shared:") for f in root[6 : root.index("-")])
 
 
 def make_base(docker: Docker, debootstrap: str) -> None:
